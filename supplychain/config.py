@@ -1,0 +1,195 @@
+"""Configuration from ``SUPPLYCHAIN_*`` environment variables, optionally mirrored in a YAML file.
+
+Every setting has an environment variable; ``SUPPLYCHAIN_CONFIG`` may name a YAML file whose keys
+are the same names in lower case without the prefix (``database_url: …``). The environment wins
+over the file. Bad values stop start-up with a :class:`ConfigError` that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+PREFIX = "SUPPLYCHAIN_"
+_HOST_RE = re.compile(r"^(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:]+\])(?::[0-9]{1,5})?$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _hosts(var: str, value: str) -> frozenset[str]:
+    hosts = frozenset(h.strip().lower() for h in value.split(",") if h.strip())
+    for host in hosts:
+        if not _HOST_RE.match(host):
+            raise ConfigError(f"{PREFIX}{var}: {host!r} is not a registry host[:port]")
+    return hosts
+
+
+def _int(var: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{var}: {value!r} is not a whole number") from None
+    if number < 0:
+        raise ConfigError(f"{PREFIX}{var}: must not be negative")
+    return number
+
+
+def _float(var: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{var}: {value!r} is not a number") from None
+    if number < 0 or number != number:
+        raise ConfigError(f"{PREFIX}{var}: must not be negative")
+    return number
+
+
+def _bool(var: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{PREFIX}{var}: {value!r} is not a boolean (true/false)")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's settings; see the configuration table in the README."""
+
+    data_dir: Path
+    """Where the service keeps its database (embedded default), blob cache and work files."""
+    database_url: str
+    """SQLAlchemy URL; default ``sqlite:///<data_dir>/supplychain.db``."""
+    webhook_token: str | None
+    """Bearer token registries must send; webhooks are refused when unset."""
+    registries: frozenset[str]
+    """Allowlist of registry hosts we pull from."""
+    insecure_registries: frozenset[str]
+    """Hosts reached over plain HTTP (loopback hosts always may be)."""
+    trivy_path: str | None
+    """Path of the trivy binary; default: ``trivy`` on PATH, else the one installed with us."""
+    trivy_cache_dir: Path
+    """Trivy's cache dir, holding its vulnerability DB under ``db/``."""
+    trivy_offline: bool
+    """Skip Trivy DB updates and online look-ups."""
+    trivy_timeout: float
+    """Seconds one Trivy run may take."""
+    blob_cache_bytes: int
+    """Size cap of the content-addressed blob cache."""
+    workers: int
+    """In-process workers started by ``serve``."""
+    job_max_attempts: int
+    """Attempts before a job is marked failed for good."""
+    job_lease_seconds: float
+    """How long a claimed job stays leased without a heartbeat."""
+    gate_wait_seconds: float
+    """Default seconds the gate waits for a pending verdict."""
+    listen: str
+    """``host:port`` the HTTP API listens on."""
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True for the embedded single-machine database."""
+        return self.database_url.startswith("sqlite")
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "registries": _hosts,
+    "insecure_registries": _hosts,
+    "trivy_offline": _bool,
+    "trivy_timeout": _float,
+    "blob_cache_bytes": _int,
+    "workers": _int,
+    "job_max_attempts": _int,
+    "job_lease_seconds": _float,
+    "gate_wait_seconds": _float,
+}
+
+_DEFAULTS: dict[str, str] = {
+    "registries": "",
+    "insecure_registries": "",
+    "trivy_offline": "false",
+    "trivy_timeout": "600",
+    "blob_cache_bytes": str(10 * 1024**3),
+    "workers": "2",
+    "job_max_attempts": "5",
+    "job_lease_seconds": "120",
+    "gate_wait_seconds": "0",
+    "listen": "127.0.0.1:8080",
+}
+
+
+def _file_values(environ: Mapping[str, str]) -> dict[str, str]:
+    path = environ.get(f"{PREFIX}CONFIG")
+    if not path:
+        return {}
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{PREFIX}CONFIG: cannot read {path}: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{PREFIX}CONFIG: {path} must hold a mapping of settings")
+    known = {f.name for f in fields(Settings)}
+    values: dict[str, str] = {}
+    for key, value in loaded.items():
+        name = str(key).lower()
+        if name not in known:
+            raise ConfigError(f"{PREFIX}CONFIG: unknown setting {key!r} in {path}")
+        values[name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``environ`` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+    raw = {**_DEFAULTS, **_file_values(env)}
+    for f in fields(Settings):
+        var = f"{PREFIX}{f.name.upper()}"
+        if var in env:
+            raw[f.name] = env[var]
+    data_dir = Path(raw.get("data_dir") or Path.home() / ".local" / "share" / "supplychain")
+    if not data_dir.is_absolute():
+        data_dir = Path.cwd() / data_dir
+    values: dict[str, Any] = {
+        name: parse(name.upper(), raw[name]) for name, parse in _PARSERS.items()
+    }
+    database_url = raw.get("database_url") or f"sqlite:///{data_dir / 'supplychain.db'}"
+    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", database_url):
+        raise ConfigError(
+            f"{PREFIX}DATABASE_URL: only sqlite:// and postgresql:// URLs are supported"
+        )
+    token = raw.get("webhook_token") or None
+    if token is not None and len(token) < 16:
+        raise ConfigError(f"{PREFIX}WEBHOOK_TOKEN: must be at least 16 characters")
+    listen = raw["listen"]
+    if not re.match(r"^[\w.\-\[\]:]+:\d{1,5}$", listen):
+        raise ConfigError(f"{PREFIX}LISTEN: {listen!r} is not host:port")
+    if values["workers"] > 64:
+        raise ConfigError(f"{PREFIX}WORKERS: at most 64")
+    for name in ("trivy_timeout", "job_lease_seconds"):
+        if values[name] <= 0:
+            raise ConfigError(f"{PREFIX}{name.upper()}: must be positive")
+    if values["job_max_attempts"] < 1:
+        raise ConfigError(f"{PREFIX}JOB_MAX_ATTEMPTS: at least 1")
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        webhook_token=token,
+        trivy_path=raw.get("trivy_path") or None,
+        trivy_cache_dir=Path(raw.get("trivy_cache_dir") or data_dir / "trivy"),
+        listen=listen,
+        **values,
+    )

@@ -1,0 +1,264 @@
+"""The pipeline's roles, one small interface each: source → cataloger → scanner → verifier → policy.
+
+Data flows one way: each stage takes what the stages before it produced and returns a frozen
+value. Each role has its own error type; a stage that cannot do its work raises it, and the job
+fails with that reason (it never turns into an "allow").
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+Decision = Literal["allow", "deny", "pending"]
+
+
+@dataclass(frozen=True)
+class ImageTarget:
+    """One single-platform image manifest to process."""
+
+    registry: str
+    """Registry host with optional port, as in the allowlist."""
+    repository: str
+    """Repository path inside the registry."""
+    digest: str
+    """Digest of the image manifest, ``sha256:<hex>``."""
+    tag: str | None = None
+    """The tag the image was pushed or asked for under, if any."""
+
+    @property
+    def pinned(self) -> str:
+        """``registry/repository@digest``."""
+        return f"{self.registry}/{self.repository}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a pulled image."""
+
+    digest: str
+    """Digest of the (compressed) layer blob."""
+    media_type: str
+    """Layer media type as the manifest states it."""
+    size: int
+    """Size in bytes of the blob."""
+    path: Path
+    """The verified blob in the content-addressed cache."""
+
+
+@dataclass(frozen=True)
+class PulledImage:
+    """An image pulled by digest, every blob verified, laid out as an OCI image layout on disk."""
+
+    target: ImageTarget
+    """What was pulled."""
+    media_type: str
+    """Media type of the image manifest."""
+    manifest: bytes
+    """The exact manifest bytes whose SHA-256 is ``target.digest``."""
+    config: bytes
+    """The exact image config bytes (verified against the manifest)."""
+    platform: str | None
+    """``os/arch[/variant]`` from the config, when it states one."""
+    layers: tuple[Layer, ...]
+    """Layers, bottom first."""
+    layout_dir: Path
+    """An OCI image layout holding this image alone, for tools that read one (Trivy)."""
+
+
+@dataclass(frozen=True)
+class Component:
+    """One package found in an image."""
+
+    name: str
+    """Package name as its ecosystem spells it."""
+    version: str
+    """Installed version."""
+    purl: str | None
+    """Package URL, when one can be formed."""
+    type: str
+    """Ecosystem or cataloger kind, e.g. ``deb``, ``pypi``, ``npm``."""
+    layer_digest: str | None = None
+    """Digest of the layer that brought the package, when known."""
+    path: str | None = None
+    """Path of the file the package was read from, when known."""
+
+
+@dataclass(frozen=True)
+class Sbom:
+    """A software bill of materials for one image."""
+
+    format: str
+    """Document format, e.g. ``cyclonedx-json``."""
+    document: bytes
+    """The whole document as produced."""
+    components: tuple[Component, ...]
+    """The packages the document lists."""
+    generator: str
+    """Tool and version that made it."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One vulnerability affecting one package of an image."""
+
+    vuln_id: str
+    """Advisory id, e.g. ``CVE-2023-1234`` or ``GHSA-…``."""
+    package: str
+    """Affected package name."""
+    purl: str | None
+    """Package URL of the affected package."""
+    installed: str
+    """Installed version."""
+    fixed: str | None
+    """First fixed version(s), if any."""
+    severity: str
+    """UNKNOWN, LOW, MEDIUM, HIGH or CRITICAL."""
+    status: str | None = None
+    """Advisory status (fixed, affected, will_not_fix, …)."""
+    title: str | None = None
+    """Short title of the advisory."""
+    data_source: str | None = None
+    """Advisory source id, e.g. ``ghsa`` or ``debian``."""
+    layer_digest: str | None = None
+    """Layer the package came from."""
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a vulnerability scanner reported for one image."""
+
+    scanner: str
+    """Scanner name."""
+    scanner_version: str
+    """Scanner version."""
+    db_updated_at: datetime | None
+    """``UpdatedAt`` of the advisory DB the scan used."""
+    db_digest: str | None
+    """SHA-256 of the advisory DB file the scan used."""
+    findings: tuple[Finding, ...]
+    """Findings, one per (advisory, package)."""
+    report: bytes = b""
+    """The scanner's raw report."""
+
+
+@dataclass(frozen=True)
+class SignatureEvidence:
+    """A signature or attestation found for an image, and what checking it showed."""
+
+    kind: str
+    """How it is stored, e.g. ``cosign-tag`` for the ``sha256-<hex>.sig`` scheme."""
+    reference: str
+    """Where it was found (``registry/repo:tag`` or ``@digest``)."""
+    digest: str
+    """Digest of the manifest or blob holding it."""
+    verified: bool
+    """True only when the signature was checked against a trusted key or identity."""
+    reason: str
+    """Why it is (not) verified."""
+    signer: str | None = None
+    """Key id or certificate identity, when known."""
+    payload: bytes = b""
+    """The signed payload, stored whole."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the policy sees about one image."""
+
+    image: PulledImage | None
+    """The pulled image, or None when it could not be pulled."""
+    sbom: Sbom | None
+    """SBOM, or None when none was made."""
+    scan: ScanResult | None
+    """Scan, or None when the image is not (yet) scanned."""
+    signatures: tuple[SignatureEvidence, ...] = ()
+    """Signatures and attestations found."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A policy decision with its reasons."""
+
+    decision: Decision
+    """allow, deny or pending."""
+    reasons: tuple[str, ...]
+    """Human-readable reasons; a deny always has at least one."""
+    policy: str
+    """Policy name."""
+    policy_digest: str
+    """SHA-256 of the policy's definition, so auditors know which rules decided."""
+    evaluated_at: datetime | None = None
+    """When the policy was evaluated."""
+    details: dict[str, object] = field(default_factory=dict, compare=False)
+    """Structured extras (counts per severity…)."""
+
+
+class SourceError(Exception):
+    """An image could not be pulled or did not verify."""
+
+
+class CatalogError(Exception):
+    """An SBOM could not be made."""
+
+
+class ScanError(Exception):
+    """A vulnerability scan could not be run or its output could not be read."""
+
+
+class VerifyError(Exception):
+    """Signatures could not be looked up (not: a signature did not verify, which is evidence)."""
+
+
+class PolicyError(Exception):
+    """A policy could not be evaluated."""
+
+
+class ImageSource(ABC):
+    """Pulls one image by digest, verifying every fetched byte."""
+
+    @abstractmethod
+    def pull(self, target: ImageTarget) -> PulledImage:
+        """Pull ``target``; raise :class:`SourceError` on any failure."""
+
+
+class Cataloger(ABC):
+    """Makes an SBOM of a pulled image."""
+
+    @abstractmethod
+    def catalog(self, image: PulledImage) -> Sbom:
+        """Catalogue ``image``; raise :class:`CatalogError` on failure."""
+
+
+class Scanner(ABC):
+    """Finds known vulnerabilities of a pulled image."""
+
+    @abstractmethod
+    def scan(self, image: PulledImage, sbom: Sbom) -> ScanResult:
+        """Scan ``image``; raise :class:`ScanError` on failure."""
+
+
+class Verifier(ABC):
+    """Finds and checks the signatures and attestations an image carries."""
+
+    @abstractmethod
+    def verify(self, image: PulledImage) -> tuple[SignatureEvidence, ...]:
+        """Look up and check signatures of ``image``; raise :class:`VerifyError` if lookup fails."""
+
+
+class Policy(ABC):
+    """Decides allow, deny or pending from evidence."""
+
+    name: str
+
+    @property
+    @abstractmethod
+    def digest(self) -> str:
+        """SHA-256 of the policy definition."""
+
+    @abstractmethod
+    def evaluate(self, evidence: Evidence) -> Verdict:
+        """Decide on ``evidence``; raise :class:`PolicyError` on failure."""
