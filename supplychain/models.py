@@ -1,0 +1,311 @@
+"""SQLAlchemy 2 models: the durable record of everything the service saw, did and decided.
+
+The same models run on SQLite (embedded default) and PostgreSQL. Times are stored in UTC and
+read back timezone-aware. The audit log is append-only: the migration installs triggers that
+refuse UPDATE and DELETE on it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so migrations name constraints stably."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+Digest = String(71)  # "sha256:" + 64 hex
+
+
+class Image(Base):
+    """One single-platform image manifest in one repository."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("host", "repository", "digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    repository: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(Digest, index=True)
+    media_type: Mapped[str | None] = mapped_column(String(255))
+    platform: Mapped[str | None] = mapped_column(String(64))
+    index_digest: Mapped[str | None] = mapped_column(Digest)
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TagEvent(Base):
+    """A tag pointing at a digest from ``seen_at`` until ``superseded_at`` (null: current)."""
+
+    __tablename__ = "tags"
+    __table_args__ = (Index(None, "host", "repository", "tag"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    repository: Mapped[str] = mapped_column(String(255))
+    tag: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str] = mapped_column(Digest)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    superseded_at: Mapped[datetime | None]
+    source: Mapped[str] = mapped_column(String(32))
+
+
+class WebhookDelivery(Base):
+    """A webhook request as received, stored before it is answered."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    authenticated: Mapped[bool] = mapped_column(Boolean)
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_created: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SeenEvent(Base):
+    """Dedupe keys of webhook events already turned into work (event ids)."""
+
+    __tablename__ = "seen_events"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id"))
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """A durable unit of work: process one image (or an index, which fans out)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index(None, "state", "run_after"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    dedupe_key: Mapped[str] = mapped_column(String(512), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    repository: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(Digest)
+    tag: Mapped[str | None] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    run_after: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(255))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    failures: Mapped[list[JobFailure]] = relationship(
+        back_populates="job", order_by="JobFailure.id"
+    )
+
+
+class JobFailure(Base):
+    """Why one attempt of a job failed."""
+
+    __tablename__ = "job_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="failures")
+
+
+class Scan(Base):
+    """One run of the pipeline over one image, with its evidence."""
+
+    __tablename__ = "scans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    stage_seconds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    scanner: Mapped[str] = mapped_column(String(64))
+    scanner_version: Mapped[str] = mapped_column(String(64))
+    db_updated_at: Mapped[datetime | None]
+    db_digest: Mapped[str | None] = mapped_column(Digest)
+    sbom_format: Mapped[str | None] = mapped_column(String(32))
+    sbom_generator: Mapped[str | None] = mapped_column(String(128))
+    sbom_digest: Mapped[str | None] = mapped_column(Digest)
+    sbom: Mapped[bytes | None] = mapped_column(LargeBinary)
+    report: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    image: Mapped[Image] = relationship()
+
+
+class Component(Base):
+    """A package found in an image by one scan."""
+
+    __tablename__ = "components"
+    __table_args__ = (Index(None, "name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(512))
+    version: Mapped[str] = mapped_column(String(255))
+    purl: Mapped[str | None] = mapped_column(Text, index=True)
+    layer_digest: Mapped[str | None] = mapped_column(Digest)
+    path: Mapped[str | None] = mapped_column(Text)
+
+
+class Finding(Base):
+    """A vulnerability of a package of an image, as one scan found it."""
+
+    __tablename__ = "findings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    vuln_id: Mapped[str] = mapped_column(String(128), index=True)
+    package: Mapped[str] = mapped_column(String(512))
+    purl: Mapped[str | None] = mapped_column(Text)
+    installed: Mapped[str] = mapped_column(String(255))
+    fixed: Mapped[str | None] = mapped_column(String(255))
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str | None] = mapped_column(String(32))
+    title: Mapped[str | None] = mapped_column(Text)
+    data_source: Mapped[str | None] = mapped_column(String(128))
+    layer_digest: Mapped[str | None] = mapped_column(Digest)
+
+
+class Signature(Base):
+    """A signature found for an image, stored whole with what checking it showed."""
+
+    __tablename__ = "signatures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(Digest)
+    verified: Mapped[bool] = mapped_column(Boolean)
+    signer: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    found_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Attestation(Base):
+    """An attestation found for an image, stored whole with what checking it showed."""
+
+    __tablename__ = "attestations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    predicate_type: Mapped[str | None] = mapped_column(Text)
+    reference: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(Digest)
+    verified: Mapped[bool] = mapped_column(Boolean)
+    signer: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    found_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Verdict(Base):
+    """A policy decision: made by the pipeline, or answered to a gate request."""
+
+    __tablename__ = "verdicts"
+    __table_args__ = (Index(None, "image_id", "evaluated_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id"))
+    scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id"))
+    context: Mapped[str] = mapped_column(String(16))
+    requested: Mapped[str | None] = mapped_column(Text)
+    digest: Mapped[str | None] = mapped_column(Digest)
+    decision: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    policy: Mapped[str] = mapped_column(String(128))
+    policy_digest: Mapped[str] = mapped_column(Digest)
+    evaluated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+
+
+class AuditEntry(Base):
+    """Append-only log of what happened, for auditors."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
