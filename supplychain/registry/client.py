@@ -1,0 +1,293 @@
+"""A registry client (OCI distribution API v2) that pulls by digest and verifies every byte.
+
+Every request first checks the registry host against the allowlist (before any network I/O) and
+the repository/reference against distribution's grammar. Plain HTTP is used for loopback hosts
+(``localhost``, 127.0.0.0/8, ``[::1]``, as Docker does) and for hosts listed as insecure; HTTPS
+otherwise. Redirects (registries send blob downloads to storage) are followed by hand, at most
+:data:`MAX_REDIRECTS`, only to URLs :func:`check_outbound_url` allows, and our ``Authorization``
+header goes only to the registry's own origin. 404 on a manifest or blob raises
+:class:`NotFoundError`; :meth:`RegistryClient.try_get_manifest` is the optional look-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from supplychain.mediatypes import ALL_MANIFEST_TYPES
+from supplychain.reference import ImageReference, valid_digest, valid_repository, valid_tag
+from supplychain.registry.auth import Authenticator, CredentialStore
+from supplychain.registry.cache import BlobCache, check_digest
+from supplychain.registry.errors import (
+    AuthError,
+    BlobTooLargeError,
+    DigestMismatchError,
+    NotAllowedError,
+    NotFoundError,
+    RegistryError,
+)
+from supplychain.registry.network import check_outbound_url, is_loopback_host, read_limited
+
+__all__ = ["Descriptor", "Manifest", "RegistryClient"]
+
+log = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 5
+DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_BLOB_BYTES = 8 * 1024**3
+_CHUNK = 256 * 1024
+_API_HOSTS = {"docker.io": "registry-1.docker.io"}
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """What a reference resolves to: the manifest's media type, digest and size."""
+
+    media_type: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A fetched manifest: ``data`` are the exact bytes, ``digest`` their SHA-256."""
+
+    media_type: str
+    digest: str
+    data: bytes
+
+
+class _NoNetrc(requests.auth.AuthBase):
+    """Keeps requests from adding ``~/.netrc`` credentials (they would follow redirects)."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
+class RegistryClient:
+    """Pulls manifests and blobs from allowlisted registries; see the module doc."""
+
+    def __init__(
+        self,
+        allowed: frozenset[str],
+        insecure: frozenset[str],
+        cache: BlobCache,
+        credentials: CredentialStore | None = None,
+        *,
+        timeout: float = 30.0,
+        max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES,
+        max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
+        user_agent: str = "supplychain/0.1",
+    ) -> None:
+        self.allowed = frozenset(host.lower() for host in allowed)
+        self.insecure = frozenset(host.lower() for host in insecure)
+        self.cache = cache
+        self.timeout = timeout
+        self.max_manifest_bytes = max_manifest_bytes
+        self.max_blob_bytes = max_blob_bytes
+        self.session = requests.Session()
+        self.session.auth = _NoNetrc()
+        self.session.headers["User-Agent"] = user_agent
+        plain = self.insecure | frozenset(h for h in self.allowed if is_loopback_host(h))
+        self.auth = Authenticator(
+            self.session, credentials, timeout=timeout, plain_http_hosts=plain
+        )
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- public API -------------------------------------------------------------------------
+
+    def resolve(self, ref: ImageReference) -> Descriptor:
+        """Media type, digest and size of the manifest ``ref`` names (its digest, if pinned)."""
+        manifest = self.get_manifest(ref.registry, ref.repository, ref.reference)
+        return Descriptor(manifest.media_type, manifest.digest, len(manifest.data))
+
+    def get_manifest(self, registry: str, repository: str, reference: str) -> Manifest:
+        """Fetch a manifest by tag or digest; raise :class:`NotFoundError` on 404.
+
+        By digest, the bytes must hash to it; a ``Docker-Content-Digest`` header must agree too.
+        """
+        if not (valid_digest(reference) or valid_tag(reference)):
+            raise RegistryError(f"invalid manifest reference {reference[:140]!r}")
+        headers = {"Accept": ", ".join(ALL_MANIFEST_TYPES)}
+        where = (
+            f"{registry}/{repository}@{reference}"
+            if valid_digest(reference)
+            else f"{registry}/{repository}:{reference}"
+        )
+        response = self._get(registry, repository, f"manifests/{reference}", headers)
+        with response:
+            self._check_status(response, f"manifest {where}")
+            data = read_limited(response, self.max_manifest_bytes, f"manifest {where}")
+            content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
+            header_digest = response.headers.get("Docker-Content-Digest", "")
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if valid_digest(reference) and digest != reference:
+            raise DigestMismatchError(f"manifest {where}: content hashes to {digest}")
+        if header_digest.startswith("sha256:") and header_digest != digest:
+            raise DigestMismatchError(
+                f"manifest {where}: Docker-Content-Digest {header_digest[:80]} != {digest}"
+            )
+        return Manifest(_media_type(data, content_type), digest, data)
+
+    def try_get_manifest(self, registry: str, repository: str, reference: str) -> Manifest | None:
+        """Like :meth:`get_manifest`, but None when there is none (e.g. cosign ``.sig`` tags)."""
+        try:
+            return self.get_manifest(registry, repository, reference)
+        except NotFoundError:
+            return None
+
+    def manifest_exists(self, registry: str, repository: str, reference: str) -> bool:
+        """True when the registry has a manifest under ``reference`` (one verified GET)."""
+        return self.try_get_manifest(registry, repository, reference) is not None
+
+    def get_blob(self, registry: str, repository: str, digest: str, size: int) -> Path:
+        """The verified blob in the cache, fetched when missing; ``size`` is the descriptor's."""
+        self.base_url(registry)  # the allowlist applies to cache hits too
+        check_digest(digest)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise RegistryError(f"blob {digest}: invalid size {size!r}")
+        if size > self.max_blob_bytes:
+            raise BlobTooLargeError(
+                f"blob {digest} of {size} bytes is over the limit of {self.max_blob_bytes}"
+            )
+        if self.cache.has(digest):
+            path = self.cache.path(digest)
+            if path.stat().st_size != size:
+                raise DigestMismatchError(
+                    f"blob {digest} is {path.stat().st_size} bytes, its descriptor states {size}"
+                )
+            return path
+        where = f"blob {registry}/{repository}@{digest}"
+        response = self._get(registry, repository, f"blobs/{digest}", {})
+        with response:
+            self._check_status(response, where)
+            length = response.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) != size:
+                raise DigestMismatchError(
+                    f"{where}: Content-Length {length}, its descriptor states {size}"
+                )
+            return self.cache.put_stream(digest, response.iter_content(_CHUNK), size)
+
+    def list_tags(self, registry: str, repository: str, *, max_pages: int = 100) -> list[str]:
+        """All tags of ``repository`` (following ``Link: <..>; rel="next"`` on the same host)."""
+        tags: list[str] = []
+        path: str | None = "tags/list"
+        for _ in range(max_pages):
+            if path is None:
+                break
+            response = self._get(registry, repository, path, {"Accept": "application/json"})
+            with response:
+                self._check_status(response, f"tags of {registry}/{repository}")
+                body = read_limited(
+                    response, self.max_manifest_bytes, f"tags of {registry}/{repository}"
+                )
+                next_link = response.links.get("next", {}).get("url")
+            try:
+                page = json.loads(body).get("tags") or []
+            except (ValueError, AttributeError):
+                raise RegistryError(f"malformed tag list from {registry}/{repository}") from None
+            tags.extend(tag for tag in page if isinstance(tag, str))
+            path = _next_page(next_link, repository)
+        return tags
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def base_url(self, registry: str) -> str:
+        """``http(s)://host`` for ``registry``; refuses hosts outside the allowlist."""
+        host = registry.lower()
+        if host not in self.allowed:
+            raise NotAllowedError(f"registry {registry[:255]!r} is not in the allowlist")
+        scheme = "http" if host in self.insecure or is_loopback_host(host) else "https"
+        return f"{scheme}://{_API_HOSTS.get(host, host)}"
+
+    def _get(
+        self, registry: str, repository: str, path: str, headers: dict[str, str]
+    ) -> requests.Response:
+        """GET ``/v2/<repository>/<path>`` with auth (one challenge round) and checked redirects."""
+        base = self.base_url(registry)
+        if not valid_repository(repository):
+            raise RegistryError(f"invalid repository {repository[:255]!r}")
+        url = f"{base}/v2/{repository}/{path}"
+        scope = f"repository:{repository}:pull"
+        authorization = self.auth.cached(registry, scope)
+        for attempt in range(2):
+            response = self._follow(url, headers, authorization)
+            if (
+                response.status_code != 401
+                or urlsplit(response.url).netloc != urlsplit(base).netloc
+            ):
+                return response
+            challenge = response.headers.get("WWW-Authenticate", "")
+            response.close()
+            if attempt == 1 or not challenge:
+                break
+            self.auth.forget(registry, scope)
+            authorization = self.auth.authorize(registry, scope, challenge)
+        raise AuthError(f"{registry}/{repository}: unauthorized")
+
+    def _follow(
+        self, url: str, headers: dict[str, str], authorization: str | None
+    ) -> requests.Response:
+        origin = urlsplit(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            sent = dict(headers)
+            here = urlsplit(url)
+            if authorization and (here.scheme, here.netloc) == (origin.scheme, origin.netloc):
+                sent["Authorization"] = authorization
+            try:
+                response = self.session.get(
+                    url, headers=sent, timeout=self.timeout, stream=True, allow_redirects=False
+                )
+            except requests.RequestException as exc:
+                raise RegistryError(
+                    f"GET {here.netloc}{here.path} failed: {type(exc).__name__}"
+                ) from None
+            location = response.headers.get("Location")
+            if response.status_code not in _REDIRECTS or not location:
+                return response
+            response.close()
+            url = urljoin(url, location)
+            check_outbound_url(url, plain_http_hosts=self.insecure)
+            log.debug("following redirect", extra={"host": urlsplit(url).netloc})
+        raise RegistryError(f"too many redirects from {origin.netloc}{origin.path}")
+
+    @staticmethod
+    def _check_status(response: requests.Response, what: str) -> None:
+        status = response.status_code
+        if status == 200:
+            return
+        if status == 404:
+            raise NotFoundError(f"{what}: not found")
+        if status in (401, 403):
+            raise AuthError(f"{what}: access denied (HTTP {status})")
+        raise RegistryError(f"{what}: HTTP {status}")
+
+
+def _media_type(data: bytes, content_type: str) -> str:
+    """The ``mediaType`` the (hashed) document states, else the response's Content-Type."""
+    try:
+        document = json.loads(data)
+    except ValueError:
+        raise RegistryError("manifest is not JSON") from None
+    stated = document.get("mediaType") if isinstance(document, dict) else None
+    return stated if isinstance(stated, str) and stated else content_type
+
+
+def _next_page(link: str | None, repository: str) -> str | None:
+    """The path after ``/v2/<repository>/`` of a same-host ``next`` link, else None."""
+    if not link:
+        return None
+    parts = urlsplit(link)
+    prefix = f"/v2/{repository}/"
+    if parts.netloc or not parts.path.startswith(prefix):
+        return None
+    return parts.path[len(prefix) :] + (f"?{parts.query}" if parts.query else "")

@@ -1,0 +1,41 @@
+"""Errors of the registry client; all are :class:`~supplychain.interface.SourceError`.
+
+Messages name hosts, repositories and digests only: never a token, password or query string.
+"""
+
+from __future__ import annotations
+
+from supplychain.interface import SourceError
+
+__all__ = [
+    "AuthError",
+    "BlobTooLargeError",
+    "DigestMismatchError",
+    "NotAllowedError",
+    "NotFoundError",
+    "RegistryError",
+]
+
+
+class RegistryError(SourceError):
+    """A registry request failed or its answer did not verify."""
+
+
+class DigestMismatchError(RegistryError):
+    """Fetched bytes do not hash to (or are not the size of) the digest they were asked for."""
+
+
+class NotAllowedError(RegistryError):
+    """A host outside the registry allowlist, or a URL we refuse to follow (realm, redirect)."""
+
+
+class NotFoundError(RegistryError):
+    """The registry answered 404 for a manifest or blob."""
+
+
+class BlobTooLargeError(RegistryError):
+    """A manifest, blob or token response is over its size limit."""
+
+
+class AuthError(RegistryError):
+    """Authentication or authorization at the registry or its token server failed."""
