@@ -1,0 +1,9 @@
+"""Registry webhook adapters: one module per registry's webhook format."""
+
+from registry_hooks.distribution import DistributionAdapter
+from registry_hooks.interface import HookAdapter, HookError, PushEvent
+
+ADAPTERS: dict[str, HookAdapter] = {adapter.name: adapter for adapter in (DistributionAdapter(),)}
+"""Adapters by the name used in ``/v1/hooks/<name>``."""
+
+__all__ = ["ADAPTERS", "DistributionAdapter", "HookAdapter", "HookError", "PushEvent"]
