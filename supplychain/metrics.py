@@ -1,0 +1,22 @@
+"""Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+WEBHOOKS = Counter(
+    "supplychain_webhook_requests_total",
+    "Webhook requests by source and status",
+    ["source", "status"],
+)
+JOBS = Counter("supplychain_jobs_total", "Job attempts by outcome", ["outcome"])
+GATE = Counter("supplychain_gate_decisions_total", "Gate answers by decision", ["decision"])
+STAGE_SECONDS = Histogram(
+    "supplychain_stage_seconds",
+    "Wall time of each pipeline stage",
+    ["stage"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+GATE_SECONDS = Histogram(
+    "supplychain_gate_seconds", "Gate answer latency", buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30)
+)
