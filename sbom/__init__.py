@@ -1,0 +1,1 @@
+"""SBOM catalogers and CycloneDX output (the foundation uses Trivy's SBOM; see the SBOM issue)."""

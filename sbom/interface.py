@@ -1,0 +1,138 @@
+"""The cataloger interface, after Trivy's analyzers (pkg/fanal/analyzer).
+
+Each cataloger registers itself, says which paths it needs (so each layer is streamed once and
+only those files are read), and carries a version that keys the per-layer cache. A cataloger sees
+the files it asked for from ONE layer and returns packages grouped by the file they came from;
+the layers are then merged with overlay semantics (an upper layer's file replaces the lower one,
+whiteouts delete), and packages whose files an OS package owns are dropped from the language
+results. This file is the contract between the layer reader and the catalogers: keep it stable.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from packageurl import PackageURL
+
+__all__ = [
+    "CATALOGERS",
+    "CatalogerError",
+    "FileEntry",
+    "LayerCataloger",
+    "OSInfo",
+    "Package",
+    "register",
+]
+
+
+class CatalogerError(Exception):
+    """A file a cataloger asked for could not be parsed; the reader logs it and goes on."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One regular file from one layer, as a cataloger receives it."""
+
+    path: str
+    """Normalised path inside the image, relative, no leading slash (``var/lib/dpkg/status``)."""
+    data: bytes
+    """The file's content (capped: the reader skips files over the cataloger's ``max_size``)."""
+    mode: int = 0o644
+    """Permission bits."""
+
+
+@dataclass(frozen=True)
+class OSInfo:
+    """The image's operating system, from ``etc/os-release`` and friends."""
+
+    family: str
+    """``debian``, ``ubuntu``, ``alpine``, ``redhat``, ``rocky``… (the purl namespace)."""
+    version: str
+    """Version id, e.g. ``12`` or ``3.19.1``."""
+    name: str = ""
+    """Pretty name."""
+
+
+@dataclass(frozen=True)
+class Package:
+    """One package found in one file of one layer."""
+
+    type: str
+    """purl type: deb, apk, rpm, pypi, npm, golang, maven, cargo, gem or composer."""
+    name: str
+    """Name as the ecosystem spells it (purl-normalised by :meth:`purl`)."""
+    version: str
+    """Installed version (for deb/rpm with epoch as ``epoch:version``)."""
+    namespace: str | None = None
+    """purl namespace (``debian``, npm scope ``@scope``, maven group id, go module path prefix)."""
+    qualifiers: tuple[tuple[str, str], ...] = ()
+    """purl qualifiers, e.g. ``(("arch", "amd64"), ("distro", "debian-12"))``."""
+    licenses: tuple[str, ...] = ()
+    """Licenses the package states (SPDX ids or expressions where it uses them)."""
+    source_name: str | None = None
+    """Source package name (deb ``Source:``, rpm source rpm), when it differs or is known."""
+    source_version: str | None = None
+    """Source package version."""
+    depends: tuple[str, ...] = ()
+    """Names of packages this one depends on, as the package DB records them."""
+    owned_files: tuple[str, ...] = ()
+    """Files an OS package installed (normalised like :attr:`FileEntry.path`)."""
+    path: str = ""
+    """The file the package was read from (set by the cataloger)."""
+    layer_digest: str = ""
+    """The layer it came from (set by the reader)."""
+    properties: tuple[tuple[str, str], ...] = field(default=())
+    """Extra name/value pairs for the SBOM."""
+
+    def purl(self) -> str:
+        """The package URL."""
+        return PackageURL(
+            type=self.type,
+            namespace=self.namespace,
+            name=self.name,
+            version=self.version,
+            qualifiers=dict(self.qualifiers) or None,
+        ).to_string()
+
+
+class LayerCataloger(ABC):
+    """Finds packages in the files of one layer."""
+
+    name: str
+    """Unique short name, e.g. ``dpkg``."""
+    version: int
+    """Bump when output changes: it keys the per-layer cache."""
+    os_packages: bool = False
+    """True for OS package managers, whose owned files language catalogers skip."""
+    max_size: int = 64 * 1024 * 1024
+    """Files bigger than this are not read for this cataloger."""
+
+    @abstractmethod
+    def wants(self, path: str) -> bool:
+        """True when the file at ``path`` (normalised) is needed; cheap, called per entry."""
+
+    @abstractmethod
+    def catalog(
+        self, files: Sequence[FileEntry], os_info: OSInfo | None
+    ) -> Mapping[str, list[Package]]:
+        """Packages per source file path, from the wanted files of ONE layer.
+
+        Return an entry (possibly an empty list) for every path that was read, so that an upper
+        layer's file replaces what a lower layer's same path produced. Raise nothing for bad
+        entries: skip them (log a warning); raise :class:`CatalogerError` only if nothing is usable.
+        """
+
+
+CATALOGERS: dict[str, LayerCataloger] = {}
+"""Registered catalogers by name."""
+
+
+def register(cls: type[LayerCataloger]) -> type[LayerCataloger]:
+    """Class decorator: instantiate and register a cataloger."""
+    instance = cls()
+    if instance.name in CATALOGERS:
+        raise ValueError(f"cataloger {instance.name!r} registered twice")
+    CATALOGERS[instance.name] = instance
+    return cls
