@@ -80,7 +80,8 @@ def upsert_image(
         )
         session.add(image)
     image.media_type = media_type or image.media_type
-    image.platform = platform or image.platform
+    # The platform an index declares (what a pull selects by) is recorded first and kept.
+    image.platform = image.platform or platform
     image.index_digest = index_digest or image.index_digest
     session.flush()
     return image

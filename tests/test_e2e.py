@@ -302,3 +302,41 @@ def test_registry_serving_wrong_bytes_fails_the_job_and_records_no_scan(stack: S
             )
             == 0
         )
+
+
+def test_scan_cli_prints_verdict_and_findings_as_json(stack: Stack) -> None:
+    result = run_cli(["scan", f"{stack.registry.host}/team/app:v1", "--output", "json"], stack.env)
+    assert result.returncode == 1, result.stderr[-2000:]
+    answer = json.loads(result.stdout)
+    assert (answer["decision"], answer["digest"]) == ("deny", stack.app)
+    requests_finding = next(f for f in answer["findings"] if f["id"] == "CVE-2018-18074")
+    assert requests_finding == {
+        "id": "CVE-2018-18074",
+        "package": "requests",
+        "purl": "pkg:pypi/requests@2.19.0",
+        "installed": "2.19.0",
+        "fixed": "2.20.0",
+        "severity": "CRITICAL",
+        "image": stack.app,
+    }
+
+
+def test_index_fans_out_and_gate_decides_per_platform(stack: Stack, tmp_path: Path) -> None:
+    layout = images.index_layout(tmp_path / "multi", {"linux/amd64": "app", "linux/arm64": "base"})
+    host = stack.registry.host
+    index_digest = images.push(layout, "multi", f"{host}/team/multi:v1")
+    ref = f"{host}/team/multi:v1"
+    both = run_cli(["gate", ref, "--wait", "240", "--output", "json"], stack.env)
+    answer = json.loads(both.stdout)
+    assert both.returncode == 1, both.stdout
+    assert answer["digest"] == index_digest
+    assert any(r.startswith("linux/amd64: CRITICAL CVE-2018-18074") for r in answer["reasons"])
+    arm = run_cli(["gate", ref, "--platform", "linux/arm64", "--wait", "60"], stack.env)
+    assert arm.returncode == 0, arm.stdout
+    with stack.db.session() as session:
+        kinds = dict(
+            session.execute(
+                select(Job.digest, Job.kind).where(Job.repository == "team/multi")
+            ).all()
+        )
+    assert kinds == {index_digest: "index", stack.app: "image", stack.base: "image"}

@@ -14,9 +14,10 @@ from supplychain.jobs import JobQueue
 from supplychain.models import Job, JobFailure, Scan, Verdict
 from tests.conftest import new_database
 from tests.support import images
+from tests.support.advisories import URLLIB3_HIGH
 from tests.support.registry import Registry
 from tests.support.service import Process, service_env, wait_for
-from tests.support.trivydb import Advisory, build_trivy_db
+from tests.support.trivydb import build_trivy_db
 
 pytestmark = pytest.mark.e2e
 
@@ -30,16 +31,7 @@ def test_killed_worker_job_finishes_on_next_claim_once(tmp_path: Path) -> None:
     slow.chmod(0o755)
     build_trivy_db(
         tmp_path / "trivy",
-        [
-            Advisory(
-                "CVE-2019-11324",
-                "pip::GitHub Security Advisory pip",
-                "urllib3",
-                "HIGH",
-                vulnerable_versions=("<1.24.2",),
-                patched_versions=("1.24.2",),
-            )
-        ],
+        [URLLIB3_HIGH],
     )
     layout = images.tiny_layout()
     with new_database() as url, Registry(tmp_path / "registry") as registry:

@@ -50,6 +50,7 @@ PURGED_DEB_PACKAGE = "libsemanage-common"  # dpkg Source: libsemanage
 
 DIGESTS_FILE = "digests.json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 class ImageBuildError(RuntimeError):
@@ -320,7 +321,7 @@ def push(layout: Path, tag: str, dest: str, *, tls_verify: bool = False) -> str:
     with tempfile.TemporaryDirectory(prefix="skopeo-") as tmp:
         digestfile = Path(tmp) / "digest"
         _run(
-            "skopeo copy --quiet --preserve-digests --format oci",
+            "skopeo copy --quiet --all --preserve-digests --format oci",
             f"--dest-tls-verify={'true' if tls_verify else 'false'}",
             *("--digestfile", digestfile, f"oci:{layout}:{tag}", f"docker://{dest}"),
         )
@@ -329,3 +330,43 @@ def push(layout: Path, tag: str, dest: str, *, tls_verify: bool = False) -> str:
 
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def index_layout(dest: Path, platforms: dict[str, str]) -> Path:
+    """A copy of :func:`app_layout` with tag ``multi``: an OCI image index of existing tags.
+
+    ``platforms`` maps ``os/arch`` to a tag of the app layout; the blobs are hard links.
+    """
+    source = app_layout()
+    shutil.copytree(source, dest, copy_function=os.link)
+    manifests = []
+    for platform, tag in platforms.items():
+        os_name, arch = platform.split("/", 1)
+        digest = layout_digest(source, tag)
+        size = len(read_blob(source, digest))
+        manifests.append(
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": digest,
+                "size": size,
+                "platform": {"os": os_name, "architecture": arch},
+            }
+        )
+    index = json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}, separators=(",", ":")
+    ).encode()
+    digest = sha256_digest(index)
+    blob = dest / "blobs" / "sha256" / digest.removeprefix("sha256:")
+    blob.write_bytes(index)
+    top = json.loads((dest / "index.json").read_text())
+    top["manifests"].append(
+        {
+            "mediaType": OCI_INDEX,
+            "digest": digest,
+            "size": len(index),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }
+    )
+    (dest / "index.json").unlink()  # a hard link to the cache's file: replace, don't write through
+    (dest / "index.json").write_text(json.dumps(top))
+    return dest

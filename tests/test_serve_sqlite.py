@@ -1,0 +1,65 @@
+"""`supplychain serve` on the embedded default (SQLite in the data dir), with a real registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from supplychain.database import Database
+from supplychain.models import Finding, Job
+from tests.conftest import TOKEN
+from tests.support import images
+from tests.support.advisories import URLLIB3_HIGH
+from tests.support.registry import Endpoint, Registry, free_port
+from tests.support.service import Server, run_cli, service_env, wait_for
+from tests.support.trivydb import build_trivy_db
+
+pytestmark = pytest.mark.e2e
+
+
+def test_serve_migrates_sqlite_and_runs_the_pipeline(tmp_path: Path) -> None:
+    build_trivy_db(
+        tmp_path / "data" / "trivy",
+        [URLLIB3_HIGH],
+    )
+    port = free_port()
+    hook = Endpoint(
+        f"http://127.0.0.1:{port}/v1/hooks/distribution", {"Authorization": [f"Bearer {TOKEN}"]}
+    )
+    with Registry(tmp_path / "registry", notifications=[hook]) as registry:
+        env = service_env(
+            {
+                "SUPPLYCHAIN_DATA_DIR": str(tmp_path / "data"),
+                "SUPPLYCHAIN_WEBHOOK_TOKEN": TOKEN,
+                "SUPPLYCHAIN_REGISTRIES": registry.host,
+                "SUPPLYCHAIN_TRIVY_OFFLINE": "true",
+            }
+        )
+        server = Server(env, tmp_path / "server.log", port)
+        try:
+            server.wait_ready()
+            assert (tmp_path / "data" / "supplychain.db").is_file()
+            assert requests.get(f"{server.url}/readyz", timeout=5).json()["status"] == "ready"
+            digest = images.push(images.tiny_layout(), "tiny", f"{registry.host}/team/tiny:v1")
+            db = Database(f"sqlite:///{tmp_path / 'data' / 'supplychain.db'}")
+
+            def done() -> bool:
+                with db.session() as session:
+                    return session.scalar(select(Job.state).where(Job.digest == digest)) == "done"
+
+            wait_for(done, 120, lambda: server.log()[-3000:])
+            with db.session() as session:
+                found = session.execute(select(Finding.vuln_id, Finding.severity)).all()
+            assert found == [("CVE-2019-11324", "HIGH")]
+            gate = run_cli(["gate", f"{registry.host}/team/tiny:v1", "--server", server.url], env)
+            assert gate.returncode == 0, gate.stdout
+            assert f"{registry.host}/team/tiny@{digest}" in gate.stdout
+            metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+            assert 'supplychain_gate_decisions_total{decision="allow"} 1.0' in metrics
+            assert 'supplychain_jobs_total{outcome="done"}' in metrics
+            db.dispose()
+        finally:
+            server.stop()
