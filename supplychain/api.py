@@ -28,7 +28,12 @@ class GateRequest(BaseModel):
     """Body of ``POST /v1/gate``."""
 
     image: str = Field(max_length=1024, description="host/repo:tag or host/repo@sha256:…")
-    wait: float = Field(default=0.0, ge=0, le=600, description="seconds to wait while pending")
+    wait: float | None = Field(
+        default=None,
+        ge=0,
+        le=600,
+        description="seconds to wait while pending (default: SUPPLYCHAIN_GATE_WAIT_SECONDS)",
+    )
     platform: str | None = Field(default=None, max_length=64, description="os/arch to decide on")
 
 
@@ -82,8 +87,9 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
     @app.post("/v1/gate")
     async def gate(request: GateRequest) -> JSONResponse:
         try:
+            wait = service.settings.gate_wait_seconds if request.wait is None else request.wait
             answer = await run_in_threadpool(
-                service.gate.decide, request.image, wait=request.wait, platform=request.platform
+                service.gate.decide, request.image, wait=wait, platform=request.platform
             )
         except GateError as exc:
             return JSONResponse({"decision": "error", "error": str(exc)}, status_code=exc.status)

@@ -123,11 +123,14 @@ def _print_answer(answer: dict[str, Any], output: str) -> None:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     server = args.server or os.environ.get("SUPPLYCHAIN_SERVER", "http://127.0.0.1:8080")
-    body: dict[str, Any] = {"image": args.image, "wait": args.wait}
+    body: dict[str, Any] = {"image": args.image}
+    if args.wait is not None:
+        body["wait"] = args.wait
     if args.platform:
         body["platform"] = args.platform
     try:
-        response = requests.post(f"{server.rstrip('/')}/v1/gate", json=body, timeout=args.wait + 30)
+        timeout = (args.wait if args.wait is not None else 600) + 30
+        response = requests.post(f"{server.rstrip('/')}/v1/gate", json=body, timeout=timeout)
         answer = response.json()
     except (requests.RequestException, ValueError) as exc:
         answer = {
@@ -182,7 +185,7 @@ def parser() -> argparse.ArgumentParser:
                 "--server", help="service URL (default SUPPLYCHAIN_SERVER or http://127.0.0.1:8080)"
             )
             command.add_argument(
-                "--wait", type=float, default=0.0, help="seconds to wait for a pending verdict"
+                "--wait", type=float, help="seconds to wait while pending (default: the server's)"
             )
     return main
 

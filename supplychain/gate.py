@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from supplychain import models
 from supplychain.database import Database
@@ -125,13 +126,13 @@ class Gate:
             image = upsert_image(session, target, media_type=media_type)
             return self._single(session, image, target)
 
-    def _single(self, session: Any, image: models.Image, target: ImageTarget) -> Verdict:
+    def _single(self, session: Session, image: models.Image, target: ImageTarget) -> Verdict:
         evidence, _scan_id = latest_evidence(session, image)
         if evidence.scan is None:
             self.queue.enqueue(session, "image", target)
         return self.policy.evaluate(evidence)
 
-    def _index(self, session: Any, target: ImageTarget, platform: str | None) -> Verdict:
+    def _index(self, session: Session, target: ImageTarget, platform: str | None) -> Verdict:
         upsert_image(session, target, media_type=INDEX_MEDIA_TYPES[0])
         query = select(models.Image).where(
             models.Image.host == target.registry,
