@@ -7,16 +7,17 @@ import json
 import os
 import sys
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
-
-import requests
 
 from supplychain.config import ConfigError, Settings, load_settings
 
 EXIT = {"allow": 0, "deny": 1}
 """Exit codes: allow 0, deny 1, anything else (pending, timeout, error) 2."""
 EXIT_OTHER = 2
+MAX_ANSWER = 4 * 1024 * 1024
 
 
 def _settings() -> Settings:
@@ -121,22 +122,37 @@ def _print_answer(answer: dict[str, Any], output: str) -> None:
         )
 
 
+def _post_json(url: str, body: dict[str, Any], timeout: float) -> Any:
+    """POST JSON and decode the JSON answer, whatever the status (the gate answers 4xx/5xx in JSON).
+
+    Standard library only: `supplychain gate` runs on every deploy, and importing requests alone
+    costs about as much as the gate's answer.
+    """
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")  # noqa: S310 - caller checks http(s)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return json.loads(response.read(MAX_ANSWER))
+    except urllib.error.HTTPError as error:
+        return json.loads(error.read(MAX_ANSWER))
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     server = args.server or os.environ.get("SUPPLYCHAIN_SERVER", "http://127.0.0.1:8080")
+    if not server.startswith(("http://", "https://")):
+        answer: Any = {"decision": "error", "error": f"--server must be an http(s) URL: {server}"}
+        _print_answer(answer, args.output)
+        return EXIT_OTHER
     body: dict[str, Any] = {"image": args.image}
     if args.wait is not None:
         body["wait"] = args.wait
     if args.platform:
         body["platform"] = args.platform
+    timeout = (args.wait if args.wait is not None else 600) + 30
     try:
-        timeout = (args.wait if args.wait is not None else 600) + 30
-        response = requests.post(f"{server.rstrip('/')}/v1/gate", json=body, timeout=timeout)
-        answer = response.json()
-    except (requests.RequestException, ValueError) as exc:
-        answer = {
-            "decision": "error",
-            "error": f"gate unreachable or bad answer: {type(exc).__name__}: {exc}",
-        }
+        answer = _post_json(f"{server.rstrip('/')}/v1/gate", body, timeout)
+    except (OSError, ValueError) as exc:
+        answer = {"decision": "error", "error": f"gate unreachable or bad answer: {exc}"}
     if not isinstance(answer, dict):
         answer = {"decision": "error", "error": "gate answered something that is not a JSON object"}
     _print_answer(answer, args.output)
