@@ -22,7 +22,13 @@ from supplychain.jobs import JobQueue
 from supplychain.mediatypes import INDEX_MEDIA_TYPES
 from supplychain.metrics import GATE, GATE_SECONDS
 from supplychain.models import utcnow
-from supplychain.recorder import latest_evidence, record_tag, record_verdict, upsert_image
+from supplychain.recorder import (
+    find_image,
+    latest_evidence,
+    record_tag,
+    record_verdict,
+    upsert_image,
+)
 from supplychain.reference import ImageReference, ReferenceError, parse_reference
 from supplychain.registry import RegistryClient, RegistryError
 
@@ -172,15 +178,7 @@ class Gate:
     ) -> GateAnswer:
         elapsed = (time.perf_counter() - started) * 1000
         with self.db.session() as session:
-            row = None
-            if target is not None:
-                row = session.scalars(
-                    select(models.Image).where(
-                        models.Image.host == target.registry,
-                        models.Image.repository == target.repository,
-                        models.Image.digest == target.digest,
-                    )
-                ).first()
+            row = find_image(session, target) if target is not None else None
             record_verdict(
                 session,
                 verdict,

@@ -20,7 +20,14 @@ from supplychain.interface import (
 from supplychain.models import utcnow
 from supplychain.pipeline import Outcome
 
-__all__ = ["latest_evidence", "record_outcome", "record_tag", "record_verdict", "upsert_image"]
+__all__ = [
+    "find_image",
+    "latest_evidence",
+    "record_outcome",
+    "record_tag",
+    "record_verdict",
+    "upsert_image",
+]
 
 
 def record_tag(session: Session, target: ImageTarget, tag: str, *, source: str) -> None:
@@ -58,6 +65,17 @@ def record_tag(session: Session, target: ImageTarget, tag: str, *, source: str) 
     )
 
 
+def find_image(session: Session, target: ImageTarget) -> models.Image | None:
+    """The image row for ``target``'s repository and digest, if recorded."""
+    return session.scalars(
+        select(models.Image).where(
+            models.Image.host == target.registry,
+            models.Image.repository == target.repository,
+            models.Image.digest == target.digest,
+        )
+    ).first()
+
+
 def upsert_image(
     session: Session,
     target: ImageTarget,
@@ -67,13 +85,7 @@ def upsert_image(
     index_digest: str | None = None,
 ) -> models.Image:
     """The image row for ``target``, created if new; known fields are filled in."""
-    image = session.scalars(
-        select(models.Image).where(
-            models.Image.host == target.registry,
-            models.Image.repository == target.repository,
-            models.Image.digest == target.digest,
-        )
-    ).first()
+    image = find_image(session, target)
     if image is None:
         image = models.Image(
             host=target.registry, repository=target.repository, digest=target.digest

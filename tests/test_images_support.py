@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
-import subprocess
 import tarfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +24,7 @@ from tests.support.images import (
     tag_digests,
     tiny_layout,
 )
+from tests.support.registry import Registry
 
 
 def _layer_members(layer: Path) -> dict[str, tarfile.TarInfo]:
@@ -48,38 +45,8 @@ def _read_member(layer: Path, name: str) -> str:
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real distribution registry on a free loopback port; yields ``host:port``."""
-    root = tmp_path_factory.mktemp("registry")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
-        f"    rootdirectory: {root / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
-    )
-    log = (root / "registry.log").open("w")
-    proc = subprocess.Popen(
-        ["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"registry did not start: {(root / 'registry.log').read_text()}")
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with Registry(tmp_path_factory.mktemp("registry")) as running:
+        yield running.host
 
 
 def _fetch_manifest(registry: str, repo: str, ref: str) -> tuple[bytes, str]:
