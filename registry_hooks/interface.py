@@ -44,6 +44,13 @@ class PushEvent:
         """True for an image index / manifest list (fans out to one image per platform)."""
         return self.media_type in INDEX_TYPES
 
+    @property
+    def job_kind(self) -> str:
+        """``index``, ``image``, or ``manifest`` when the payload does not say which."""
+        if self.is_index:
+            return "index"
+        return "image" if self.media_type in MANIFEST_TYPES else "manifest"
+
 
 class HookAdapter(ABC):
     """Reads one registry's webhook format."""

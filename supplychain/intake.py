@@ -159,7 +159,7 @@ class Intake:
                 target = ImageTarget(host, event.repository, event.digest, event.tag)
                 if event.tag:
                     record_tag(session, target, event.tag, source=f"webhook:{adapter.name}")
-                kind = "index" if event.is_index else "image"
+                kind = event.job_kind
                 if self.queue.enqueue(session, kind, target):
                     accepted += 1
                     audit(

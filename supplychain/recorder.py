@@ -83,8 +83,13 @@ def upsert_image(
     media_type: str | None = None,
     platform: str | None = None,
     index_digest: str | None = None,
+    index_platform: bool = False,
 ) -> models.Image:
-    """The image row for ``target``, created if new; known fields are filled in."""
+    """The image row for ``target``, created if new; known fields are filled in.
+
+    ``platform`` fills an unknown platform, unless ``index_platform``: the platform an index
+    declares for its child is what a pull selects by, so it wins over the config's.
+    """
     image = find_image(session, target)
     if image is None:
         image = models.Image(
@@ -92,8 +97,9 @@ def upsert_image(
         )
         session.add(image)
     image.media_type = media_type or image.media_type
-    # The platform an index declares (what a pull selects by) is recorded first and kept.
-    image.platform = image.platform or platform
+    image.platform = (
+        (platform or image.platform) if index_platform else (image.platform or platform)
+    )
     image.index_digest = index_digest or image.index_digest
     session.flush()
     return image

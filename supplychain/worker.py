@@ -20,10 +20,11 @@ from supplychain.interface import (
     VerifyError,
 )
 from supplychain.jobs import ClaimedJob, JobQueue, LeaseLostError
+from supplychain.mediatypes import INDEX_MEDIA_TYPES
 from supplychain.metrics import JOBS, STAGE_SECONDS
 from supplychain.pipeline import Outcome, Pipeline
 from supplychain.recorder import record_outcome, upsert_image
-from supplychain.registry import DigestMismatchError, RegistryClient, platform_manifests
+from supplychain.registry import DigestMismatchError, Manifest, RegistryClient, platform_manifests
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,10 @@ class Worker:
 
     def _process(self, claim: ClaimedJob) -> None:
         try:
-            if claim.kind == "index":
-                self._fan_out(claim)
-            else:
+            if claim.kind == "image":
                 self._image(claim)
+            else:
+                self._manifest(claim)
             JOBS.labels(outcome="done").inc()
         except LeaseLostError as exc:
             JOBS.labels(outcome="lease_lost").inc()
@@ -143,9 +144,17 @@ class Worker:
             },
         )
 
-    def _fan_out(self, claim: ClaimedJob) -> None:
+    def _manifest(self, claim: ClaimedJob) -> None:
+        """An ``index`` job, or a ``manifest`` job whose media type the webhook did not name."""
         target = claim.target
-        index = self.client.get_manifest(target.registry, target.repository, target.digest)
+        manifest = self.client.get_manifest(target.registry, target.repository, target.digest)
+        if manifest.media_type in INDEX_MEDIA_TYPES:
+            self._fan_out(claim, manifest)
+        else:
+            self._image(claim)
+
+    def _fan_out(self, claim: ClaimedJob, index: Manifest) -> None:
+        target = claim.target
         children = platform_manifests(index.data)
         with self.db.session() as session:
             upsert_image(session, target, media_type=index.media_type)
@@ -157,6 +166,7 @@ class Worker:
                     media_type=media_type,
                     platform=platform,
                     index_digest=target.digest,
+                    index_platform=True,
                 )
                 self.queue.enqueue(session, "image", child)
             audit(session, self.name, "index.expanded", target.pinned, platforms=len(children))

@@ -340,3 +340,35 @@ def test_index_fans_out_and_gate_decides_per_platform(stack: Stack, tmp_path: Pa
             ).all()
         )
     assert kinds == {index_digest: "index", stack.app: "image", stack.base: "image"}
+
+
+def test_harbor_webhook_without_media_type_is_processed(stack: Stack) -> None:
+    quiet = stack.quiet_registry.host
+    digest = images.push(images.app_layout(), "base", f"{quiet}/library/harbored:v3")
+    resource = {"digest": digest, "tag": "v3", "resource_url": f"{quiet}/library/harbored:v3"}
+    body = {
+        "type": "PUSH_ARTIFACT",
+        "occur_at": 1,
+        "event_data": {
+            "resources": [resource],
+            "repository": {"repo_full_name": "library/harbored"},
+        },
+    }
+    response = requests.post(
+        f"{stack.server.url}/v1/hooks/harbor",
+        json=body,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    assert response.status_code == 202 and response.json()["accepted"] == 1
+    wait_for(lambda: _jobs_finished(stack, {digest}), 120, lambda: stack.server.log()[-3000:])
+    with stack.db.session() as session:
+        query = select(Job).where(Job.digest == digest, Job.repository == "library/harbored")
+        job = session.scalars(query).one()
+        assert (job.kind, job.state) == ("manifest", "done")
+        decision = session.scalar(
+            select(Verdict.decision)
+            .join(Scan, Verdict.scan_id == Scan.id)
+            .where(Scan.job_id == job.id, Verdict.context == "pipeline")
+        )
+    assert decision == "allow"

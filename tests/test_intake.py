@@ -84,7 +84,7 @@ def test_missing_or_wrong_token_is_401_and_nothing_is_stored(
     [
         (b"{not json", "not JSON"),
         (b'{"events": 3}', "envelope"),
-        (envelope(event(digest="sha256:short")), "target.digest"),
+        (envelope(event(digest="sha256:short")), "digest must be sha256"),
         (envelope(event(repository="../../etc")), "repository"),
     ],
 )
