@@ -87,13 +87,19 @@ class Package:
     """Extra name/value pairs for the SBOM."""
 
     def purl(self) -> str:
-        """The package URL."""
+        """The package URL (a deb/rpm epoch becomes the ``epoch`` qualifier, as Trivy writes it)."""
+        version, qualifiers = self.version, dict(self.qualifiers)
+        epoch, colon, rest = version.partition(":")
+        if self.type in ("deb", "rpm") and colon and epoch.isdigit():
+            version = rest
+            if epoch != "0":
+                qualifiers["epoch"] = epoch
         return PackageURL(
             type=self.type,
             namespace=self.namespace,
             name=self.name,
-            version=self.version,
-            qualifiers=dict(self.qualifiers) or None,
+            version=version,
+            qualifiers=qualifiers or None,
         ).to_string()
 
 

@@ -1,0 +1,197 @@
+"""The public entry point: an image's layers in, its packages (and documents) out.
+
+Layers not in the cache are streamed once each, in parallel threads (``isal`` and ``zstandard``
+release the GIL while inflating); the OS is detected from the merged OS files, the catalogers
+run on each new layer, the results are cached and the layers merged with overlay semantics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import sbom.catalogers  # noqa: F401  (registers the catalogers)
+from sbom.cache import LayerCache, LayerResult
+from sbom.interface import CATALOGERS, CatalogerError, FileEntry, LayerCataloger, OSInfo, Package
+from sbom.merge import apply_deletions, merge_layers
+from sbom.osrelease import detect_os, wants_os_file
+from sbom.reader import DEFAULT_MAX_BYTES, LayerError, LayerFiles, blob_digest, read_layer
+
+__all__ = ["ImageInfo", "LayerError", "LayerInput", "SbomResult", "generate_sbom"]
+
+log = logging.getLogger(__name__)
+_OS = "os-release"
+
+
+@dataclass(frozen=True)
+class LayerInput:
+    """One layer blob to read."""
+
+    digest: str
+    """Layer digest (the cache key: the blob must already be verified against it)."""
+    path: Path
+    """The blob on disk (gzip, zstd or plain tar)."""
+    offset: int = 0
+    """Where the blob starts in the file (a layer inside a docker archive)."""
+    length: int | None = None
+    """The blob's length in the file, when it does not run to the end."""
+    verified: bool = True
+    """False when the blob was not checked against ``digest`` yet: it then is, while it is read
+    (or before its cached result is trusted)."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the SBOM says about the image itself."""
+
+    name: str
+    """``host/repo`` or a local name."""
+    digest: str
+    """Manifest digest, ``sha256:…``."""
+    tag: str | None = None
+    """Tag, when known."""
+    repository_url: str | None = None
+    """``host/repo`` for the purl's ``repository_url`` qualifier."""
+
+
+@dataclass(frozen=True)
+class SbomResult:
+    """An image's packages, ready to be written as CycloneDX or SPDX."""
+
+    image: ImageInfo
+    """The image."""
+    os_info: OSInfo | None
+    """Its operating system."""
+    packages: tuple[Package, ...]
+    """Its packages, OS packages first."""
+    layers: tuple[str, ...]
+    """Layer digests, bottom first."""
+    warnings: tuple[str, ...]
+    """Entries and files skipped, and why."""
+    cached_layers: int
+    """How many layers came from the cache."""
+
+
+class _OsFiles(LayerCataloger):
+    name = _OS
+    version = 1
+    max_size = 64 * 1024
+
+    def wants(self, path: str) -> bool:
+        return wants_os_file(path)
+
+    def catalog(
+        self, files: Sequence[FileEntry], os_info: OSInfo | None
+    ) -> Mapping[str, list[Package]]:
+        return {}
+
+
+def _os_key(os_info: OSInfo | None) -> str:
+    return f"{os_info.family}-{os_info.version}" if os_info else ""
+
+
+def _catalog(
+    read: LayerFiles, catalogers: Sequence[LayerCataloger], os_info: OSInfo | None
+) -> LayerResult:
+    packages: dict[str, dict[str, list[Package]]] = {}
+    warnings = list(read.warnings)
+    for cataloger in catalogers:
+        files = read.files.get(cataloger.name) or []
+        if not files:
+            continue
+        try:
+            found = cataloger.catalog(files, os_info)
+        except CatalogerError as exc:  # nothing usable in its files: said, not fatal
+            # (any other exception is a bug and fails the SBOM: an incomplete SBOM that looks
+            # complete would hide vulnerabilities)
+            warnings.append(f"cataloger {cataloger.name} failed: {exc}")
+            log.warning("layer %s: cataloger %s failed: %s", read.digest, cataloger.name, exc)
+            continue
+        packages[cataloger.name] = {path: list(pkgs) for path, pkgs in found.items()}
+    os_files = {f.path: f.data.decode("utf-8", "replace") for f in read.files.get(_OS) or []}
+    return LayerResult(
+        read.digest,
+        _os_key(os_info),
+        os_files,
+        read.whiteouts,
+        read.opaque_dirs,
+        packages,
+        tuple(warnings),
+    )
+
+
+def _detect(layers: Sequence[LayerFiles | LayerResult]) -> OSInfo | None:
+    files: dict[str, bytes] = {}
+    for layer in layers:
+        apply_deletions(files, layer.whiteouts, layer.opaque_dirs)
+        if isinstance(layer, LayerResult):
+            files.update({k: v.encode() for k, v in layer.os_files.items()})
+        else:
+            files.update({f.path: f.data for f in layer.files.get(_OS) or []})
+    return detect_os(files)
+
+
+def generate_sbom(
+    layers: Sequence[LayerInput],
+    image: ImageInfo,
+    cache_dir: Path | None = None,
+    *,
+    max_layer_bytes: int = DEFAULT_MAX_BYTES,
+    workers: int | None = None,
+    catalogers: Sequence[LayerCataloger] | None = None,
+) -> SbomResult:
+    """Catalogue an image from its layers (bottom first); raise :class:`LayerError` when a layer
+    cannot be read (corrupt, hostile beyond repair or over ``max_layer_bytes``)."""
+    chosen = list(catalogers if catalogers is not None else CATALOGERS.values())
+    wanted: list[LayerCataloger] = [*chosen, _OsFiles()]
+    cache = LayerCache(cache_dir, chosen) if cache_dir is not None else None
+    cached = {layer.digest: cache.get(layer.digest) for layer in layers} if cache else {}
+
+    def read(layer: LayerInput) -> LayerFiles:
+        return read_layer(
+            layer.path,
+            layer.digest,
+            wanted,
+            max_layer_bytes,
+            layer.offset,
+            layer.length,
+            verify=not layer.verified,
+        )
+
+    def check(layer: LayerInput) -> None:
+        if blob_digest(layer.path, layer.offset, layer.length) != layer.digest:
+            raise LayerError(f"layer {layer.digest} does not match its digest")
+
+    missing = [layer for layer in layers if cached.get(layer.digest) is None]
+    threads = max(1, min(len(missing), workers or os.cpu_count() or 1))
+    unchecked = [layer for layer in layers if not layer.verified and cached.get(layer.digest)]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        checks = pool.map(check, unchecked)
+        fresh = dict(zip((m.digest for m in missing), pool.map(read, missing), strict=True))
+        list(checks)
+    stack: list[LayerFiles | LayerResult] = [
+        fresh.get(layer.digest) or cached[layer.digest]  # type: ignore[misc]
+        for layer in layers
+    ]
+    os_info = _detect(stack)
+    results: list[LayerResult] = []
+    hits = 0
+    for layer, item in zip(layers, stack, strict=True):
+        if isinstance(item, LayerResult) and item.os_key == _os_key(os_info):
+            results.append(item)
+            hits += 1
+            continue
+        files = item if isinstance(item, LayerFiles) else read(layer)  # cached for another OS
+        result = _catalog(files, chosen, os_info)
+        if cache is not None:
+            cache.put(result)
+        results.append(result)
+    packages = merge_layers(results, {c.name: c for c in chosen})
+    warnings = tuple(w for r in results for w in r.warnings)
+    return SbomResult(
+        image, os_info, tuple(packages), tuple(layer.digest for layer in layers), warnings, hits
+    )

@@ -1,0 +1,121 @@
+"""Images on local disk: an OCI image layout (``oci:DIR[:TAG]``) or ``docker save`` output
+(``docker-archive:FILE.tar``). Every blob read is checked against its digest first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from sbom.generate import ImageInfo, LayerError, LayerInput
+from sbom.reader import blob_digest
+
+__all__ = ["LocalImageError", "docker_archive", "oci_layout"]
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+_REF_NAME = "org.opencontainers.image.ref.name"
+_MAX_JSON = 16 * 1024 * 1024
+
+
+class LocalImageError(LayerError):
+    """A local image could not be read, or a blob did not match its digest."""
+
+
+def _json(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise LocalImageError(f"{what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise LocalImageError(f"{what} is not a JSON object")
+    return value
+
+
+def _blob(layout: Path, digest: object) -> Path:
+    if not isinstance(digest, str) or not _DIGEST.match(digest):
+        raise LocalImageError(f"unsupported or invalid digest {str(digest)[:80]!r}")
+    return layout / "blobs" / "sha256" / digest.split(":", 1)[1]
+
+
+def _verified(layout: Path, digest: object) -> bytes:
+    path = _blob(layout, digest)
+    if path.stat().st_size > _MAX_JSON:
+        raise LocalImageError(f"{digest} is too large for a manifest")
+    data = path.read_bytes()
+    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise LocalImageError(f"blob {digest} does not match its digest")
+    return data
+
+
+def oci_layout(layout: Path, tag: str | None) -> tuple[list[LayerInput], ImageInfo]:
+    """The layers of ``tag`` (or the only image) of an OCI layout, verified."""
+    try:
+        index = _json((layout / "index.json").read_bytes()[: _MAX_JSON + 1], "index.json")
+        entries = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
+        if tag is not None:
+            entries = [m for m in entries if (m.get("annotations") or {}).get(_REF_NAME) == tag]
+        if len(entries) != 1:
+            found = "no image" if not entries else "several images"
+            raise LocalImageError(f"{layout}: {found} for tag {tag!r} (name one with :TAG)")
+        digest = entries[0].get("digest")
+        manifest = _json(_verified(layout, digest), f"manifest {digest}")
+        if manifest.get("mediaType") in _INDEX_TYPES or entries[0].get("mediaType") in _INDEX_TYPES:
+            children = [m for m in manifest.get("manifests") or [] if isinstance(m, dict)]
+            chosen = next(
+                (c for c in children if (c.get("platform") or {}).get("architecture") == "amd64"),
+                children[0] if children else None,
+            )
+            if chosen is None:
+                raise LocalImageError(f"{layout}: empty image index")
+            digest = chosen.get("digest")
+            manifest = _json(_verified(layout, digest), f"manifest {digest}")
+        layers = []
+        for item in manifest.get("layers") or []:
+            # checked against its digest while it is read (or before a cached result is used)
+            layers.append(
+                LayerInput(item["digest"], _blob(layout, item.get("digest")), verified=False)
+            )
+    except OSError as exc:
+        raise LocalImageError(f"{layout}: {exc}") from None
+    return layers, ImageInfo(name=layout.name or "image", digest=str(digest), tag=tag)
+
+
+def docker_archive(archive: Path) -> tuple[list[LayerInput], ImageInfo]:
+    """The layers of the (first) image of a ``docker save`` tar, read in place (not unpacked)."""
+    try:
+        with tarfile.open(archive, "r:") as tar:
+            members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isreg()}
+            top = members.get("manifest.json")
+            handle = tar.extractfile(top) if top is not None else None
+            if handle is None:
+                raise LocalImageError(f"{archive}: no manifest.json (not a docker archive)")
+            listing = json.loads(handle.read(_MAX_JSON))
+            if not isinstance(listing, list) or not listing or not isinstance(listing[0], dict):
+                raise LocalImageError(f"{archive}: manifest.json lists no image")
+            entry = listing[0]
+            config_member = members.get(str(entry.get("Config", "")).lstrip("./"))
+            if config_member is None:
+                raise LocalImageError(f"{archive}: config not in the archive")
+            config = tar.extractfile(config_member)
+            config_digest = "sha256:" + hashlib.sha256(config.read() if config else b"").hexdigest()
+            layers = []
+            for name in entry.get("Layers") or []:
+                member = members.get(str(name).lstrip("./"))
+                if member is None:
+                    raise LocalImageError(f"{archive}: layer {name!r} not in the archive")
+                # the digest is computed, never taken from the file name: it keys the cache
+                digest = blob_digest(archive, member.offset_data, member.size)
+                layers.append(LayerInput(digest, archive, member.offset_data, member.size))
+    except (OSError, tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LocalImageError(f"{archive}: {exc}") from None
+    tags = entry.get("RepoTags") or []
+    name = str(tags[0]).rsplit(":", 1)[0] if tags else archive.stem
+    return layers, ImageInfo(name=name, digest=config_digest)
