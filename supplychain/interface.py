@@ -163,6 +163,13 @@ class SignatureEvidence:
     """Key id or certificate identity, when known."""
     payload: bytes = b""
     """The signed payload, stored whole."""
+    predicate_type: str | None = None
+    """For attestations: the in-toto predicate type (only trustworthy when ``verified``)."""
+
+    @property
+    def is_attestation(self) -> bool:
+        """True for attestations (kinds ``attestation:…``), which are not image signatures."""
+        return self.kind.startswith("attestation:")
 
 
 @dataclass(frozen=True)

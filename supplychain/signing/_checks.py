@@ -1,0 +1,383 @@
+"""Checks shared by the Sigstore verifiers: signer identity, Rekor entry bodies, X.509 chains.
+
+Identity matching follows cosign's ``--certificate-*`` flags. A Fulcio certificate names
+the signer in its Subject Alternative Name (an e-mail address, a URI such as a CI workflow,
+or Sigstore's ``OtherName`` username) and the OIDC issuer that vouched for it in extension
+1.3.6.1.4.1.57264.1.8 (DER UTF8String) or, on older certificates, 1.3.6.1.4.1.57264.1.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+)
+from cryptography.x509.verification import (
+    VerificationError as X509VerificationError,
+)
+from rfc3161_client import TimeStampResponse, VerifierBuilder
+from rfc3161_client import VerificationError as Rfc3161VerificationError
+from sigstore import dsse
+from sigstore._internal.sct import verify_sct
+from sigstore._internal.timestamp import TimestampSource, TimestampVerificationResult
+from sigstore._internal.trust import KeyringPurpose
+from sigstore.errors import MetadataError, VerificationError
+from sigstore.models import Bundle, TrustedRoot
+from sigstore.verify import Verifier
+from sigstore.verify.policy import VerificationPolicy
+
+_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
+_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
+_OTHERNAME_USERNAME = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
+
+
+@dataclass(frozen=True)
+class IdentityPolicy:
+    """Who must have signed, like cosign's ``--certificate-identity(-regexp)`` and
+    ``--certificate-oidc-issuer(-regexp)``.
+
+    At least one of ``identity``/``identity_regexp`` and one of ``issuer``/``issuer_regexp``
+    is required (else ``ValueError``, as for a malformed regular expression). Regular
+    expressions must match the whole value (``re.fullmatch``), which is stricter than
+    cosign's unanchored Go ``regexp.MatchString``: a pattern cannot be satisfied by a longer,
+    attacker-chosen identity.
+    """
+
+    identity: str | None = None
+    """Exact expected SAN (e-mail, URI or Sigstore username)."""
+    identity_regexp: str | None = None
+    """Regular expression the SAN must fully match."""
+    issuer: str | None = None
+    """Exact expected OIDC issuer URL."""
+    issuer_regexp: str | None = None
+    """Regular expression the OIDC issuer must fully match."""
+
+    def __post_init__(self) -> None:
+        if self.identity is None and self.identity_regexp is None:
+            raise ValueError("IdentityPolicy needs identity or identity_regexp")
+        if self.issuer is None and self.issuer_regexp is None:
+            raise ValueError("IdentityPolicy needs issuer or issuer_regexp")
+        for pattern in (self.identity_regexp, self.issuer_regexp):
+            try:
+                re.compile(pattern or "")
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
+
+
+def _der_utf8(value: bytes) -> str | None:
+    """Decode a DER UTF8String (tag 0x0C, short or long definite length)."""
+    if len(value) < 2 or value[0] != 0x0C:
+        return None
+    length, offset = value[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or len(value) < 2 + count:
+            return None
+        length, offset = int.from_bytes(value[2 : 2 + count], "big"), 2 + count
+    if len(value) != offset + length:
+        return None
+    try:
+        return value[offset:].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def certificate_issuer(cert: x509.Certificate) -> str | None:
+    """The OIDC issuer recorded in a Fulcio certificate, or None."""
+    try:
+        ext = cert.extensions.get_extension_for_oid(_ISSUER_V2).value
+        if isinstance(ext, x509.UnrecognizedExtension):
+            return _der_utf8(ext.value)
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        ext = cert.extensions.get_extension_for_oid(_ISSUER_V1).value
+    except x509.ExtensionNotFound:
+        return None
+    if isinstance(ext, x509.UnrecognizedExtension):
+        try:
+            return ext.value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def certificate_identities(cert: x509.Certificate) -> list[str]:
+    """All signer identities in the certificate's SAN (e-mails, URIs, Sigstore usernames)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    names: list[str] = list(san.get_values_for_type(x509.RFC822Name))
+    names += san.get_values_for_type(x509.UniformResourceIdentifier)
+    for other in san.get_values_for_type(x509.OtherName):
+        if other.type_id == _OTHERNAME_USERNAME:
+            decoded = _der_utf8(other.value)
+            if decoded is not None:
+                names.append(decoded)
+    return names
+
+
+def _matches(value: str, exact: str | None, pattern: str | None) -> bool:
+    if exact is not None and not hmac.compare_digest(value.encode(), exact.encode()):
+        return False
+    return pattern is None or re.fullmatch(pattern, value) is not None
+
+
+class CertificateIdentityPolicy:
+    """A sigstore-python ``VerificationPolicy`` enforcing an :class:`IdentityPolicy`."""
+
+    def __init__(self, policy: IdentityPolicy) -> None:
+        self._policy = policy
+
+    def verify(self, cert: x509.Certificate) -> None:
+        """Raise ``VerificationError`` unless the certificate's issuer and identity match."""
+        signer_identity(cert, self._policy)
+
+
+def signer_identity(cert: x509.Certificate, policy: IdentityPolicy) -> str:
+    """Return ``"identity (issuer)"`` when the certificate matches, else raise.
+
+    Raises ``sigstore.errors.VerificationError`` naming what did not match.
+    """
+    issuer = certificate_issuer(cert)
+    if issuer is None:
+        raise VerificationError("certificate has no OIDC issuer extension")
+    if not _matches(issuer, policy.issuer, policy.issuer_regexp):
+        raise VerificationError(f"issuer mismatch: certificate issuer is {issuer!r}")
+    identities = certificate_identities(cert)
+    for identity in identities:
+        if _matches(identity, policy.identity, policy.identity_regexp):
+            return f"{identity} ({issuer})"
+    raise VerificationError(f"identity mismatch: certificate identities are {identities!r}")
+
+
+def verifier_der(pem: bytes) -> bytes | None:
+    """DER of a PEM certificate, or the SubjectPublicKeyInfo DER of a PEM public key."""
+    try:
+        if b"CERTIFICATE" in pem:
+            return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+        key = serialization.load_pem_public_key(pem)
+    except ValueError:
+        return None
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _same_verifier(pem_b64: Any, expected_der: bytes) -> bool:
+    if not isinstance(pem_b64, str):
+        return False
+    try:
+        found = verifier_der(base64.b64decode(pem_b64, validate=True))
+    except binascii.Error:
+        return False
+    return found is not None and hmac.compare_digest(found, expected_der)
+
+
+def _same_b64(value: Any, expected: bytes) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return hmac.compare_digest(base64.b64decode(value, validate=True), expected)
+    except binascii.Error:
+        return False
+
+
+def _same_hex(value: Any, expected: bytes) -> bool:
+    return isinstance(value, str) and hmac.compare_digest(
+        value.lower().encode(), expected.hex().encode()
+    )
+
+
+_ENTRY_VERSIONS = {"hashedrekord": "0.0.1", "dsse": "0.0.1", "intoto": "0.0.2"}
+
+
+def _entry_parts(kind: str, spec: Any) -> tuple[Any, list[tuple[Any, Any]]]:
+    """The recorded digest and (signature, verifier) pairs of a Rekor v1 entry spec."""
+    if kind == "hashedrekord":
+        sig = spec["signature"]
+        return spec["data"]["hash"], [(sig["content"], sig["publicKey"]["content"])]
+    if kind == "dsse":
+        return spec["payloadHash"], [(s["signature"], s["verifier"]) for s in spec["signatures"]]
+    # intoto/0.0.2 stores each DSSE signature base64-encoded twice.
+    content = spec["content"]
+    return content["payloadHash"], [
+        (_unwrap_b64(s["sig"]), s["publicKey"]) for s in content["envelope"]["signatures"]
+    ]
+
+
+def _unwrap_b64(value: Any) -> str:
+    """The base64 text inside a base64 string, or "" (which matches nothing)."""
+    try:
+        return base64.b64decode(value, validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, TypeError):
+        return ""
+
+
+def rekor_body_mismatch(
+    body: bytes, *, kind: str, signature: bytes, sha256: bytes, verifier: bytes
+) -> str | None:
+    """Why a Rekor v1 entry body does not record this signature, or None when it does.
+
+    ``body`` is the log entry's canonicalized body (authenticated by the SET or inclusion
+    proof) and must be of ``kind``: hashedrekord/0.0.1 (``sha256`` is the artifact's digest),
+    dsse/0.0.1 or intoto/0.0.2 (``sha256`` is the DSSE payload's digest); ``verifier`` is the
+    certificate DER or the key's SPKI DER.
+    """
+    try:
+        entry = json.loads(body)
+        found, version = entry["kind"], entry["apiVersion"]
+        if found != kind or version != _ENTRY_VERSIONS.get(kind):
+            return f"unexpected Rekor entry type {found}/{version}"
+        digest, signatures = _entry_parts(kind, entry["spec"])
+    except (ValueError, KeyError, TypeError):
+        return "malformed Rekor entry body"
+    if digest.get("algorithm") != "sha256" or not _same_hex(digest.get("value"), sha256):
+        return "Rekor entry records a different artifact digest"
+    if len(signatures) != 1 or not _same_b64(signatures[0][0], signature):
+        return "Rekor entry records a different signature"
+    if not _same_verifier(signatures[0][1], verifier):
+        return "Rekor entry records a different certificate or key"
+    return None
+
+
+def verified_chain(
+    cert: x509.Certificate,
+    root: TrustedRoot,
+    intermediates: list[x509.Certificate],
+    when: datetime,
+) -> list[x509.Certificate] | str:
+    """The issuer chain making ``cert`` a valid Fulcio signing leaf at ``when``, or why not.
+
+    Same profile as sigstore-python: WebPKI rules except that the leaf carries the
+    code-signing EKU instead of client-auth, and must allow digital signatures. When the
+    trust root lists CT logs, the certificate's embedded SCT must verify with one of them.
+    """
+    if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
+        return f"certificate was not valid at the signing time {when.isoformat()}"
+    ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+    )
+    ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+    )
+    verifier = (
+        PolicyBuilder()
+        .store(Store(root.get_fulcio_certs()))
+        .time(when)
+        .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
+        .build_client_verifier()
+    )
+    try:
+        chain = verifier.verify(cert, intermediates).chain[1:]
+    except (X509VerificationError, x509.UnsupportedGeneralNameType) as exc:
+        return f"certificate does not chain to a trusted Fulcio CA: {exc}"
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        extended = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return "certificate lacks key usage or extended key usage"
+    if not usage.digital_signature or ExtendedKeyUsageOID.CODE_SIGNING not in extended:
+        return "certificate is not a code-signing certificate"
+    try:
+        ct_keyring = root.ct_keyring(KeyringPurpose.VERIFY)
+    except MetadataError:
+        return chain  # a private Sigstore without a CT log
+    try:
+        verify_sct(cert, chain, ct_keyring)
+    except (VerificationError, ValueError) as exc:
+        return f"certificate has no valid SCT from a trusted CT log: {exc}"
+    return chain
+
+
+class ConformantVerifier(Verifier):
+    """sigstore-python 4.5.1's ``Verifier`` with two gaps closed, per the conformance suite.
+
+    * Rekor v1 ``intoto/0.0.2`` entries for DSSE bundles are accepted (as by cosign and
+      sigstore-go): the integrated time counts once its SET verifies, and the entry body
+      must record this envelope's payload digest, signature and certificate.
+    * A trust root's TSA ``validFor.end`` is inclusive (protobuf-specs ``TimeRange`` is a
+      closed interval); sigstore-python compares it exclusively.
+    """
+
+    def _verify_signed_timestamp(
+        self, timestamp_response: TimeStampResponse, message: bytes
+    ) -> TimestampVerificationResult | None:
+        for authority in self._trusted_root.get_timestamp_authorities():
+            certificates = authority.certificates(allow_expired=True)
+            if len(certificates) < 2:
+                continue
+            builder = (
+                VerifierBuilder()
+                .tsa_certificate(certificates[0])
+                .add_root_certificate(certificates[-1])
+            )
+            for certificate in certificates[1:-1]:
+                builder = builder.add_intermediate_certificate(certificate)
+            try:
+                builder.build().verify_message(timestamp_response, message)
+            except Rfc3161VerificationError:
+                continue
+            when = timestamp_response.tst_info.gen_time
+            end = authority.validity_period_end
+            if authority.validity_period_start <= when and (end is None or when <= end):
+                return TimestampVerificationResult(
+                    source=TimestampSource.TIMESTAMP_AUTHORITY, time=when
+                )
+        return None
+
+    def _establish_time(self, bundle: Bundle) -> list[TimestampVerificationResult]:
+        entry = bundle.log_entry._inner
+        if (entry.kind_version.kind, entry.kind_version.version) != ("intoto", "0.0.2"):
+            return super()._establish_time(bundle)
+        times: list[TimestampVerificationResult] = []
+        if bundle.verification_material.timestamp_verification_data:
+            if not self._trusted_root.get_timestamp_authorities():
+                raise VerificationError("bundle has signed timestamps but no TSA is trusted")
+            times.extend(self._verify_timestamp_authority(bundle))
+        if entry.integrated_time and entry.inclusion_promise:
+            # The SET binding this time is verified with the log entry.
+            when = datetime.fromtimestamp(entry.integrated_time, tz=UTC)
+            times.append(
+                TimestampVerificationResult(source=TimestampSource.TRANSPARENCY_SERVICE, time=when)
+            )
+        return times
+
+    def verify_dsse(self, bundle: Bundle, policy: VerificationPolicy) -> tuple[str, bytes]:
+        entry = bundle.log_entry._inner
+        if entry.kind_version.kind != "intoto":
+            return super().verify_dsse(bundle, policy)
+        self._verify_common_signing_cert(bundle, policy)
+        envelope = bundle._dsse_envelope
+        key = bundle.signing_certificate.public_key()
+        if envelope is None or not isinstance(key, ec.EllipticCurvePublicKey):
+            raise VerificationError("intoto entries need a DSSE envelope and an ECDSA key")
+        dsse._verify(key, envelope)
+        payload_type, payload = envelope._inner.payload_type, envelope._inner.payload
+        mismatch = rekor_body_mismatch(
+            entry.canonicalized_body,
+            kind="intoto",
+            signature=envelope.signature,
+            sha256=hashlib.sha256(payload).digest(),
+            verifier=bundle.signing_certificate.public_bytes(serialization.Encoding.DER),
+        )
+        if mismatch is not None:
+            raise VerificationError(mismatch)
+        return payload_type, payload
