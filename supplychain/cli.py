@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -17,6 +18,9 @@ from supplychain.config import ConfigError, Settings, load_settings
 EXIT = {"allow": 0, "deny": 1}
 """Exit codes: allow 0, deny 1, anything else (pending, timeout, error) 2."""
 EXIT_OTHER = 2
+CORE_COMMANDS = frozenset({"serve", "worker", "db", "gate", "scan"})
+EXTENSIONS = ("supplychain.cli_sbom", "supplychain.cli_signing")
+"""Modules adding subcommands with ``add_parser(subparsers)``."""
 MAX_ANSWER = 4 * 1024 * 1024
 
 
@@ -169,10 +173,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return EXIT.get(str(answer.get("decision")), EXIT_OTHER)
 
 
-def parser() -> argparse.ArgumentParser:
-    """The argument parser."""
+def parser(*, extensions: bool = True) -> argparse.ArgumentParser:
+    """The argument parser; ``extensions`` adds the subcommands of :data:`EXTENSIONS`."""
     main = argparse.ArgumentParser(prog="supplychain", description=__doc__)
     sub = main.add_subparsers(dest="command", required=True)
+    if extensions:
+        for module in EXTENSIONS:
+            importlib.import_module(module).add_parser(sub)
     serve = sub.add_parser("serve", help="run the HTTP API with in-process workers")
     serve.add_argument("--listen", help="host:port (default SUPPLYCHAIN_LISTEN)")
     serve.add_argument(
@@ -208,7 +215,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    args = parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    core = bool(words) and words[0] in CORE_COMMANDS  # keep `gate` fast: no extension imports
+    args = parser(extensions=not core).parse_args(words)
     code: int = args.func(args)
     return code
 

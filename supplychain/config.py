@@ -63,6 +63,40 @@ def _bool(var: str, value: str) -> bool:
     raise ConfigError(f"{PREFIX}{var}: {value!r} is not a boolean (true/false)")
 
 
+def _paths(var: str, value: str) -> tuple[Path, ...]:
+    paths = tuple(Path(p.strip()) for p in value.split(",") if p.strip())
+    for path in paths:
+        if not path.is_file():
+            raise ConfigError(f"{PREFIX}{var}: {path} is not a readable file")
+    return paths
+
+
+def _optional_file(var: str, value: str) -> Path | None:
+    paths = _paths(var, value)
+    if len(paths) > 1:
+        raise ConfigError(f"{PREFIX}{var}: one file only")
+    return paths[0] if paths else None
+
+
+def _regexp(var: str, value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ConfigError(f"{PREFIX}{var}: invalid regular expression: {exc}") from None
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(var: str, value: str) -> str:
+        if value not in choices:
+            raise ConfigError(f"{PREFIX}{var}: {value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
 @dataclass(frozen=True)
 class Settings:
     """The service's settings; see the configuration table in the README."""
@@ -97,6 +131,26 @@ class Settings:
     """Default seconds the gate waits for a pending verdict."""
     listen: str
     """``host:port`` the HTTP API listens on."""
+    verify_keys: tuple[Path, ...] = ()
+    """PEM public keys whose cosign signatures and attestations are trusted."""
+    certificate_identity: str | None = None
+    """Keyless: the exact certificate identity trusted (like cosign's flag)."""
+    certificate_identity_regexp: str | None = None
+    """Keyless: a regular expression the certificate identity must match in full."""
+    certificate_oidc_issuer: str | None = None
+    """Keyless: the exact OIDC issuer trusted."""
+    certificate_oidc_issuer_regexp: str | None = None
+    """Keyless: a regular expression the OIDC issuer must match in full."""
+    trusted_root: Path | None = None
+    """Sigstore ``trusted_root.json`` of a private Sigstore (default: the public-good root)."""
+    require_known_predicates: bool = False
+    """Record attestations of unknown predicate types as failed."""
+    sign_key: str | None = None
+    """Our signing key: a private key file or ``hashivault://NAME``."""
+    sign_after_allow: bool = False
+    """Sign, attest SBOM and scan, and issue a VSA after each pipeline verdict."""
+    sign_mode: str = "tag"
+    """Where our signatures go: ``tag`` (cosign's .sig scheme), ``referrers`` or ``both``."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -114,6 +168,13 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "job_max_attempts": _int,
     "job_lease_seconds": _float,
     "gate_wait_seconds": _float,
+    "verify_keys": _paths,
+    "certificate_identity_regexp": _regexp,
+    "certificate_oidc_issuer_regexp": _regexp,
+    "trusted_root": _optional_file,
+    "require_known_predicates": _bool,
+    "sign_after_allow": _bool,
+    "sign_mode": _choice("tag", "referrers", "both"),
 }
 
 _DEFAULTS: dict[str, str] = {
@@ -127,6 +188,13 @@ _DEFAULTS: dict[str, str] = {
     "job_lease_seconds": "120",
     "gate_wait_seconds": "0",
     "listen": "127.0.0.1:8080",
+    "verify_keys": "",
+    "certificate_identity_regexp": "",
+    "certificate_oidc_issuer_regexp": "",
+    "trusted_root": "",
+    "require_known_predicates": "false",
+    "sign_after_allow": "false",
+    "sign_mode": "tag",
 }
 
 
@@ -184,7 +252,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{PREFIX}{name.upper()}: must be positive")
     if values["job_max_attempts"] < 1:
         raise ConfigError(f"{PREFIX}JOB_MAX_ATTEMPTS: at least 1")
+    identity = raw.get("certificate_identity") or None
+    issuer = raw.get("certificate_oidc_issuer") or None
+    identity_set = identity or values["certificate_identity_regexp"]
+    issuer_set = issuer or values["certificate_oidc_issuer_regexp"]
+    if bool(identity_set) != bool(issuer_set):
+        raise ConfigError(
+            f"{PREFIX}CERTIFICATE_IDENTITY and {PREFIX}CERTIFICATE_OIDC_ISSUER (or their _REGEXP "
+            "forms) go together"
+        )
+    sign_key = raw.get("sign_key") or None
+    if values["sign_after_allow"] and not sign_key:
+        raise ConfigError(f"{PREFIX}SIGN_AFTER_ALLOW: needs {PREFIX}SIGN_KEY")
     return Settings(
+        sign_key=sign_key,
+        certificate_identity=identity,
+        certificate_oidc_issuer=issuer,
         data_dir=data_dir,
         database_url=database_url,
         webhook_token=token,

@@ -8,6 +8,7 @@ allowlist: an event naming a host outside it is refused and nothing is fetched.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -25,6 +26,8 @@ from supplychain.recorder import record_tag
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+COSIGN_TAG = re.compile(r"^sha256-[a-f0-9]{64}(\.(sig|att|sbom))?$")
+"""Tags of cosign's storage scheme and of the OCI referrers tag-schema fallback."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,8 @@ class Intake:
                 ):
                     duplicates += 1
                     continue
+                if event.tag and COSIGN_TAG.match(event.tag):
+                    continue  # a signature, attestation or referrers index: not an image
                 if event.digest is None:
                     refused.append(f"{event.repository}: event carries no digest")
                     continue

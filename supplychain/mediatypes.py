@@ -13,3 +13,14 @@ INDEX_MEDIA_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 """Multi-platform indexes."""
 ALL_MANIFEST_TYPES = MANIFEST_MEDIA_TYPES + INDEX_MEDIA_TYPES
 """Everything sent in ``Accept`` when fetching a manifest."""
+
+IMAGE_CONFIG_TYPES = (
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+)
+"""Config media types of container images (artifacts use others, or an ``artifactType``)."""
+LAYER_TYPE_PREFIXES = (
+    "application/vnd.oci.image.layer.",
+    "application/vnd.docker.image.rootfs.",
+)
+"""Filesystem layers; signatures, attestations and bundles use other layer types."""

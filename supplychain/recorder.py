@@ -148,20 +148,7 @@ def record_outcome(session: Session, outcome: Outcome, *, job_id: int | None, ac
         models.Finding(scan_id=row.id, image_id=image.id, **_finding_fields(f))
         for f in scan.findings
     )
-    session.add_all(
-        models.Signature(
-            image_id=image.id,
-            scan_id=row.id,
-            kind=s.kind,
-            reference=s.reference,
-            digest=s.digest,
-            verified=s.verified,
-            signer=s.signer,
-            reason=s.reason,
-            payload=s.payload,
-        )
-        for s in outcome.signatures
-    )
+    _record_signatures(session, image.id, row.id, outcome.signatures)
     record_verdict(session, outcome.verdict, image=image, scan_id=row.id, context="pipeline")
     audit(
         session,
@@ -174,6 +161,31 @@ def record_outcome(session: Session, outcome: Outcome, *, job_id: int | None, ac
         db_digest=scan.db_digest,
     )
     return row.id
+
+
+def _record_signatures(
+    session: Session, image_id: int, scan_id: int, found: tuple[SignatureEvidence, ...]
+) -> None:
+    """Signatures and attestations, each stored whole in its own table."""
+    for item in found:
+        common = {
+            "image_id": image_id,
+            "scan_id": scan_id,
+            "kind": item.kind,
+            "reference": item.reference,
+            "digest": item.digest,
+            "verified": item.verified,
+            "signer": item.signer,
+            "reason": item.reason,
+        }
+        if item.is_attestation:
+            session.add(
+                models.Attestation(
+                    **common, predicate_type=item.predicate_type, envelope=item.payload
+                )
+            )
+        else:
+            session.add(models.Signature(**common, payload=item.payload))
 
 
 def _finding_fields(finding: Finding) -> dict[str, object]:
@@ -236,6 +248,9 @@ def latest_evidence(session: Session, image: models.Image) -> tuple[Evidence, in
     signatures = session.scalars(
         select(models.Signature).where(models.Signature.scan_id == scan.id)
     ).all()
+    attestations = session.scalars(
+        select(models.Attestation).where(models.Attestation.scan_id == scan.id)
+    ).all()
     result = ScanResult(
         scan.scanner,
         scan.scanner_version,
@@ -260,5 +275,10 @@ def latest_evidence(session: Session, image: models.Image) -> tuple[Evidence, in
     evidence = tuple(
         SignatureEvidence(s.kind, s.reference, s.digest, s.verified, s.reason, s.signer)
         for s in signatures
+    ) + tuple(
+        SignatureEvidence(
+            a.kind, a.reference, a.digest, a.verified, a.reason, a.signer, b"", a.predicate_type
+        )
+        for a in attestations
     )
     return Evidence(None, None, result, evidence), scan.id

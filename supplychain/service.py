@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from supplychain.config import Settings
 from supplychain.database import Database
 from supplychain.gate import Gate
 from supplychain.intake import Intake
 from supplychain.jobs import JobQueue
-from supplychain.pipeline import Pipeline
+from supplychain.pipeline import Outcome, Pipeline
 from supplychain.policy import RulesPolicy, load_policy
 from supplychain.registry import BlobCache, RegistryClient, RegistrySource, docker_credentials
-from supplychain.signatures import CosignTagVerifier
-from supplychain.trivy import TrivyCataloger, TrivyRunner, TrivyScanner
-from supplychain.worker import Worker
+from supplychain.sbom_stage import OwnCataloger
+from supplychain.signing import SignatureVerifier, StorageMode, TrustPolicy
+from supplychain.signing.cosign import issue_for_outcome
+from supplychain.signing.signer import signer_for
+from supplychain.signing.sigstore_verify import IdentityPolicy
+from supplychain.signing.storage import SignatureStore
+from supplychain.trivy import TrivyRunner, TrivyScanner
+from supplychain.worker import Issuer, Worker
 
 __all__ = ["Service", "build_service"]
 
@@ -32,10 +38,48 @@ class Service:
     intake: Intake
     gate: Gate
     trivy: TrivyRunner
+    issuer: Issuer | None = None
 
     def worker(self, name: str | None = None) -> Worker:
         """A new worker sharing this process's parts."""
-        return Worker(self.db, self.queue, self.pipeline, self.client, name)
+        return Worker(self.db, self.queue, self.pipeline, self.client, name, issuer=self.issuer)
+
+
+def trust_policy(settings: Settings) -> TrustPolicy:
+    """Whom the verifier trusts: the configured public keys and certificate identity."""
+    identities: tuple[IdentityPolicy, ...] = ()
+    if settings.certificate_identity or settings.certificate_identity_regexp:
+        identities = (
+            IdentityPolicy(
+                identity=settings.certificate_identity,
+                identity_regexp=settings.certificate_identity_regexp,
+                issuer=settings.certificate_oidc_issuer,
+                issuer_regexp=settings.certificate_oidc_issuer_regexp,
+            ),
+        )
+    return TrustPolicy.from_key_files(
+        settings.verify_keys,
+        identities=identities,
+        require_known_predicates=settings.require_known_predicates,
+        trusted_root=settings.trusted_root,
+    )
+
+
+def signing_issuer(settings: Settings, client: RegistryClient) -> Issuer | None:
+    """After each verdict: sign and attest (on allow) and issue a VSA, when configured.
+
+    The key is loaded now, so a wrong password or missing key stops start-up, not a job.
+    """
+    if not settings.sign_after_allow or settings.sign_key is None:
+        return None
+    signer = signer_for(settings.sign_key)
+    store = SignatureStore(client)
+    mode = cast(StorageMode, settings.sign_mode)  # validated by config: tag|referrers|both
+
+    def issue(outcome: Outcome) -> tuple[str, ...]:
+        return issue_for_outcome(store, outcome, signer, mode=mode)
+
+    return issue
 
 
 def build_service(
@@ -64,11 +108,12 @@ def build_service(
     policy: RulesPolicy = load_policy(policy_file)
     pipeline = Pipeline(
         RegistrySource(client, settings.data_dir / "work"),
-        TrivyCataloger(trivy),
+        OwnCataloger(settings.data_dir / "sbom-cache"),
         TrivyScanner(trivy),
-        CosignTagVerifier(client),
+        SignatureVerifier(client, trust_policy(settings)),
         policy,
     )
     intake = Intake(db, queue, settings)
     gate = Gate(db, client, queue, policy, registries)
-    return Service(settings, db, queue, client, pipeline, intake, gate, trivy)
+    issuer = signing_issuer(settings, client)
+    return Service(settings, db, queue, client, pipeline, intake, gate, trivy, issuer)

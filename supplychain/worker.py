@@ -8,6 +8,7 @@ import shutil
 import socket
 import threading
 import uuid
+from collections.abc import Callable, Sequence
 
 from supplychain.database import Database
 from supplychain.dbutil import audit
@@ -24,11 +25,20 @@ from supplychain.mediatypes import INDEX_MEDIA_TYPES
 from supplychain.metrics import JOBS, STAGE_SECONDS
 from supplychain.pipeline import Outcome, Pipeline
 from supplychain.recorder import record_outcome, upsert_image
-from supplychain.registry import DigestMismatchError, Manifest, RegistryClient, platform_manifests
+from supplychain.registry import (
+    DigestMismatchError,
+    Manifest,
+    NotAnImageError,
+    RegistryClient,
+    platform_manifests,
+)
 
 log = logging.getLogger(__name__)
 
 STAGE_ERRORS = (SourceError, CatalogError, ScanError, VerifyError, PolicyError)
+
+Issuer = Callable[[Outcome], Sequence[str]]
+"""Called after an outcome is recorded (signing after a verdict); returns what it pushed."""
 
 
 def worker_name() -> str:
@@ -46,12 +56,15 @@ class Worker:
         pipeline: Pipeline,
         client: RegistryClient,
         name: str | None = None,
+        *,
+        issuer: Issuer | None = None,
     ) -> None:
         self.db = db
         self.queue = queue
         self.pipeline = pipeline
         self.client = client
         self.name = name or worker_name()
+        self.issuer = issuer
 
     def run(self, stop: threading.Event, idle_seconds: float = 1.0) -> None:
         """Loop until ``stop`` is set; wait ``idle_seconds`` when there is no work."""
@@ -102,11 +115,20 @@ class Worker:
             log.warning("results dropped: %s", exc, extra={"job": claim.id})
         except DigestMismatchError as exc:
             self._failed(claim, f"integrity: {exc}", retry=False)
+        except NotAnImageError as exc:
+            self._skip(claim, str(exc))
         except STAGE_ERRORS as exc:
             self._failed(claim, f"{type(exc).__name__}: {exc}", retry=True)
         except Exception as exc:
             log.exception("unexpected job error", extra={"job": claim.id})
             self._failed(claim, f"internal error: {type(exc).__name__}: {exc}", retry=True)
+
+    def _skip(self, claim: ClaimedJob, reason: str) -> None:
+        """A signature or other artifact pushed to the repository: nothing to scan."""
+        with self.db.session() as session:
+            self.queue.complete(session, claim)
+            audit(session, self.name, "job.skipped", claim.target.pinned, reason=reason)
+        JOBS.labels(outcome="skipped").inc()
 
     def _failed(self, claim: ClaimedJob, reason: str, *, retry: bool) -> None:
         state = self.queue.fail(claim, reason[:4000], retry=retry)
@@ -135,6 +157,8 @@ class Worker:
                 shutil.rmtree(outcome.image.layout_dir, ignore_errors=True)
         for stage, seconds in outcome.stage_seconds.items():
             STAGE_SECONDS.labels(stage=stage).observe(seconds)
+        if self.issuer is not None:
+            self._issue(claim, outcome)
         log.info(
             "image processed",
             extra={
@@ -152,6 +176,22 @@ class Worker:
             self._fan_out(claim, manifest)
         else:
             self._image(claim)
+
+    def _issue(self, claim: ClaimedJob, outcome: Outcome) -> None:
+        """Sign and attest after the recorded verdict; a failure is logged and audited.
+
+        The verdict is recorded whatever happens here: our own signature is an addition, and its
+        absence never turns into an allow (a gate requiring it denies).
+        """
+        assert self.issuer is not None  # noqa: S101 - checked by the caller
+        details: dict[str, object]
+        try:
+            action, details = "image.signed", {"pushed": list(self.issuer(outcome))}
+        except Exception as exc:  # signing must not lose the recorded verdict
+            log.exception("signing failed", extra={"job": claim.id})
+            action, details = "image.signing_failed", {"reason": f"{type(exc).__name__}: {exc}"}
+        with self.db.session() as session:
+            audit(session, self.name, action, claim.target.pinned, job=claim.id, **details)
 
     def _fan_out(self, claim: ClaimedJob, index: Manifest) -> None:
         target = claim.target

@@ -37,6 +37,11 @@ def test_registries_are_a_normalised_allowlist(tmp_path: Path) -> None:
         ("TRIVY_TIMEOUT", "0"),
         ("LISTEN", "nowhere"),
         ("JOB_MAX_ATTEMPTS", "0"),
+        ("VERIFY_KEYS", "/nonexistent/cosign.pub"),
+        ("SIGN_MODE", "sideways"),
+        ("CERTIFICATE_IDENTITY_REGEXP", "(unclosed"),
+        ("SIGN_AFTER_ALLOW", "true"),
+        ("CERTIFICATE_OIDC_ISSUER", "https://token.actions.githubusercontent.com"),
     ],
 )
 def test_bad_values_stop_with_the_variable_named(tmp_path: Path, variable: str, value: str) -> None:

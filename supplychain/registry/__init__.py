@@ -23,6 +23,7 @@ from supplychain.registry.errors import (
     BlobTooLargeError,
     DigestMismatchError,
     NotAllowedError,
+    NotAnImageError,
     NotFoundError,
     RegistryError,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "DockerConfigCredentials",
     "Manifest",
     "NotAllowedError",
+    "NotAnImageError",
     "NotFoundError",
     "RegistryClient",
     "RegistryError",

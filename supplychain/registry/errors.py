@@ -39,3 +39,7 @@ class BlobTooLargeError(RegistryError):
 
 class AuthError(RegistryError):
     """Authentication or authorization at the registry or its token server failed."""
+
+
+class NotAnImageError(RegistryError):
+    """The manifest is an artifact (a signature, attestation, bundle…), not a container image."""

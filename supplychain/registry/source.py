@@ -13,10 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from supplychain.interface import ImageSource, ImageTarget, Layer, PulledImage, SourceError
-from supplychain.mediatypes import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES
+from supplychain.mediatypes import (
+    IMAGE_CONFIG_TYPES,
+    INDEX_MEDIA_TYPES,
+    LAYER_TYPE_PREFIXES,
+    MANIFEST_MEDIA_TYPES,
+)
 from supplychain.registry.cache import check_digest
 from supplychain.registry.client import RegistryClient
-from supplychain.registry.errors import BlobTooLargeError, RegistryError
+from supplychain.registry.errors import BlobTooLargeError, NotAnImageError, RegistryError
 from supplychain.registry.layout import write_layout
 
 __all__ = ["MAX_CONFIG_BYTES", "MAX_LAYERS", "RegistrySource", "platform_manifests"]
@@ -51,6 +56,7 @@ class RegistrySource(ImageSource):
         if len(layer_list) > MAX_LAYERS:
             raise RegistryError(f"{target.pinned}: {len(layer_list)} layers, over {MAX_LAYERS}")
         layer_descs = [_descriptor(item, "layer") for item in layer_list]
+        _require_image(target, document, config_desc[0], [d[0] for d in layer_descs])
         if config_desc[2] > MAX_CONFIG_BYTES:
             raise BlobTooLargeError(
                 f"{target.pinned}: config of {config_desc[2]} bytes is too large"
@@ -94,6 +100,20 @@ class RegistrySource(ImageSource):
             layers=tuple(layers),
             layout_dir=work,
         )
+
+
+def _require_image(
+    target: ImageTarget, document: dict[str, object], config_type: str, layer_types: list[str]
+) -> None:
+    """Raise :class:`NotAnImageError` for OCI artifacts (cosign signatures, bundles, SBOMs…)."""
+    artifact = document.get("artifactType")
+    if artifact:
+        raise NotAnImageError(f"{target.pinned}: an artifact of type {str(artifact)[:100]!r}")
+    if config_type not in IMAGE_CONFIG_TYPES:
+        raise NotAnImageError(f"{target.pinned}: config type {config_type[:100]!r} is no image's")
+    for layer_type in layer_types:
+        if not layer_type.startswith(LAYER_TYPE_PREFIXES):
+            raise NotAnImageError(f"{target.pinned}: layer type {layer_type[:100]!r} is no image's")
 
 
 def platform_manifests(index_bytes: bytes) -> list[tuple[str, str, str]]:
