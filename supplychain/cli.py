@@ -19,7 +19,7 @@ EXIT = {"allow": 0, "deny": 1}
 """Exit codes: allow 0, deny 1, anything else (pending, timeout, error) 2."""
 EXIT_OTHER = 2
 CORE_COMMANDS = frozenset({"serve", "worker", "db", "gate", "scan"})
-EXTENSIONS = ("supplychain.cli_sbom", "supplychain.cli_signing")
+EXTENSIONS = ("supplychain.cli_sbom", "supplychain.cli_signing", "supplychain.cli_vulndb")
 """Modules adding subcommands with ``add_parser(subparsers)``."""
 MAX_ANSWER = 4 * 1024 * 1024
 

@@ -88,6 +88,24 @@ def _regexp(var: str, value: str) -> str | None:
     return value
 
 
+def _url(var: str, value: str) -> str | None:
+    if not value:
+        return None
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+        raise ConfigError(f"{PREFIX}{var}: must be an http(s) URL")
+    return value
+
+
+def _secret(var: str, value: str) -> str | None:
+    if value and len(value) < 16:
+        raise ConfigError(f"{PREFIX}{var}: must be at least 16 characters")
+    return value or None
+
+
+def _optional_float(var: str, value: str) -> float | None:
+    return _float(var, value) if value else None
+
+
 def _choice(*choices: str) -> Callable[[str, str], str]:
     def parse(var: str, value: str) -> str:
         if value not in choices:
@@ -151,6 +169,14 @@ class Settings:
     """Sign, attest SBOM and scan, and issue a VSA after each pipeline verdict."""
     sign_mode: str = "tag"
     """Where our signatures go: ``tag`` (cosign's .sig scheme), ``referrers`` or ``both``."""
+    revocation_webhook: str | None = None
+    """Where revocations (an allow that became a deny) are POSTed; from configuration only."""
+    revocation_webhook_secret: str | None = None
+    """HMAC-SHA256 key signing each revocation POST (``X-Supplychain-Signature``)."""
+    max_db_age_hours: float | None = None
+    """Deny decisions made on an advisory DB older than this (unless the policy sets its own)."""
+    db_repository: str | None = None
+    """OCI repository of an organisation's Trivy DB mirror, for ``vulndb update``."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -175,6 +201,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "require_known_predicates": _bool,
     "sign_after_allow": _bool,
     "sign_mode": _choice("tag", "referrers", "both"),
+    "revocation_webhook": _url,
+    "revocation_webhook_secret": _secret,
+    "max_db_age_hours": _optional_float,
 }
 
 _DEFAULTS: dict[str, str] = {
@@ -195,6 +224,9 @@ _DEFAULTS: dict[str, str] = {
     "require_known_predicates": "false",
     "sign_after_allow": "false",
     "sign_mode": "tag",
+    "revocation_webhook": "",
+    "revocation_webhook_secret": "",
+    "max_db_age_hours": "",
 }
 
 
@@ -265,6 +297,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if values["sign_after_allow"] and not sign_key:
         raise ConfigError(f"{PREFIX}SIGN_AFTER_ALLOW: needs {PREFIX}SIGN_KEY")
     return Settings(
+        db_repository=raw.get("db_repository") or None,
         sign_key=sign_key,
         certificate_identity=identity,
         certificate_oidc_issuer=issuer,

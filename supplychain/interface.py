@@ -125,6 +125,8 @@ class Finding:
     """Advisory source id, e.g. ``ghsa`` or ``debian``."""
     layer_digest: str | None = None
     """Layer the package came from."""
+    vex_status: str | None = None
+    """What a VEX statement says of this finding (``not_affected``…); None when none applies."""
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,10 @@ class Scan(Base):
     sbom_generator: Mapped[str | None] = mapped_column(String(128))
     sbom_digest: Mapped[str | None] = mapped_column(Digest)
     sbom: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sbom_encoding: Mapped[str | None] = mapped_column(String(16))
     report: Mapped[bytes | None] = mapped_column(LargeBinary)
+    matched_at: Mapped[datetime | None]
+    """When the stored SBOM was last re-matched against a new advisory DB (null: never)."""
 
     image: Mapped[Image] = relationship()
 
@@ -239,6 +242,77 @@ class Finding(Base):
     title: Mapped[str | None] = mapped_column(Text)
     data_source: Mapped[str | None] = mapped_column(String(128))
     layer_digest: Mapped[str | None] = mapped_column(Digest)
+    kind: Mapped[str] = mapped_column(
+        String(16), default="vulnerability", server_default="vulnerability"
+    )
+    """``vulnerability`` or ``secret`` (a secret Trivy found in a layer)."""
+    aliases: Mapped[list[Any] | None]
+    """Other ids of the same advisory (CVE ↔ GHSA …)."""
+    vendor_severity: Mapped[dict[str, Any] | None]
+    """Severity per advisory source, as Trivy reports it (``{"debian": "HIGH"}``)."""
+    cvss: Mapped[dict[str, Any] | None]
+    """CVSS vectors and scores per source."""
+    vex_status: Mapped[str | None] = mapped_column(String(32))
+    """VEX status applied to this finding (``not_affected`` …); the finding is never deleted."""
+    vex_justification: Mapped[str | None] = mapped_column(Text)
+    """The VEX justification or impact statement, kept as the document gave it."""
+    vex_statement_id: Mapped[int | None] = mapped_column(ForeignKey("vex_statements.id"))
+    """The VEX statement applied, if any."""
+
+
+class VexStatement(Base):
+    """One statement of an OpenVEX or CycloneDX VEX document about a vulnerability of a product."""
+
+    __tablename__ = "vex_statements"
+    __table_args__ = (Index(None, "vuln_id", "product"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_digest: Mapped[str] = mapped_column(Digest, index=True)
+    format: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(64))
+    vuln_id: Mapped[str] = mapped_column(String(128))
+    product: Mapped[str] = mapped_column(Text)
+    subcomponent: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32))
+    justification: Mapped[str | None] = mapped_column(Text)
+    statement: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VulnDatabase(Base):
+    """A Trivy advisory DB version installed into the shared DB store."""
+
+    __tablename__ = "vuln_databases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(Digest, unique=True)
+    updated_at: Mapped[datetime | None]
+    schema_version: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(32))
+    origin: Mapped[str | None] = mapped_column(Text)
+    installed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VerdictChange(Base):
+    """A verdict that changed when an image's stored SBOM was re-matched; allow → deny revokes."""
+
+    __tablename__ = "verdict_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"))
+    previous_verdict_id: Mapped[int | None] = mapped_column(ForeignKey("verdicts.id"))
+    verdict_id: Mapped[int] = mapped_column(ForeignKey("verdicts.id"))
+    previous_decision: Mapped[str | None] = mapped_column(String(16))
+    decision: Mapped[str] = mapped_column(String(16))
+    revocation: Mapped[bool] = mapped_column(Boolean, index=True)
+    db_digest_before: Mapped[str | None] = mapped_column(Digest)
+    db_digest_after: Mapped[str | None] = mapped_column(Digest)
+    added: Mapped[list[Any]] = mapped_column(default=list)
+    removed: Mapped[list[Any]] = mapped_column(default=list)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    announced_at: Mapped[datetime | None]
+    announce_error: Mapped[str | None] = mapped_column(Text)
 
 
 class Signature(Base):

@@ -26,6 +26,7 @@ from supplychain.interface import (
     Verdict,
     Verifier,
 )
+from supplychain.vex_attested import with_attested_vex
 
 __all__ = ["Outcome", "Pipeline"]
 
@@ -84,6 +85,7 @@ class Pipeline:
         sbom = timed("sbom", lambda: self.cataloger.catalog(image))
         scan = timed("scan", lambda: self.scanner.scan(image, sbom))
         signatures = timed("verify", lambda: self.verifier.verify(image))
+        scan = with_attested_vex(scan, signatures, target.digest)
         evidence = Evidence(image, sbom, scan, signatures)
         verdict = timed("policy", lambda: self.policy.evaluate(evidence))
         return Outcome(target, image, sbom, scan, signatures, verdict, timings)

@@ -22,6 +22,8 @@ __all__ = ["DEFAULT_RULES", "PolicyRules", "RulesPolicy", "load_policy"]
 
 SEVERITY_ORDER = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 MAX_REASONS = 20
+NOT_AFFECTED = "not_affected"
+"""The VEX status that keeps a finding from denying: the image is not affected by it."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,12 @@ class RulesPolicy(Policy):
             )
         reasons: list[str] = []
         counts: dict[str, int] = {}
+        exempt = 0
         for finding in evidence.scan.findings:
             counts[finding.severity] = counts.get(finding.severity, 0) + 1
+            if finding.vex_status == NOT_AFFECTED:  # a VEX statement (kept, shown, not denying)
+                exempt += 1
+                continue
             if finding.severity in self.rules.deny_severities:
                 reasons.append(
                     f"{finding.severity} {finding.vuln_id} in {finding.package} {finding.installed}"
@@ -108,9 +114,10 @@ class RulesPolicy(Policy):
                 reasons.append(
                     f"advisory DB older than {age_limit:g}h (updated {updated or 'unknown'})"
                 )
-        if self.rules.require_signature and not any(s.verified for s in evidence.signatures):
+        signed = any(s.verified and not s.is_attestation for s in evidence.signatures)
+        if self.rules.require_signature and not signed:
             reasons.append("no verified signature")
-        details: dict[str, Any] = {"severity_counts": counts}
+        details: dict[str, Any] = {"severity_counts": counts, "not_affected": exempt}
         if reasons:
             return self._verdict("deny", reasons, now, details)
         denied = "/".join(self.rules.deny_severities) or "none"

@@ -19,6 +19,10 @@ from supplychain.interface import (
 )
 from supplychain.models import utcnow
 from supplychain.pipeline import Outcome
+from supplychain.sbomstore import pack
+from supplychain.trivy import finding_extras
+from supplychain.vex import apply_vex, record_vex
+from supplychain.vex_attested import attested_vex
 
 __all__ = [
     "find_image",
@@ -114,6 +118,7 @@ def record_outcome(session: Session, outcome: Outcome, *, job_id: int | None, ac
         platform=outcome.image.platform,
     )
     scan = outcome.scan
+    stored_sbom, encoding = pack(outcome.sbom.document)
     row = models.Scan(
         image_id=image.id,
         job_id=job_id,
@@ -126,7 +131,8 @@ def record_outcome(session: Session, outcome: Outcome, *, job_id: int | None, ac
         sbom_format=outcome.sbom.format,
         sbom_generator=outcome.sbom.generator,
         sbom_digest="sha256:" + hashlib.sha256(outcome.sbom.document).hexdigest(),
-        sbom=outcome.sbom.document,
+        sbom=stored_sbom,
+        sbom_encoding=encoding,
         report=scan.report,
     )
     session.add(row)
@@ -144,10 +150,15 @@ def record_outcome(session: Session, outcome: Outcome, *, job_id: int | None, ac
         )
         for c in outcome.sbom.components
     )
-    session.add_all(
+    findings = [
         models.Finding(scan_id=row.id, image_id=image.id, **_finding_fields(f))
         for f in scan.findings
-    )
+    ]
+    session.add_all(findings)
+    session.flush()
+    apply_vex(session, image.digest, findings)
+    for document in attested_vex(outcome.signatures):  # verified VEX attestations, kept whole
+        record_vex(session, document, source="attestation", image=image.digest)
     _record_signatures(session, image.id, row.id, outcome.signatures)
     record_verdict(session, outcome.verdict, image=image, scan_id=row.id, context="pipeline")
     audit(
@@ -200,6 +211,7 @@ def _finding_fields(finding: Finding) -> dict[str, object]:
         "title": finding.title,
         "data_source": finding.data_source,
         "layer_digest": finding.layer_digest,
+        **finding_extras(finding),
     }
 
 
@@ -268,6 +280,7 @@ def latest_evidence(session: Session, image: models.Image) -> tuple[Evidence, in
                 f.title,
                 f.data_source,
                 f.layer_digest,
+                f.vex_status,
             )
             for f in findings
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -106,6 +107,9 @@ def build_service(
         timeout=settings.trivy_timeout,
     )
     policy: RulesPolicy = load_policy(policy_file)
+    if settings.max_db_age_hours is not None and policy.rules.max_db_age_hours is None:
+        rules = dataclasses.replace(policy.rules, max_db_age_hours=settings.max_db_age_hours)
+        policy = RulesPolicy(rules)
     pipeline = Pipeline(
         RegistrySource(client, settings.data_dir / "work"),
         OwnCataloger(settings.data_dir / "sbom-cache"),

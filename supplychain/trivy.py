@@ -1,7 +1,13 @@
 """The real Trivy binary as our SBOM maker and vulnerability scanner.
 
-Trivy reads the OCI layout we already pulled (``trivy image --input DIR``): no second pull. Its
-layer analysis is cached under the cache dir, so the scanner's run after the cataloger's is cheap.
+Trivy reads the OCI layout we already pulled (``trivy image --input DIR``): no second pull. The
+first scan of an image runs ``--scanners vuln,secret`` over the layout, because secrets can only be
+found in the layers' files; re-matches (:mod:`supplychain.rescan`) run ``trivy sbom`` over the
+stored SBOM, which needs no pull (measurements: docs/benchmarks.md).
+
+Every run reads the advisory DB through :meth:`TrivyRunner.snapshot`: one immutable, versioned DB
+directory of the shared store (:mod:`supplychain.vulndb`), so a DB update never blocks or changes a
+scan under way, and the provenance recorded (``UpdatedAt``, SHA-256) is that of the DB really used.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import os
 import shutil
 import subprocess
 import sysconfig
+import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +36,15 @@ from supplychain.interface import (
     ScanResult,
 )
 
-__all__ = ["TrivyCataloger", "TrivyRunner", "TrivyScanner", "find_trivy"]
+__all__ = [
+    "TrivyCataloger",
+    "TrivyFinding",
+    "TrivyRunner",
+    "TrivyScanner",
+    "find_trivy",
+    "finding_extras",
+    "parse_report",
+]
 
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 _MAX_OUTPUT = 512 * 1024 * 1024
@@ -67,18 +83,34 @@ class TrivyRunner:
         """Path of the trivy binary (looked up on each use, so a missing binary is a job error)."""
         return find_trivy(self._configured)
 
-    def common_flags(self) -> list[str]:
-        """Flags every scan gets."""
+    def snapshot(self) -> Path:
+        """The DB directory scans read: the store's ``current`` version, resolved once.
+
+        Without a store (no ``current`` link) the cache dir itself, as Trivy lays it out.
+        """
+        current = self.cache_dir / "current"
+        if current.is_symlink():
+            return current.resolve()
+        return self.cache_dir
+
+    def common_flags(self, snapshot: Path | None = None) -> list[str]:
+        """Flags every scan gets; ``snapshot`` is the DB directory to read (default: current)."""
+        cache = snapshot or self.snapshot()
         flags = [
             "--cache-dir",
-            str(self.cache_dir),
+            str(cache),
+            "--cache-backend",
+            "memory",
             "--quiet",
             "--skip-version-check",
             "--disable-telemetry",
         ]
         flags += ["--timeout", f"{max(1, int(self.timeout))}s"]
+        if self.offline or cache != self.cache_dir:
+            # A store snapshot is immutable: only `supplychain vulndb update` writes DBs.
+            flags += ["--skip-db-update", "--skip-java-db-update"]
         if self.offline:
-            flags += ["--skip-db-update", "--skip-java-db-update", "--offline-scan"]
+            flags += ["--offline-scan"]
         return flags
 
     def run(self, args: list[str]) -> bytes:
@@ -110,9 +142,9 @@ class TrivyRunner:
             self._version = str(data.get("Version", "unknown"))
         return self._version
 
-    def db_info(self) -> tuple[datetime | None, str | None]:
+    def db_info(self, snapshot: Path | None = None) -> tuple[datetime | None, str | None]:
         """``UpdatedAt`` from the DB metadata and the SHA-256 of ``trivy.db``."""
-        db_dir = self.cache_dir / "db"
+        db_dir = (snapshot or self.snapshot()) / "db"
         updated: datetime | None = None
         digest: str | None = None
         try:
@@ -129,6 +161,30 @@ class TrivyRunner:
         except OSError:
             digest = None
         return updated, digest
+
+    def scan_report(self, args: list[str]) -> ScanResult:
+        """Run ``trivy ARGS --format json`` on one DB snapshot; findings with that DB's provenance.
+
+        A missing DB is an error (never a scan that finds nothing).
+        """
+        snapshot = self.snapshot()
+        if not (snapshot / "db" / "trivy.db").is_file() and (
+            self.offline or snapshot != self.cache_dir
+        ):
+            raise ScanError(f"no advisory DB in {snapshot}: run `supplychain vulndb update|import`")
+        report = self.run([*args, "--format", "json", *self.common_flags(snapshot)])
+        findings = parse_report(_json(report, "trivy json"))
+        updated, digest = self.db_info(snapshot)
+        if digest is None:
+            raise ScanError(f"the advisory DB in {snapshot} vanished during the scan")
+        return ScanResult("trivy", self.version(), updated, digest, findings, report)
+
+    def scan_sbom(self, document: bytes) -> ScanResult:
+        """Match a stored CycloneDX SBOM against the DB (``trivy sbom``): no image pull."""
+        with tempfile.NamedTemporaryFile(prefix="sbom-", suffix=".cdx.json") as handle:
+            handle.write(document)
+            handle.flush()
+            return self.scan_report(["sbom", "--scanners", "vuln", handle.name])
 
 
 def _json(data: bytes, what: str) -> dict[str, Any]:
@@ -187,44 +243,112 @@ def _property(item: dict[str, Any], name: str) -> str | None:
 
 
 class TrivyScanner(Scanner):
-    """Vulnerabilities from ``trivy image --format json --scanners vuln`` over the pulled layout."""
+    """Vulnerabilities and secrets: ``trivy image --scanners vuln,secret`` over the layout."""
 
     def __init__(self, runner: TrivyRunner) -> None:
         self.runner = runner
 
     def scan(self, image: PulledImage, sbom: Sbom) -> ScanResult:
-        args = ["image", "--input", str(image.layout_dir), "--format", "json", "--scanners", "vuln"]
-        report = self.runner.run([*args, *self.runner.common_flags()])
-        findings = parse_report(_json(report, "trivy json"))
-        updated, digest = self.runner.db_info()
-        return ScanResult("trivy", self.runner.version(), updated, digest, findings, report)
+        args = ["image", "--input", str(image.layout_dir), "--scanners", "vuln,secret"]
+        return self.runner.scan_report(args)
 
 
-def parse_report(report: dict[str, Any]) -> tuple[Finding, ...]:
-    """Findings of a Trivy JSON report."""
-    findings: list[Finding] = []
+@dataclass(frozen=True)
+class TrivyFinding(Finding):
+    """A :class:`Finding` with what else Trivy reports about it."""
+
+    kind: str = "vulnerability"
+    """``vulnerability``, or ``secret`` for a secret found in a layer's file."""
+    aliases: tuple[str, ...] = ()
+    """Other ids of the advisory (Trivy's ``VendorIDs``: GHSA, DSA …)."""
+    vendor_severity: tuple[tuple[str, str], ...] = ()
+    """Severity per advisory source, e.g. ``(("debian", "HIGH"), ("nvd", "CRITICAL"))``."""
+    cvss: tuple[tuple[str, str], ...] = ()
+    """CVSS per source as canonical JSON of Trivy's ``CVSS`` entry (vectors and scores)."""
+    bom_ref: str | None = None
+    """``bom-ref`` of the SBOM component matched (``trivy sbom`` only)."""
+
+
+def finding_extras(finding: Finding) -> dict[str, Any]:
+    """The columns of ``models.Finding`` beyond the interface's fields (defaults for others)."""
+    if not isinstance(finding, TrivyFinding):
+        return {"kind": "vulnerability"}
+    return {
+        "kind": finding.kind,
+        "aliases": list(finding.aliases) or None,
+        "vendor_severity": dict(finding.vendor_severity) or None,
+        "cvss": {k: json.loads(v) for k, v in finding.cvss} or None,
+    }
+
+
+def _severity(value: object) -> str:
+    if isinstance(value, int) and 0 <= value < len(SEVERITIES):
+        return SEVERITIES[value]
+    text = str(value).upper()
+    return text if text in SEVERITIES else "UNKNOWN"
+
+
+def _vulnerability(vuln: Any) -> TrivyFinding:
+    if not isinstance(vuln, dict) or not vuln.get("VulnerabilityID"):
+        raise ScanError("trivy json: a vulnerability has no id")
+    identifier = vuln.get("PkgIdentifier") or {}
+    source = vuln.get("DataSource") or {}
+    layer = vuln.get("Layer") or {}
+    vendor = vuln.get("VendorSeverity") or {}
+    cvss = vuln.get("CVSS") or {}
+    return TrivyFinding(
+        vuln_id=str(vuln["VulnerabilityID"]),
+        package=str(vuln.get("PkgName", "")),
+        purl=identifier.get("PURL") if isinstance(identifier, dict) else None,
+        installed=str(vuln.get("InstalledVersion", "")),
+        fixed=vuln.get("FixedVersion") or None,
+        severity=_severity(vuln.get("Severity", "UNKNOWN")),
+        status=vuln.get("Status"),
+        title=vuln.get("Title"),
+        data_source=source.get("ID") if isinstance(source, dict) else None,
+        layer_digest=layer.get("Digest") if isinstance(layer, dict) else None,
+        aliases=tuple(sorted(str(v) for v in vuln.get("VendorIDs") or ())),
+        vendor_severity=tuple(
+            sorted((str(k), _severity(v)) for k, v in vendor.items())
+            if isinstance(vendor, dict)
+            else ()
+        ),
+        cvss=tuple(
+            sorted((str(k), json.dumps(v, sort_keys=True)) for k, v in cvss.items())
+            if isinstance(cvss, dict)
+            else ()
+        ),
+        bom_ref=identifier.get("BOMRef") if isinstance(identifier, dict) else None,
+    )
+
+
+def _secret(target: str, secret: Any) -> TrivyFinding:
+    """A secret as a finding: the rule is the id, the file the package; the match is not kept."""
+    if not isinstance(secret, dict) or not secret.get("RuleID"):
+        raise ScanError("trivy json: a secret has no rule id")
+    layer = secret.get("Layer") or {}
+    return TrivyFinding(
+        vuln_id=f"secret:{secret['RuleID']}",
+        package=target,
+        purl=None,
+        installed="",
+        fixed=None,
+        severity=_severity(secret.get("Severity", "UNKNOWN")),
+        status="affected",
+        title=secret.get("Title"),
+        data_source="trivy-secret",
+        layer_digest=layer.get("Digest") if isinstance(layer, dict) else None,
+        kind="secret",
+    )
+
+
+def parse_report(report: dict[str, Any]) -> tuple[TrivyFinding, ...]:
+    """Findings of a Trivy JSON report: vulnerabilities, then secrets."""
+    findings: list[TrivyFinding] = []
     for result in report.get("Results") or []:
         if not isinstance(result, dict):
             raise ScanError("trivy json: a result is not an object")
-        for vuln in result.get("Vulnerabilities") or []:
-            if not isinstance(vuln, dict) or not vuln.get("VulnerabilityID"):
-                raise ScanError("trivy json: a vulnerability has no id")
-            severity = str(vuln.get("Severity", "UNKNOWN")).upper()
-            identifier = vuln.get("PkgIdentifier") or {}
-            source = vuln.get("DataSource") or {}
-            layer = vuln.get("Layer") or {}
-            findings.append(
-                Finding(
-                    vuln_id=str(vuln["VulnerabilityID"]),
-                    package=str(vuln.get("PkgName", "")),
-                    purl=identifier.get("PURL") if isinstance(identifier, dict) else None,
-                    installed=str(vuln.get("InstalledVersion", "")),
-                    fixed=vuln.get("FixedVersion") or None,
-                    severity=severity if severity in SEVERITIES else "UNKNOWN",
-                    status=vuln.get("Status"),
-                    title=vuln.get("Title"),
-                    data_source=source.get("ID") if isinstance(source, dict) else None,
-                    layer_digest=layer.get("Digest") if isinstance(layer, dict) else None,
-                )
-            )
+        findings += [_vulnerability(v) for v in result.get("Vulnerabilities") or []]
+        target = str(result.get("Target", ""))
+        findings += [_secret(target, s) for s in result.get("Secrets") or []]
     return tuple(findings)

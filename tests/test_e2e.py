@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from supplychain.database import Database
 from supplychain.models import Component, Finding, Job, JobFailure, Scan, Verdict, WebhookDelivery
+from supplychain.sbomstore import unpack
 from tests.conftest import TOKEN, new_database
 from tests.support import images
 from tests.support.registry import Endpoint, Registry, free_port
@@ -149,7 +150,10 @@ def test_push_is_stored_scanned_and_recorded_in_postgresql(stack: Stack) -> None
         assert scan.scanner == "trivy" and scan.scanner_version == "0.76.0"
         assert scan.db_digest == "sha256:" + hashlib.sha256(stack.trivy_db.read_bytes()).hexdigest()
         assert set(scan.stage_seconds) == {"pull", "sbom", "scan", "verify", "policy"}
-        assert scan.sbom is not None and json.loads(scan.sbom)["bomFormat"] == "CycloneDX"
+        document = unpack(scan.sbom, scan.sbom_encoding)
+        assert scan.sbom_encoding == "zstd" and scan.sbom is not None
+        assert document is not None and json.loads(document)["bomFormat"] == "CycloneDX"
+        assert scan.sbom_digest == "sha256:" + hashlib.sha256(document).hexdigest()
         findings = {
             (f.vuln_id, f.package, f.installed, f.fixed, f.severity, f.purl)
             for f in session.scalars(select(Finding).where(Finding.scan_id == scan.id))

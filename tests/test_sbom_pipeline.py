@@ -16,6 +16,7 @@ from supplychain.interface import CatalogError, ImageTarget, Layer, PulledImage,
 from supplychain.pipeline import Outcome
 from supplychain.recorder import record_outcome
 from supplychain.sbom_stage import OwnCataloger
+from supplychain.sbomstore import unpack
 from tests.support.images import app_layout, layer_paths, layout_digest
 
 
@@ -48,9 +49,11 @@ def test_which_images_contain_a_package_is_one_query(db: Database, tmp_path: Pat
         ).all()
         stored = session.scalars(select(models.Scan)).all()
     assert jinja == [layout_digest(app_layout(), "app")]  # deleted from app-deleted
-    for scan_row in stored:
-        assert scan_row.sbom is not None and scan_row.sbom_format == "cyclonedx-json"
-        assert scan_row.sbom_digest == "sha256:" + hashlib.sha256(scan_row.sbom).hexdigest()
+    for scan_row in stored:  # stored whole, compressed, with the digest of the document
+        document = unpack(scan_row.sbom, scan_row.sbom_encoding)
+        assert document is not None and scan_row.sbom_format == "cyclonedx-json"
+        assert scan_row.sbom_encoding == "zstd" and len(scan_row.sbom or b"") < len(document) / 3
+        assert scan_row.sbom_digest == "sha256:" + hashlib.sha256(document).hexdigest()
 
 
 def test_a_corrupt_layer_fails_the_job_not_the_service(tmp_path: Path) -> None:

@@ -29,10 +29,9 @@ import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from supplychain.interface import ImageTarget
-from supplychain.pipeline import Outcome
 from supplychain.signing.dsse import sign_envelope
 from supplychain.signing.signer import KeylessSigner, Signer, SignerError
 from supplychain.signing.statements import (
@@ -49,6 +48,9 @@ from supplychain.signing.statements import (
     vuln_statement,
 )
 from supplychain.signing.storage import SignatureStore
+
+if TYPE_CHECKING:  # the pipeline imports the verifier side of this package
+    from supplychain.pipeline import Outcome
 
 __all__ = [
     "ATTESTATION_SUFFIX",

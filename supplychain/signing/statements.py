@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from supplychain.interface import ImageTarget, Sbom, ScanResult, Verdict
+from supplychain.signing.dsse import DsseError, Envelope
 
 __all__ = [
     "COSIGN_SIGN",
@@ -187,3 +188,22 @@ def sha256_of(data: bytes) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def attested_statement(blob: bytes) -> Statement:
+    """The statement in a stored attestation: a DSSE envelope, or a Sigstore bundle holding one.
+
+    Only for evidence the verifier marked verified: this does not check signatures.
+    """
+    try:
+        document = json.loads(blob)
+    except ValueError:
+        raise ValueError("attestation is not JSON") from None
+    if not isinstance(document, dict):
+        raise ValueError("attestation is not a JSON object")
+    envelope = document.get("dsseEnvelope", document)
+    try:
+        parsed = Envelope.from_json(envelope if isinstance(envelope, dict) else {})
+    except DsseError as exc:
+        raise ValueError(str(exc)) from None
+    return read_statement(parsed.payload)

@@ -1,0 +1,371 @@
+"""Benchmark: re-match 10,000 stored SBOMs against a changed advisory DB (goal: ≤ 60 s).
+
+Realistic SBOMs: each is Trivy's own CycloneDX SBOM of the test image (Debian bookworm minbase: its
+real Debian packages, unchanged) whose PyPI and npm packages are replaced by a random draw from the
+most downloaded PyPI and npm packages at their current versions (the package lists under
+``/work/.library/env/packages``). They are stored in a fresh PostgreSQL database exactly as the
+service stores them (scans.sbom, components, findings, a pipeline verdict each).
+
+Then the DB changes (new CRITICAL advisories for two popular PyPI packages, a severity raised on an
+npm one) and three ways to re-match are measured:
+
+* ``narrowed``: what ``supplychain rescan`` does: diff the two DBs, pick the SBOMs naming a changed
+  package with one query over the components table, match the changed packages' distinct package
+  URLs in one Trivy run, record findings, verdicts and revocations; the other SBOMs only move to
+  the new DB. Run over all N SBOMs.
+* ``naive``: one ``trivy sbom`` process per SBOM, sequentially (timed on a sample, extrapolated).
+* ``whole``: our whole-SBOM re-match (``Rematcher.run``, a Trivy process per SBOM on all cores,
+  with the database writes), timed on a sample, extrapolated.
+
+Run: ``python3 bench/rematch_bench.py [--count 10000] [--sample 40]`` from the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import insert, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from supplychain import models
+from supplychain.database import Database
+from supplychain.policy import load_policy
+from supplychain.rematch_batch import match_packages, rematch_packages
+from supplychain.rescan import Rematcher, TrivySbomMatcher, plan_rematch
+from supplychain.sbomstore import pack, unpack
+from supplychain.trivy import TrivyRunner, finding_extras
+from supplychain.vulndb import VulnDbStore
+from tests.support import images
+from tests.support.trivydb import Advisory, build_trivy_db_archive
+
+PACKAGES = Path("/work/.library/env/packages")
+PIP = "pip::GitHub Security Advisory pip"
+NPM = "npm::GitHub Security Advisory npm"
+PG = os.environ.get("SUPPLYCHAIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+def popular(kind: str, limit: int) -> list[tuple[str, str]]:
+    """The ``limit`` most downloaded packages with their current version."""
+    path = PACKAGES / ("pypi.tsv" if kind == "pypi" else "npm.tsv")
+    with path.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if kind == "pypi":
+        ranked = [r for r in rows if (r.get("rank_among_15000_most_downloaded") or "").isdigit()]
+        ranked.sort(key=lambda r: int(r["rank_among_15000_most_downloaded"]))
+    else:
+        ranked = [r for r in rows if (r.get("downloads_a_month") or "").isdigit()]
+        ranked.sort(key=lambda r: -int(r["downloads_a_month"]))
+    out = [(r["name"], r["version"]) for r in ranked if r["version"] and "/" not in r["name"]]
+    return out[:limit]
+
+
+def stored(document: bytes) -> dict[str, Any]:
+    """The scans columns for ``document`` as the service stores it (compressed, with its digest)."""
+    data, encoding = pack(document)
+    digest = "sha256:" + hashlib.sha256(document).hexdigest()
+    return {"sbom": data, "sbom_encoding": encoding, "sbom_digest": digest}
+
+
+def template_sbom(runner: TrivyRunner) -> dict[str, Any]:
+    """Trivy's CycloneDX SBOM of the real test image, language packages removed."""
+    layout = images.app_layout()
+    flags = runner.common_flags()
+    raw = runner.run(["image", "--input", f"{layout}:app", "--format", "cyclonedx", *flags])
+    bom: dict[str, Any] = json.loads(raw)
+    lang = [c for c in bom["components"] if str(c.get("purl", "")).startswith("pkg:pypi")]
+    bom["x-layer"] = _property(lang[0], "aquasecurity:trivy:LayerDigest")
+    bom["components"] = [
+        c
+        for c in bom["components"]
+        if not str(c.get("purl", "")).startswith(("pkg:pypi", "pkg:npm"))
+    ]
+    return bom
+
+
+def make_sbom(template: dict[str, Any], packages: list[tuple[str, str, str]]) -> dict[str, Any]:
+    bom = copy.deepcopy(template)
+    layer = bom.pop("x-layer")
+    root = bom["metadata"]["component"]["bom-ref"]
+    refs = []
+    for kind, name, version in packages:
+        purl = f"pkg:{kind}/{name.replace('@', '%40')}@{version}"
+        site = "usr/local/lib/python3.11/site-packages" if kind == "pypi" else "app/node_modules"
+        bom["components"].append(
+            {
+                "bom-ref": purl,
+                "type": "library",
+                "name": name,
+                "version": version,
+                "purl": purl,
+                "properties": [
+                    {"name": "aquasecurity:trivy:FilePath", "value": f"{site}/{name}"},
+                    {"name": "aquasecurity:trivy:LayerDigest", "value": layer},
+                    {
+                        "name": "aquasecurity:trivy:PkgType",
+                        "value": "python-pkg" if kind == "pypi" else "node-pkg",
+                    },
+                ],
+            }
+        )
+        refs.append(purl)
+    for dep in bom["dependencies"]:
+        if dep["ref"] == root:
+            dep["dependsOn"] = [r for r in dep["dependsOn"] if not r.startswith("pkg:")] + refs
+    bom["serialNumber"] = f"urn:uuid:{uuid.uuid4()}"
+    return bom
+
+
+def components_of(bom: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for c in bom["components"]:
+        purl = c.get("purl")
+        if c.get("type") != "library" or not purl:
+            continue
+        out.append(
+            {
+                "type": purl[4:].split("/", 1)[0],
+                "name": c["name"][:512],
+                "version": c["version"][:255],
+                "purl": purl,
+                "layer_digest": _property(c, "aquasecurity:trivy:LayerDigest"),
+            }
+        )
+    return out
+
+
+def _property(component: dict[str, Any], name: str) -> str | None:
+    for prop in component.get("properties") or []:
+        if prop.get("name") == name:
+            return str(prop.get("value"))
+    return None
+
+
+def advisories(
+    pip: list[tuple[str, str]], npm: list[tuple[str, str]]
+) -> tuple[list[Advisory], ...]:
+    """DB 1: advisories on 150 packages none of which deny; DB 2: three changes."""
+    old: list[Advisory] = [
+        Advisory("CVE-2023-45853", "debian 12", "zlib", "HIGH", fixed_version="1:1.2.13.dfsg-2")
+    ]
+    for i, (name, _) in enumerate(pip[:100]):
+        old.append(
+            Advisory(
+                f"CVE-2090-{i:04d}", PIP, name.lower(), "MEDIUM", vulnerable_versions=("<0.0.1",)
+            )
+        )
+    for i, (name, version) in enumerate(npm[:50]):
+        old.append(
+            Advisory(f"CVE-2091-{i:04d}", NPM, name, "LOW", vulnerable_versions=(f"<={version}",))
+        )
+    new = [
+        *old[:-1],
+        replace(old[-1], severity="HIGH"),  # a severity raised (npm)
+        Advisory(
+            "CVE-2099-0001", PIP, pip[40][0].lower(), "CRITICAL", vulnerable_versions=(">=0",)
+        ),
+        Advisory(
+            "CVE-2099-0002", PIP, pip[70][0].lower(), "CRITICAL", vulnerable_versions=(">=0",)
+        ),
+    ]
+    return old, new
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--sample", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=4)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    work = Path(tempfile.mkdtemp(prefix="rematch-bench-"))
+    pip, npm = popular("pypi", 300), popular("npm", 300)
+    old_advisories, new_advisories = advisories(pip, npm)
+    updated = datetime.now(UTC) - timedelta(hours=1)
+    runner = TrivyRunner(None, work / "trivy", offline=True, timeout=600)
+    store = VulnDbStore(work / "trivy", runner)
+    store.import_archive(build_trivy_db_archive(work / "old.tar.gz", old_advisories, updated))
+    old_db = store.current()
+    assert old_db is not None
+    template = template_sbom(runner)
+
+    name = f"sc_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db = Database(f"{PG}/{name}")
+    try:
+        db.upgrade()
+        t0 = time.perf_counter()
+        seed(db, runner, template, pip, npm, rng, args.count, old_db.digest, updated)
+        setup = time.perf_counter() - t0
+        store.import_archive(build_trivy_db_archive(work / "new.tar.gz", new_advisories, updated))
+        new_db = store.current()
+        assert new_db is not None
+        policy = load_policy(None)
+        rematcher = Rematcher(db, TrivySbomMatcher(runner), policy, workers=os.cpu_count() or 2)
+
+        t0 = time.perf_counter()
+        from supplychain.dbdiff import changed_packages
+
+        db_file = new_db.path / "db" / "trivy.db"
+        diff = changed_packages(old_db.path / "db" / "trivy.db", db_file)
+        t_diff = time.perf_counter() - t0
+        with db.session() as session:
+            plan = plan_rematch(session, new_db.path.parent, new_db.digest, db_file)
+        t_plan = time.perf_counter() - t0
+        report = rematch_packages(rematcher, runner, list(plan.match), set(diff.packages))
+        rematcher.advance(list(plan.advance), new_db.digest, new_db.updated_at)
+        narrowed = time.perf_counter() - t0
+
+        with db.session() as session:
+            ids = list(session.scalars(select(models.Scan.id).order_by(models.Scan.id)))
+            sample = rng.sample(ids, min(args.sample, len(ids)))
+            rows = [session.get(models.Scan, i) for i in sample]
+            docs = [unpack(r.sbom, r.sbom_encoding) for r in rows if r is not None]
+        t0 = time.perf_counter()
+        for doc in docs:
+            runner.scan_sbom(bytes(doc or b""))
+        naive_each = (time.perf_counter() - t0) / len(docs)
+        t0 = time.perf_counter()
+        rematcher.run(sample)
+        whole_each = (time.perf_counter() - t0) / len(sample)
+
+        result = {
+            "sboms": args.count,
+            "sbom_bytes_avg": round(sum(len(d or b"") for d in docs) / len(docs)),
+            "changed_packages": sorted(map(list, diff.packages)),
+            "selected": len(plan.match),
+            "advanced": len(plan.advance),
+            "revocations": report.revocations,
+            "failed": len(report.failed),
+            "setup_seconds": round(setup, 1),
+            "narrowed_seconds": round(narrowed, 2),
+            "narrowed_split": {
+                "diff": round(t_diff, 2),
+                "plan_query": round(t_plan - t_diff, 2),
+                "match_and_record": round(narrowed - t_plan, 2),
+            },
+            "naive_seconds_per_sbom": round(naive_each, 3),
+            "naive_seconds_extrapolated": round(naive_each * args.count, 1),
+            "whole_seconds_per_sbom": round(whole_each, 3),
+            "whole_seconds_extrapolated": round(whole_each * args.count, 1),
+            "speedup_vs_naive": round(naive_each * args.count / narrowed, 1),
+            "cpus": os.cpu_count(),
+            "trivy": runner.version(),
+        }
+        print(json.dumps(result, indent=2))
+    finally:
+        db.dispose()
+        with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def seed(
+    db: Database,
+    runner: TrivyRunner,
+    template: dict[str, Any],
+    pip: list[tuple[str, str]],
+    npm: list[tuple[str, str]],
+    rng: random.Random,
+    count: int,
+    db_digest: str,
+    updated: datetime,
+) -> None:
+    """Store ``count`` SBOMs with components, their findings on the old DB and an allow each."""
+    boms = []
+    for _ in range(count):
+        chosen = [("pypi", n, v) for n, v in rng.sample(pip, rng.randint(5, 40))]
+        chosen += [("npm", n, v) for n, v in rng.sample(npm, rng.randint(0, 40))]
+        boms.append(make_sbom(template, chosen))
+    purls = sorted({c["purl"] for b in boms for c in components_of(b) if c["type"] != "deb"})
+    found, _ = match_packages(runner, purls)
+    policy = load_policy(None)
+    now = datetime.now(UTC)
+    for start in range(0, count, 500):
+        chunk = boms[start : start + 500]
+        with db.session() as session:
+            image_ids = session.scalars(
+                insert(models.Image).returning(models.Image.id),
+                [
+                    {
+                        "host": "registry.example",
+                        "repository": f"team/app{start + i}",
+                        "digest": f"sha256:{uuid.uuid4().hex * 2}",
+                    }
+                    for i in range(len(chunk))
+                ],
+            ).all()
+            scan_ids = session.scalars(
+                insert(models.Scan).returning(models.Scan.id),
+                [
+                    {
+                        "image_id": image_id,
+                        "finished_at": now,
+                        "scanner": "trivy",
+                        "scanner_version": runner.version(),
+                        "db_digest": db_digest,
+                        "db_updated_at": updated,
+                        "sbom_format": "cyclonedx-json",
+                        **stored(json.dumps(bom, separators=(",", ":")).encode()),
+                    }
+                    for image_id, bom in zip(image_ids, chunk, strict=True)
+                ],
+            ).all()
+            comps, findings, verdicts = [], [], []
+            for image_id, scan_id, bom in zip(image_ids, scan_ids, chunk, strict=True):
+                for c in components_of(bom):
+                    comps.append({**c, "scan_id": scan_id, "image_id": image_id})
+                    for f in found.get(c["purl"], []):
+                        findings.append(
+                            {
+                                "scan_id": scan_id,
+                                "image_id": image_id,
+                                "vuln_id": f.vuln_id,
+                                "package": f.package,
+                                "purl": f.purl,
+                                "installed": f.installed,
+                                "fixed": f.fixed,
+                                "severity": f.severity,
+                                "status": f.status,
+                                "data_source": f.data_source,
+                                **finding_extras(f),
+                            }
+                        )
+                verdicts.append(
+                    {
+                        "image_id": image_id,
+                        "scan_id": scan_id,
+                        "context": "pipeline",
+                        "decision": "allow",
+                        "reasons": ["no finding of severity CRITICAL"],
+                        "policy": policy.name,
+                        "policy_digest": policy.digest,
+                        "evaluated_at": now,
+                    }
+                )
+            session.execute(insert(models.Component), comps)
+            if findings:
+                session.execute(insert(models.Finding), findings)
+            session.execute(insert(models.Verdict), verdicts)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""VEX an image carries as a verified attestation marks findings before the policy decides."""
+
+from __future__ import annotations
+
+from supplychain.interface import Evidence, Finding, ImageTarget, ScanResult, SignatureEvidence
+from supplychain.policy import DEFAULT_RULES, RulesPolicy
+from supplychain.signing.dsse import sign_envelope, verify_envelope
+from supplychain.signing.keys import generate_key, key_id
+from supplychain.signing.signer import KeyFileSigner
+from supplychain.signing.statements import IN_TOTO_PAYLOAD_TYPE, OPENVEX, statement
+from supplychain.vex_attested import with_attested_vex
+
+IMAGE = ImageTarget("127.0.0.1:5000", "team/app", "sha256:" + "ab" * 32, "v1")
+CRITICAL = Finding(
+    "CVE-2018-18074", "requests", "pkg:pypi/requests@2.19.0", "2.19.0", "2.20.0", "CRITICAL"
+)
+
+
+def openvex(product: str, status: str = "not_affected") -> dict[str, object]:
+    return {
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": "https://example.com/vex/1",
+        "author": "platform-security",
+        "timestamp": "2026-11-23T10:00:00Z",
+        "version": 1,
+        "statements": [
+            {
+                "vulnerability": {"name": "CVE-2018-18074"},
+                "products": [{"@id": product}],
+                "status": status,
+                "justification": "vulnerable_code_not_in_execute_path",
+            }
+        ],
+    }
+
+
+def attestation(document: dict[str, object], *, verified: bool) -> SignatureEvidence:
+    key = generate_key()
+    signer = KeyFileSigner(key)
+    envelope = sign_envelope(signer, IN_TOTO_PAYLOAD_TYPE, statement(IMAGE, OPENVEX, document))
+    checked = verify_envelope(envelope, {key_id(key.public_key()): key.public_key()})
+    return SignatureEvidence(
+        "attestation:att-tag",
+        f"{IMAGE.registry}/{IMAGE.repository}:sha256-{'ab' * 32}.att",
+        "sha256:" + "cd" * 32,
+        verified,
+        f"{OPENVEX}: verified" if verified else f"{OPENVEX}: no trusted key",
+        checked.signer,
+        envelope.to_json(),
+        OPENVEX,
+    )
+
+
+def decide(found: SignatureEvidence) -> tuple[str, ScanResult]:
+    scan = ScanResult("trivy", "0.76.0", None, None, (CRITICAL,))
+    marked = with_attested_vex(scan, (found,), IMAGE.digest)
+    verdict = RulesPolicy(DEFAULT_RULES).evaluate(Evidence(None, None, marked, (found,)))
+    return verdict.decision, marked
+
+
+def test_verified_vex_attestation_exempts_the_finding_and_keeps_it() -> None:
+    decision, marked = decide(attestation(openvex(f"pkg:oci/app@{IMAGE.digest}"), verified=True))
+    assert decision == "allow"
+    (finding,) = marked.findings
+    assert (finding.vuln_id, finding.vex_status, finding.status) == (
+        "CVE-2018-18074",
+        "not_affected",
+        None,
+    )
+
+
+def test_unverified_vex_attestation_is_never_used() -> None:
+    decision, marked = decide(attestation(openvex(f"pkg:oci/app@{IMAGE.digest}"), verified=False))
+    assert decision == "deny"
+    assert marked.findings[0].vex_status is None
+
+
+def test_vex_about_another_image_or_affected_status_does_not_exempt() -> None:
+    other = "sha256:" + "ef" * 32
+    assert decide(attestation(openvex(f"pkg:oci/app@{other}"), verified=True))[0] == "deny"
+    affected = openvex(f"pkg:oci/app@{IMAGE.digest}", status="affected")
+    assert decide(attestation(affected, verified=True))[0] == "deny"
