@@ -54,13 +54,17 @@ GEM_DIRS = (
 GOFMT = Path("/usr/lib/go/bin/gofmt")
 COMMONS = "pkg:maven/org.apache.commons/commons-lang3@3.12.0"
 
-needs = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("go", "cargo", "objcopy", "trivy"))
-    or not JAR.exists()
-    or not (GEM_DIRS[1] / "rack-2.2.22.gemspec").exists(),
-    reason="needs golang-go, cargo, binutils, trivy, libcommons-lang3-java and ruby-rack",
-)
-pytestmark = needs
+
+@pytest.fixture(autouse=True, scope="module")
+def _real_toolchains() -> None:
+    """These tests build real artifacts: a missing toolchain is a failure, never a skip."""
+    missing = [t for t in ("go", "cargo", "objcopy", "trivy") if not shutil.which(t)]
+    missing += [str(JAR)] if not JAR.exists() else []
+    missing += [] if any(GEM_DIRS[1].glob("rack-*.gemspec")) else ["ruby-rack gemspecs"]
+    assert not missing, (
+        f"missing {missing}: apt-get install golang-go cargo binutils libcommons-lang3-java "
+        "ruby-rack (.ci/run does)"
+    )
 
 
 def run(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
@@ -349,11 +353,11 @@ def test_jar_nesting_depth_and_zip_bomb_limits(caplog: pytest.LogCaptureFixture)
 
 
 def test_gemspecs_installed_by_debian() -> None:
-    path = "usr/share/rubygems-integration/all/specifications/rack-2.2.22.gemspec"
-    (found,) = GemspecCataloger().catalog([FileEntry(path, Path("/" + path).read_bytes())], None)[
-        path
-    ]
-    assert (found.purl(), found.licenses) == ("pkg:gem/rack@2.2.22", ("MIT",))
+    spec = next(GEM_DIRS[1].glob("rack-*.gemspec"))  # whichever version Debian ships today
+    version = spec.name.removeprefix("rack-").removesuffix(".gemspec")
+    path = str(spec).lstrip("/")
+    (found,) = GemspecCataloger().catalog([FileEntry(path, spec.read_bytes())], None)[path]
+    assert (found.purl(), found.licenses) == (f"pkg:gem/rack@{version}", ("MIT",))
     assert not GemspecCataloger().wants("usr/lib/ruby/3.1.0/rack.gemspec")
     assert catalog(GemspecCataloger(), "x/specifications/bad.gemspec", b"puts 1\n", 0o644) == []
 

@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import io
 import logging
-import shutil
 import sqlite3
 import struct
 import subprocess
@@ -343,7 +342,6 @@ def test_status_d_apk_and_rpm_databases(tmp_path: Path) -> None:
     assert by_name["musl"].owned_files == ("lib/ld-musl.so.1",)
 
 
-@pytest.mark.skipif(not shutil.which("rpmbuild"), reason="needs rpm/rpmbuild (apt: rpm)")
 def test_a_real_rpmdb_sqlite_made_by_rpm(tmp_path: Path) -> None:
     spec = tmp_path / "hello.spec"
     spec.write_text(

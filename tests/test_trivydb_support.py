@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import tarfile
 from datetime import UTC, datetime
@@ -13,8 +12,6 @@ from typing import Any
 import pytest
 
 from tests.support.trivydb import Advisory, build_trivy_db, build_trivy_db_archive
-
-pytestmark = pytest.mark.skipif(shutil.which("trivy") is None, reason="trivy not on PATH")
 
 PIP = "pip::GitHub Security Advisory pip"
 NPM = "npm::GitHub Security Advisory npm"
