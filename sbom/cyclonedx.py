@@ -7,16 +7,21 @@ every package has its purl, stated licenses, source package, and the layer and f
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
+from typing import Any
 
 from cyclonedx.contrib.license.exceptions import InvalidSpdxLicenseException
 from cyclonedx.contrib.license.factories import LicenseFactory
 from cyclonedx.model import Property
 from cyclonedx.model.bom import Bom
 from cyclonedx.model.component import Component, ComponentType
-from cyclonedx.model.license import License
+from cyclonedx.model.license import DisjunctiveLicense, License, LicenseExpression
 from cyclonedx.output import make_outputter
 from cyclonedx.schema import OutputFormat, SchemaVersion
 from packageurl import PackageURL
@@ -24,7 +29,15 @@ from packageurl import PackageURL
 from sbom.generate import SbomResult
 from sbom.interface import Package
 
-__all__ = ["TOOL_NAME", "image_purl", "package_ref", "to_bom", "tool_version", "write_cyclonedx"]
+__all__ = [
+    "TOOL_NAME",
+    "image_purl",
+    "package_ref",
+    "to_bom",
+    "to_json",
+    "tool_version",
+    "write_cyclonedx",
+]
 
 TOOL_NAME = "supplychain"
 PROP = "supplychain:"
@@ -92,69 +105,174 @@ def _licenses(factory: LicenseFactory, texts: tuple[str, ...]) -> list[License]:
     return made
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One package as it appears in the document."""
+
+    package: Package
+    ref: str
+    purl: str
+    properties: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What both writers emit: bom-refs, properties and the dependency graph, decided once."""
+
+    image_ref: str
+    os_ref: str | None
+    entries: tuple[_Entry, ...]
+    dependencies: dict[str, list[str]]
+
+
+def _plan(result: SbomResult) -> _Plan:
+    image_ref = image_purl(result)
+    os_ref = None
+    if result.os_info is not None:
+        os_ref = f"os:{result.os_info.family}-{result.os_info.version}"
+    seen: dict[str, int] = {}
+    by_name: dict[tuple[str, str], str] = {}
+    entries: list[_Entry] = []
+    for package in result.packages:
+        purl = package.purl()
+        index = seen.get(purl, 0)
+        seen[purl] = index + 1
+        props = tuple((p.name, p.value or "") for p in _properties(package))
+        entry = _Entry(package, package_ref(package, index), purl, props)
+        entries.append(entry)
+        by_name.setdefault((package.type, package.name.lower()), entry.ref)
+    dependencies: dict[str, list[str]] = {image_ref: []}
+    if os_ref is not None:
+        dependencies[image_ref].append(os_ref)
+        dependencies[os_ref] = [e.ref for e in entries if e.package.type in _OS_TYPES]
+    dependencies[image_ref] += [e.ref for e in entries if e.package.type not in _OS_TYPES]
+    for entry in entries:
+        key = entry.package.type
+        targets = (by_name.get((key, name.lower())) for name in entry.package.depends)
+        dependencies[entry.ref] = sorted({t for t in targets if t and t != entry.ref})
+    return _Plan(image_ref, os_ref, tuple(entries), dependencies)
+
+
 def to_bom(result: SbomResult) -> Bom:
-    """The CycloneDX model of ``result``."""
+    """The CycloneDX model of ``result`` (for XML; JSON is written directly, see below)."""
+    plan = _plan(result)
     bom = Bom()
     image = Component(
         type=ComponentType.CONTAINER,
         name=result.image.name,
         version=result.image.digest,
-        purl=PackageURL.from_string(image_purl(result)),
-        bom_ref=image_purl(result),
+        purl=PackageURL.from_string(plan.image_ref),
+        bom_ref=plan.image_ref,
         properties=[Property(name=f"{PROP}layer", value=d) for d in result.layers],
     )
     bom.metadata.component = image
     bom.metadata.tools.components.add(
         Component(type=ComponentType.APPLICATION, name=TOOL_NAME, version=tool_version())
     )
-    operating_system: Component | None = None
-    if result.os_info is not None:
-        operating_system = Component(
+    made: dict[str, Component] = {plan.image_ref: image}
+    if result.os_info is not None and plan.os_ref is not None:
+        made[plan.os_ref] = Component(
             type=ComponentType.OPERATING_SYSTEM,
             name=result.os_info.family,
             version=result.os_info.version,
             description=result.os_info.name or None,
-            bom_ref=f"os:{result.os_info.family}-{result.os_info.version}",
+            bom_ref=plan.os_ref,
         )
-        bom.components.add(operating_system)
+        bom.components.add(made[plan.os_ref])
     factory = LicenseFactory()
-    seen: dict[str, int] = {}
-    by_name: dict[tuple[str, str], Component] = {}
-    made: list[tuple[Package, Component]] = []
-    for package in result.packages:
-        purl = package.purl()
-        index = seen.get(purl, 0)
-        seen[purl] = index + 1
-        component = Component(
+    for entry in plan.entries:
+        package = entry.package
+        made[entry.ref] = Component(
             type=ComponentType.LIBRARY,
             name=package.name,
             group=package.namespace if package.type in ("npm", "maven") else None,
             version=package.version,
-            purl=PackageURL.from_string(purl),
-            bom_ref=package_ref(package, index),
+            purl=PackageURL.from_string(entry.purl),
+            bom_ref=entry.ref,
             licenses=_licenses(factory, package.licenses),
-            properties=list(_properties(package)),
+            properties=[Property(name=n, value=v) for n, v in entry.properties],
         )
-        bom.components.add(component)
-        by_name.setdefault((package.type, package.name.lower()), component)
-        made.append((package, component))
-    os_children = [c for p, c in made if p.type in _OS_TYPES]
-    if operating_system is not None:
-        bom.register_dependency(image, [operating_system])
-        bom.register_dependency(operating_system, os_children)
-    bom.register_dependency(image, [c for p, c in made if p.type not in _OS_TYPES])
-    for package, component in made:
-        targets = [
-            by_name[(package.type, name.lower())]
-            for name in package.depends
-            if (package.type, name.lower()) in by_name
-        ]
-        bom.register_dependency(component, [t for t in targets if t is not component])
+        bom.components.add(made[entry.ref])
+    for ref, targets in plan.dependencies.items():
+        bom.register_dependency(made[ref], [made[t] for t in targets])
     return bom
+
+
+def _license_json(license_: License) -> dict[str, object]:
+    if isinstance(license_, LicenseExpression):
+        return {"expression": license_.value}
+    assert isinstance(license_, DisjunctiveLicense)  # noqa: S101 - the factory makes only these
+    return {"license": {"id": license_.id} if license_.id else {"name": license_.name}}
+
+
+def to_json(result: SbomResult) -> dict[str, Any]:
+    """The CycloneDX 1.6 JSON document of ``result``, built directly.
+
+    cyclonedx-python-lib's model layer (sorted sets, comparable tuples) took 0.10 s of a 0.48 s
+    SBOM of the test image, a fifth of the time budget against Trivy; the JSON is small and
+    fixed in shape, so it is written here and checked against the library's output and the
+    CycloneDX schema in the tests. XML still goes through the library.
+    """
+    plan = _plan(result)
+    factory = LicenseFactory()
+    image: dict[str, Any] = {
+        "type": "container",
+        "bom-ref": plan.image_ref,
+        "name": result.image.name,
+        "version": result.image.digest,
+        "purl": plan.image_ref,
+    }
+    if result.layers:
+        image["properties"] = [{"name": f"{PROP}layer", "value": d} for d in result.layers]
+    components: list[dict[str, Any]] = []
+    if result.os_info is not None and plan.os_ref is not None:
+        system: dict[str, Any] = {
+            "type": "operating-system",
+            "bom-ref": plan.os_ref,
+            "name": result.os_info.family,
+            "version": result.os_info.version,
+        }
+        if result.os_info.name:
+            system["description"] = result.os_info.name
+        components.append(system)
+    for entry in plan.entries:
+        package = entry.package
+        item: dict[str, Any] = {"type": "library", "bom-ref": entry.ref, "name": package.name}
+        if package.type in ("npm", "maven") and package.namespace:
+            item["group"] = package.namespace
+        item["version"] = package.version
+        item["purl"] = entry.purl
+        if package.licenses:
+            item["licenses"] = [_license_json(x) for x in _licenses(factory, package.licenses)]
+        if entry.properties:
+            item["properties"] = [{"name": n, "value": v} for n, v in entry.properties]
+        components.append(item)
+    return {
+        "$schema": "http://cyclonedx.org/schema/bom-1.6.schema.json",
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "serialNumber": f"urn:uuid:{uuid.uuid4()}",
+        "version": 1,
+        "metadata": {
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+            "tools": {
+                "components": [
+                    {"type": "application", "name": TOOL_NAME, "version": tool_version()}
+                ]
+            },
+            "component": image,
+        },
+        "components": components,
+        "dependencies": [
+            {"ref": ref, "dependsOn": targets} if targets else {"ref": ref}
+            for ref, targets in plan.dependencies.items()
+        ],
+    }
 
 
 def write_cyclonedx(result: SbomResult, xml: bool = False) -> bytes:
     """CycloneDX 1.6 JSON (or XML) of ``result``."""
-    output = OutputFormat.XML if xml else OutputFormat.JSON
-    text = make_outputter(to_bom(result), output, SchemaVersion.V1_6).output_as_string(indent=None)
-    return text.encode("utf-8")
+    if not xml:
+        return json.dumps(to_json(result), separators=(",", ":")).encode("utf-8")
+    outputter = make_outputter(to_bom(result), OutputFormat.XML, SchemaVersion.V1_6)
+    return outputter.output_as_string(indent=None).encode("utf-8")

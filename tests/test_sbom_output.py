@@ -177,3 +177,44 @@ def test_cli_fails_cleanly_on_bad_input(tmp_path: Path, capsys: pytest.CaptureFi
     bad = tmp_path / "bad.tar"
     bad.write_bytes(b"not a tar")
     assert run_cli(f"docker-archive:{bad}", "--cache-dir", str(tmp_path / "c")) == 2
+
+
+def _normalised(document: dict[str, Any]) -> dict[str, Any]:
+    def component(item: dict[str, Any]) -> tuple[Any, ...]:
+        return (
+            item["type"],
+            item["name"],
+            item.get("group"),
+            item.get("version"),
+            item.get("purl"),
+            item.get("description"),
+            frozenset(json.dumps(x, sort_keys=True) for x in item.get("licenses", [])),
+            frozenset((p["name"], p["value"]) for p in item.get("properties", [])),
+        )
+
+    return {
+        "image": component(document["metadata"]["component"]),
+        "tools": [(t["name"], t["version"]) for t in document["metadata"]["tools"]["components"]],
+        "components": {c["bom-ref"]: component(c) for c in document["components"]},
+        "dependencies": {
+            d["ref"]: frozenset(d.get("dependsOn", []))
+            for d in document["dependencies"]
+            if d.get("dependsOn")
+        },
+    }
+
+
+def test_direct_json_writer_says_exactly_what_the_cyclonedx_library_says(
+    result: SbomResult,
+) -> None:
+    """JSON is written without the library's model layer (for speed); it must not drift."""
+    from cyclonedx.output import make_outputter
+    from cyclonedx.schema import OutputFormat
+
+    from sbom.cyclonedx import to_bom, to_json
+
+    library = make_outputter(to_bom(result), OutputFormat.JSON, SchemaVersion.V1_6)
+    expected = _normalised(json.loads(library.output_as_string()))
+    ours = _normalised(to_json(result))
+    assert len(ours["components"]) > 90
+    assert ours == expected
