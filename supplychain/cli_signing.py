@@ -149,16 +149,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from supplychain.signing import SignatureVerifier, TrustPolicy
     from supplychain.signing.sigstore_verify import IdentityPolicy
 
-    identities: tuple[IdentityPolicy, ...] = ()
-    if any((args.certificate_identity, args.certificate_identity_regexp)):
-        identities = (
-            IdentityPolicy(
-                identity=args.certificate_identity,
-                identity_regexp=args.certificate_identity_regexp,
-                issuer=args.certificate_oidc_issuer,
-                issuer_regexp=args.certificate_oidc_issuer_regexp,
-            ),
-        )
+    identities = IdentityPolicy.from_flags(
+        args.certificate_identity,
+        args.certificate_identity_regexp,
+        args.certificate_oidc_issuer,
+        args.certificate_oidc_issuer_regexp,
+    )
     if not args.key and not identities:
         raise _Fail("give --key or --certificate-identity(-regexp): nothing to verify against")
     trust = TrustPolicy.from_key_files(

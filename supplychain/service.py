@@ -48,16 +48,12 @@ class Service:
 
 def trust_policy(settings: Settings) -> TrustPolicy:
     """Whom the verifier trusts: the configured public keys and certificate identity."""
-    identities: tuple[IdentityPolicy, ...] = ()
-    if settings.certificate_identity or settings.certificate_identity_regexp:
-        identities = (
-            IdentityPolicy(
-                identity=settings.certificate_identity,
-                identity_regexp=settings.certificate_identity_regexp,
-                issuer=settings.certificate_oidc_issuer,
-                issuer_regexp=settings.certificate_oidc_issuer_regexp,
-            ),
-        )
+    identities = IdentityPolicy.from_flags(
+        settings.certificate_identity,
+        settings.certificate_identity_regexp,
+        settings.certificate_oidc_issuer,
+        settings.certificate_oidc_issuer_regexp,
+    )
     return TrustPolicy.from_key_files(
         settings.verify_keys,
         identities=identities,

@@ -79,6 +79,21 @@ class IdentityPolicy:
             except re.error as exc:
                 raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
 
+    @classmethod
+    def from_flags(
+        cls,
+        identity: str | None,
+        identity_regexp: str | None,
+        issuer: str | None,
+        issuer_regexp: str | None,
+    ) -> tuple[IdentityPolicy, ...]:
+        """The policy cosign's four flags describe; none when no identity is given."""
+        if not identity and not identity_regexp:
+            return ()
+        return (
+            cls(identity or None, identity_regexp or None, issuer or None, issuer_regexp or None),
+        )
+
 
 def _der_utf8(value: bytes) -> str | None:
     """Decode a DER UTF8String (tag 0x0C, short or long definite length)."""
