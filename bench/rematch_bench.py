@@ -145,6 +145,7 @@ def components_of(bom: dict[str, Any]) -> list[dict[str, Any]]:
                 "version": c["version"][:255],
                 "purl": purl,
                 "layer_digest": _property(c, "aquasecurity:trivy:LayerDigest"),
+                "source_name": _property(c, "aquasecurity:trivy:SrcName"),
             }
         )
     return out

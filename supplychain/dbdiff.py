@@ -5,8 +5,9 @@ buckets are advisory sources (``"debian 12"``, ``"pip::GitHub Security Advisory 
 holding one bucket per package whose keys are vulnerability ids; ``vulnerability`` maps ids to
 details (severity, CVSS …). A package is *changed* when its advisories differ, or when the details
 of one of its vulnerabilities differ. Names map to our components' ``(type, name)``; OS advisories
-are keyed by *source* package (``zlib`` for ``zlib1g``), which our components do not record, so an
-OS change selects every component of that type (``(type, "*")``): conservative, never missing one.
+are keyed by *source* package (``zlib`` for ``zlib1g``): an OS change becomes the key
+``(type, "src:<source package>")``, matched against the components' recorded source name (and,
+conservatively, against every component of that type whose source name was never recorded).
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def _component_keys(source: str, package: str) -> set[Key] | None:
             return {(kind, re.sub(r"[-_.]+", sep, name)) for sep in "-_."}
         return {(kind, name)}
     kind = _OS_TYPES.get(source.split(" ", 1)[0])
-    return None if kind is None else {(kind, "*")}
+    return None if kind is None else {(kind, f"src:{package.lower()}")}
 
 
 def _hash(index: DbIndex, key: tuple[str, str]) -> bytes | None:

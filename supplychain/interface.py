@@ -85,6 +85,8 @@ class Component:
     """Digest of the layer that brought the package, when known."""
     path: str | None = None
     """Path of the file the package was read from, when known."""
+    source_name: str | None = None
+    """The source package an OS package was built from (deb ``Source:``, rpm source rpm)."""
 
 
 @dataclass(frozen=True)

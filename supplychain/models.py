@@ -211,7 +211,7 @@ class Component(Base):
     """A package found in an image by one scan."""
 
     __tablename__ = "components"
-    __table_args__ = (Index(None, "name", "version"),)
+    __table_args__ = (Index(None, "name", "version"), Index(None, "type", "source_name"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id"), index=True)
@@ -222,6 +222,8 @@ class Component(Base):
     purl: Mapped[str | None] = mapped_column(Text, index=True)
     layer_digest: Mapped[str | None] = mapped_column(Digest)
     path: Mapped[str | None] = mapped_column(Text)
+    source_name: Mapped[str | None] = mapped_column(String(512))
+    """OS packages: the source package (Debian advisories are keyed by it); None if unknown."""
 
 
 class Finding(Base):

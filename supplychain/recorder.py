@@ -147,6 +147,7 @@ def record_outcome(session: Session, outcome: Outcome, *, job_id: int | None, ac
             purl=c.purl,
             layer_digest=c.layer_digest,
             path=c.path,
+            source_name=c.source_name[:512] if c.source_name else None,
         )
         for c in outcome.sbom.components
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from supplychain import models
 from supplychain.dbdiff import changed_packages
@@ -57,7 +58,8 @@ def select_scans(
     packages: Iterable[tuple[str, str]] | None = None,
 ) -> list[int]:
     """Latest scans to re-match: all, or those with a component ``(type, name)`` in ``packages``
-    (name ``*``: any component of that type).
+    (name ``*``: any component of that type; ``src:<name>``: an OS package built from that source
+    package, or any OS package of that type whose source was not recorded).
 
     ``packages`` comes from the DB diff (:func:`supplychain.dbdiff.changed_packages`): one query
     over the components table narrows the work to the SBOMs the changed advisories can touch.
@@ -67,12 +69,21 @@ def select_scans(
         return latest
     wanted = {(kind, name.lower()) for kind, name in packages}
     every = sorted({kind for kind, name in wanted if name == "*"})
-    exact = sorted(pair for pair in wanted if pair[1] != "*" and pair[0] not in every)
-    if not (every or exact) or not latest:
+    rest = [pair for pair in wanted if pair[1] != "*" and pair[0] not in every]
+    sources = sorted(
+        (kind, name.removeprefix("src:")) for kind, name in rest if name.startswith("src:")
+    )
+    exact = sorted(pair for pair in rest if not pair[1].startswith("src:"))
+    if not (every or exact or sources) or not latest:
         return []
     pair = tuple_(models.Component.type, func.lower(models.Component.name))
-    conditions = [models.Component.type.in_(every)] if every else []
+    by_source = tuple_(models.Component.type, func.lower(models.Component.source_name))
+    conditions: list[ColumnElement[bool]] = [models.Component.type.in_(every)] if every else []
     conditions += [pair.in_(exact[i : i + 500]) for i in range(0, len(exact), 500)]
+    conditions += [by_source.in_(sources[i : i + 500]) for i in range(0, len(sources), 500)]
+    if sources:  # rows recorded before source names were: never miss one
+        unknown = models.Component.source_name.is_(None)
+        conditions.append(unknown & models.Component.type.in_(sorted({k for k, _ in sources})))
     hits = set(session.scalars(select(models.Component.scan_id).where(or_(*conditions)).distinct()))
     return [scan_id for scan_id in latest if scan_id in hits]
 

@@ -23,6 +23,10 @@ def image_info(image: PulledImage) -> ImageInfo:
     return ImageInfo(name=name, digest=target.digest, tag=target.tag, repository_url=name)
 
 
+OS_TYPES = frozenset({"deb", "apk", "rpm"})
+"""Package types whose advisories name the source package."""
+
+
 def components_of(result: SbomResult) -> tuple[Component, ...]:
     """The pipeline's components (one row each in the components table)."""
     return tuple(
@@ -33,6 +37,7 @@ def components_of(result: SbomResult) -> tuple[Component, ...]:
             type=p.type,
             layer_digest=p.layer_digest or None,
             path=p.path or None,
+            source_name=(p.source_name or p.name) if p.type in OS_TYPES else None,
         )
         for p in result.packages
     )

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from supplychain import models
 from supplychain.database import Database
@@ -242,8 +242,19 @@ def test_db_diff_plans_the_rematch_of_only_the_affected_sboms(
     debian = Advisory("CVE-2099-9999", "debian 12", "bash", "LOW", fixed_version="9.9")
     third = build_trivy_db(tmp_path / "c", (*BASE_ADVISORIES[:2], raised, debian))
     diff = changed_packages(new.path / "db" / "trivy.db", third)
-    assert {("pypi", "urllib3"), ("deb", "*"), ("pypi", "requests")} <= diff.packages
+    assert {("pypi", "urllib3"), ("deb", "src:bash"), ("pypi", "requests")} <= diff.packages
     assert ("npm", "lodash") not in diff.packages
+    # The Debian change selects the SBOMs holding a package built from source "bash" only.
+    with db.session() as session:
+        assert select_scans(session, packages={("deb", "src:bash")}) == [app_scan]
+        assert select_scans(session, packages={("deb", "src:no-such-source")}) == []
+        session.execute(
+            update(models.Component)
+            .where(models.Component.scan_id == app_scan, models.Component.name == "bash")
+            .values(source_name=None)
+        )
+        # a row recorded before source names were kept is selected by any Debian change
+        assert select_scans(session, packages={("deb", "src:no-such-source")}) == [app_scan]
 
 
 def test_one_trivy_run_for_the_changed_packages_equals_whole_sbom_rematches(
