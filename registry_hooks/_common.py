@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from registry_hooks.interface import HookError, PushEvent
+from supplychain.jsonutil import json_object
 from supplychain.reference import valid_digest, valid_repository, valid_tag
 
 
 def load_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or :class:`HookError`."""
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HookError(f"body is not JSON: {getattr(exc, 'msg', exc)}") from None
-    if not isinstance(value, dict):
-        raise HookError("body must be a JSON object")
-    return value
+    return json_object(body, "body", HookError)
 
 
 def text(value: Any, field: str, limit: int = 1024) -> str | None:

@@ -35,6 +35,7 @@ from supplychain.interface import (
     Scanner,
     ScanResult,
 )
+from supplychain.jsonutil import json_object
 
 __all__ = [
     "TrivyCataloger",
@@ -138,7 +139,8 @@ class TrivyRunner:
     def version(self) -> str:
         """Trivy's version string."""
         if self._version is None:
-            data = _json(self.run(["version", "--format", "json"]), "trivy version")
+            output = self.run(["version", "--format", "json"])
+            data = json_object(output, "trivy version output", ScanError)
             self._version = str(data.get("Version", "unknown"))
         return self._version
 
@@ -173,7 +175,7 @@ class TrivyRunner:
         ):
             raise ScanError(f"no advisory DB in {snapshot}: run `supplychain vulndb update|import`")
         report = self.run([*args, "--format", "json", *self.common_flags(snapshot)])
-        findings = parse_report(_json(report, "trivy json"))
+        findings = parse_report(json_object(report, "trivy json output", ScanError))
         updated, digest = self.db_info(snapshot)
         if digest is None:
             raise ScanError(f"the advisory DB in {snapshot} vanished during the scan")
@@ -185,16 +187,6 @@ class TrivyRunner:
             handle.write(document)
             handle.flush()
             return self.scan_report(["sbom", "--scanners", "vuln", handle.name])
-
-
-def _json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ScanError(f"{what}: output is not JSON") from None
-    if not isinstance(value, dict):
-        raise ScanError(f"{what}: output is not a JSON object")
-    return value
 
 
 def _purl_type(purl: str | None, fallback: str) -> str:
@@ -213,7 +205,7 @@ class TrivyCataloger(Cataloger):
         try:
             args = ["image", "--input", str(image.layout_dir), "--format", "cyclonedx"]
             document = self.runner.run([*args, *self.runner.common_flags()])
-            bom = _json(document, "trivy cyclonedx")
+            bom = json_object(document, "trivy cyclonedx output", ScanError)
             version = self.runner.version()
         except ScanError as exc:
             raise CatalogError(str(exc)) from None

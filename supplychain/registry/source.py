@@ -6,13 +6,12 @@ queues each platform manifest as its own target.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from supplychain.interface import ImageSource, ImageTarget, Layer, PulledImage, SourceError
+from supplychain.jsonutil import json_object
 from supplychain.mediatypes import (
     IMAGE_CONFIG_TYPES,
     INDEX_MEDIA_TYPES,
@@ -48,7 +47,7 @@ class RegistrySource(ImageSource):
             raise RegistryError(
                 f"{target.pinned}: unsupported manifest type {manifest.media_type[:100]!r}"
             )
-        document = _json(manifest.data, f"manifest {target.pinned}")
+        document = json_object(manifest.data, f"manifest {target.pinned}", RegistryError)
         config_desc = _descriptor(document.get("config"), "config")
         layer_list = document.get("layers")
         if document.get("schemaVersion") != 2 or not isinstance(layer_list, list):
@@ -96,7 +95,7 @@ class RegistrySource(ImageSource):
             media_type=manifest.media_type,
             manifest=manifest.data,
             config=config,
-            platform=_platform(_json(config, f"config of {target.pinned}")),
+            platform=_platform(json_object(config, f"config of {target.pinned}", RegistryError)),
             layers=tuple(layers),
             layout_dir=work,
         )
@@ -123,7 +122,7 @@ def platform_manifests(index_bytes: bytes) -> list[tuple[str, str, str]]:
     ``vnd.docker.reference.type`` annotation), nested indexes and non-image artifacts; an entry
     without a platform is kept as ``unknown``.
     """
-    document = _json(index_bytes, "image index")
+    document = json_object(index_bytes, "image index", RegistryError)
     media_type = document.get("mediaType")
     entries = document.get("manifests")
     if (media_type is not None and media_type not in INDEX_MEDIA_TYPES) or not isinstance(
@@ -148,16 +147,6 @@ def platform_manifests(index_bytes: bytes) -> list[tuple[str, str, str]]:
         seen.add(digest)
         found.append((digest, item_type, platform))
     return found
-
-
-def _json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        document = json.loads(data)
-    except ValueError:
-        raise RegistryError(f"{what} is not valid JSON") from None
-    if not isinstance(document, dict):
-        raise RegistryError(f"{what} is not a JSON object")
-    return document
 
 
 def _descriptor(value: object, what: str) -> tuple[str, str, int]:
