@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import create_engine
 
 from alembic import context
-from supplychain.database import normalise_url
-from supplychain.models import Base
+from supplychain.evidence.database import normalise_url
+from supplychain.evidence.models import Base
 
 config = context.config
 target_metadata = Base.metadata

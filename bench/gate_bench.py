@@ -29,8 +29,8 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from supplychain.database import Database
-from supplychain.models import Verdict
+from supplychain.evidence.database import Database
+from supplychain.evidence.models import Verdict
 from tests.conftest import TOKEN
 from tests.support import images
 from tests.support.advisories import URLLIB3_HIGH

@@ -44,14 +44,14 @@ from sqlalchemy import insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from supplychain import models
-from supplychain.database import Database
-from supplychain.policy import load_policy
-from supplychain.rematch_batch import match_packages, rematch_packages
-from supplychain.rescan import Rematcher, TrivySbomMatcher, plan_rematch
-from supplychain.sbomstore import pack, unpack
-from supplychain.trivy import TrivyRunner, finding_extras
-from supplychain.vulndb import VulnDbStore
+from supplychain.decide.policy import load_policy
+from supplychain.evidence import models
+from supplychain.evidence.database import Database
+from supplychain.evidence.sbomstore import pack, unpack
+from supplychain.rematch.batch import match_packages, rematch_packages
+from supplychain.rematch.run import Rematcher, TrivySbomMatcher, plan_rematch
+from supplychain.stages.scanner import TrivyRunner, finding_extras
+from supplychain.stages.vulndb import VulnDbStore
 from tests.support import images
 from tests.support.trivydb import Advisory, build_trivy_db_archive
 
@@ -222,7 +222,7 @@ def main() -> int:
         rematcher = Rematcher(db, TrivySbomMatcher(runner), policy, workers=os.cpu_count() or 2)
 
         t0 = time.perf_counter()
-        from supplychain.dbdiff import changed_packages
+        from supplychain.rematch.dbdiff import changed_packages
 
         db_file = new_db.path / "db" / "trivy.db"
         diff = changed_packages(old_db.path / "db" / "trivy.db", db_file)

@@ -8,21 +8,23 @@ from pathlib import Path
 from typing import cast
 
 from supplychain.config import Settings
-from supplychain.database import Database
-from supplychain.gate import Gate
-from supplychain.intake import Intake
-from supplychain.jobs import JobQueue
-from supplychain.pipeline import Outcome, Pipeline
-from supplychain.policy import RulesPolicy, load_policy
-from supplychain.registry import BlobCache, RegistryClient, RegistrySource, docker_credentials
-from supplychain.sbom_stage import OwnCataloger
-from supplychain.signing import SignatureVerifier, StorageMode, TrustPolicy
-from supplychain.signing.cosign import issue_for_outcome
-from supplychain.signing.signer import signer_for
-from supplychain.signing.sigstore_verify import IdentityPolicy
-from supplychain.signing.storage import SignatureStore
-from supplychain.trivy import TrivyRunner, TrivyScanner
-from supplychain.worker import Issuer, Worker
+from supplychain.decide.gate import Gate
+from supplychain.decide.policy import RulesPolicy, load_policy
+from supplychain.evidence.database import Database
+from supplychain.intake.webhooks import Intake
+from supplychain.queue.jobs import JobQueue
+from supplychain.queue.worker import Issuer, Worker
+from supplychain.registry import BlobCache, RegistryClient, docker_credentials
+from supplychain.signatures import StorageMode
+from supplychain.signatures.cosign import issue_for_outcome
+from supplychain.signatures.signer import signer_for
+from supplychain.signatures.sigstore_verify import IdentityPolicy
+from supplychain.signatures.storage import SignatureStore
+from supplychain.stages.cataloger import OwnCataloger
+from supplychain.stages.pipeline import Outcome, Pipeline
+from supplychain.stages.scanner import TrivyRunner, TrivyScanner
+from supplychain.stages.source import RegistrySource
+from supplychain.stages.verifier import SignatureVerifier, TrustPolicy
 
 __all__ = ["Service", "build_service"]
 

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from supplychain.config import Settings, load_settings
-from supplychain.database import Database
+from supplychain.evidence.database import Database
 
 PG_SERVER = os.environ.get("SUPPLYCHAIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 TOKEN = "test-webhook-token-0123456789"

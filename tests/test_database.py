@@ -8,9 +8,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from supplychain.database import Database
-from supplychain.dbutil import audit
-from supplychain.models import Base
+from supplychain.evidence.database import Database
+from supplychain.evidence.dbutil import audit
+from supplychain.evidence.models import Base
 
 
 def _diff(db: Database) -> list[object]:

@@ -18,9 +18,17 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from supplychain.database import Database
-from supplychain.models import Component, Finding, Job, JobFailure, Scan, Verdict, WebhookDelivery
-from supplychain.sbomstore import unpack
+from supplychain.evidence.database import Database
+from supplychain.evidence.models import (
+    Component,
+    Finding,
+    Job,
+    JobFailure,
+    Scan,
+    Verdict,
+    WebhookDelivery,
+)
+from supplychain.evidence.sbomstore import unpack
 from tests.conftest import TOKEN, new_database
 from tests.support import images
 from tests.support.registry import Endpoint, Registry, free_port

@@ -11,8 +11,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from supplychain.database import Database
-from supplychain.models import Attestation, AuditEntry, Job, Signature, Verdict, WebhookDelivery
+from supplychain.evidence.database import Database
+from supplychain.evidence.models import (
+    Attestation,
+    AuditEntry,
+    Job,
+    Signature,
+    Verdict,
+    WebhookDelivery,
+)
 from tests.conftest import TOKEN, new_database
 from tests.support import images
 from tests.support.advisories import URLLIB3_HIGH

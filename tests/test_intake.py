@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from supplychain.database import Database
-from supplychain.intake import Intake
-from supplychain.jobs import JobQueue
-from supplychain.models import AuditEntry, Job, TagEvent, WebhookDelivery
+from supplychain.evidence.database import Database
+from supplychain.evidence.models import AuditEntry, Job, TagEvent, WebhookDelivery
+from supplychain.intake.webhooks import Intake
+from supplychain.queue.jobs import JobQueue
 from tests.conftest import TOKEN, make_settings
 
 REGISTRY = "127.0.0.1:5000"

@@ -7,10 +7,10 @@ import time
 
 from sqlalchemy import select, update
 
-from supplychain.database import Database
+from supplychain.evidence.database import Database
+from supplychain.evidence.models import Job, JobFailure, utcnow
 from supplychain.interface import ImageTarget
-from supplychain.jobs import JobQueue, LeaseLostError
-from supplychain.models import Job, JobFailure, utcnow
+from supplychain.queue.jobs import JobQueue, LeaseLostError
 
 
 def target(n: int) -> ImageTarget:

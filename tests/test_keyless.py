@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-from supplychain.signing.sigstore_verify import (
+from supplychain.signatures.sigstore_verify import (
     IdentityPolicy,
     SigstoreResult,
     SigstoreVerifyError,

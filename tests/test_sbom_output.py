@@ -20,9 +20,9 @@ from spdx_tools.spdx.validation.document_validator import validate_full_spdx_doc
 from sbom import ImageInfo, LayerInput, SbomResult, generate_sbom, render
 from sbom.cache import LayerCache
 from sbom.interface import CATALOGERS
-from supplychain.cli_sbom import add_parser
+from supplychain.cli.sbom import add_parser
 from supplychain.interface import ImageTarget, Layer, PulledImage
-from supplychain.sbom_stage import OwnCataloger
+from supplychain.stages.cataloger import OwnCataloger
 from tests.support.images import app_layout, layer_paths, layout_digest, push, tiny_layout
 from tests.support.registry import Registry
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from supplychain import models
-from supplychain.database import Database
+from supplychain.evidence import models
+from supplychain.evidence.database import Database
+from supplychain.evidence.recorder import record_outcome
+from supplychain.evidence.sbomstore import unpack
 from supplychain.interface import CatalogError, ImageTarget, Layer, PulledImage, ScanResult, Verdict
-from supplychain.pipeline import Outcome
-from supplychain.recorder import record_outcome
-from supplychain.sbom_stage import OwnCataloger
-from supplychain.sbomstore import unpack
+from supplychain.stages.cataloger import OwnCataloger
+from supplychain.stages.pipeline import Outcome
 from tests.support.images import app_layout, layer_paths, layout_digest
 
 

@@ -8,8 +8,8 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from supplychain.database import Database
-from supplychain.models import Finding, Job
+from supplychain.evidence.database import Database
+from supplychain.evidence.models import Finding, Job
 from tests.conftest import TOKEN
 from tests.support import images
 from tests.support.advisories import URLLIB3_HIGH

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from supplychain.cli_signing import add_parser
+from supplychain.cli.signing import add_parser
 from tests.support.images import push, tiny_layout
 from tests.support.registry import Registry
 

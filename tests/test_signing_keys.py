@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from supplychain.interface import ImageTarget, ScanResult, Verdict
-from supplychain.signing import (
+from supplychain.signatures import (
     KeyFileError,
     KeyFileSigner,
     KeylessSigner,
@@ -38,9 +38,9 @@ from supplychain.signing import (
     load_public_key,
     public_pem,
 )
-from supplychain.signing.dsse import DsseError, Envelope, pae, sign_envelope, verify_envelope
-from supplychain.signing.keys import KeyKind, sign_bytes, verify_bytes
-from supplychain.signing.statements import (
+from supplychain.signatures.dsse import DsseError, Envelope, pae, sign_envelope, verify_envelope
+from supplychain.signatures.keys import KeyKind, sign_bytes, verify_bytes
+from supplychain.signatures.statements import (
     VSA,
     VULN,
     EvidenceRef,

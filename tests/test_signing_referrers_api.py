@@ -21,10 +21,11 @@ import requests
 
 from supplychain.interface import ImageTarget
 from supplychain.registry import BlobCache, RegistryClient
-from supplychain.signing import KeyFileSigner, SignatureVerifier, TrustPolicy, generate_key
-from supplychain.signing.cosign import attest_image, sign_image
-from supplychain.signing.statements import VSA, statement
-from supplychain.signing.storage import SignatureStore, fallback_tag
+from supplychain.signatures import KeyFileSigner, generate_key
+from supplychain.signatures.cosign import attest_image, sign_image
+from supplychain.signatures.statements import VSA, statement
+from supplychain.signatures.storage import SignatureStore, fallback_tag
+from supplychain.stages.verifier import SignatureVerifier, TrustPolicy
 from tests.support.images import push, tiny_layout
 from tests.support.registry import Registry
 

@@ -30,10 +30,9 @@ from supplychain.interface import (
     SignatureEvidence,
     Verdict,
 )
-from supplychain.pipeline import Outcome
 from supplychain.registry import BlobCache, RegistryClient
-from supplychain.signing import KeyFileSigner, SignatureVerifier, TrustPolicy, generate_key
-from supplychain.signing.cosign import (
+from supplychain.signatures import KeyFileSigner, generate_key
+from supplychain.signatures.cosign import (
     SIGNATURE_ANNOTATION,
     SIMPLESIGNING_TYPE,
     StorageMode,
@@ -42,10 +41,12 @@ from supplychain.signing.cosign import (
     issue_for_outcome,
     sign_image,
 )
-from supplychain.signing.keys import KeyKind
-from supplychain.signing.sigstore_verify import IdentityPolicy
-from supplychain.signing.statements import CYCLONEDX, VSA, VULN, statement
-from supplychain.signing.storage import SignatureStore, fallback_tag, tag_for
+from supplychain.signatures.keys import KeyKind
+from supplychain.signatures.sigstore_verify import IdentityPolicy
+from supplychain.signatures.statements import CYCLONEDX, VSA, VULN, statement
+from supplychain.signatures.storage import SignatureStore, fallback_tag, tag_for
+from supplychain.stages.pipeline import Outcome
+from supplychain.stages.verifier import SignatureVerifier, TrustPolicy
 from tests.support.images import push, tiny_layout
 from tests.support.registry import Registry
 

@@ -1,7 +1,7 @@
 """The Sigstore client conformance suite's bundle-verification cases, verified offline.
 
-The cases live in ``shared/conformance/sigstore-bundle-verify`` beside the repository (see
-its README): one folder per case, a name ending in ``_fail`` must be rejected. Nothing is
+The cases are copied into ``tests/data/conformance/sigstore-bundle-verify`` with their source
+and licence (see its README): one folder per case, a name ending in ``_fail`` must be rejected. Nothing is
 mocked: real bundles from Sigstore's production and staging instances are verified against
 the embedded public-good root or the case's own ``trusted_root.json``.
 """
@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from supplychain.signing.sigstore_verify import (
+from supplychain.signatures.sigstore_verify import (
     IdentityPolicy,
     SigstoreResult,
     SigstoreVerifyError,
     verify_bundle,
 )
 
-CASES = Path(__file__).resolve().parents[2] / "shared/conformance/sigstore-bundle-verify"
+CASES = Path(__file__).resolve().parent / "data/conformance/sigstore-bundle-verify"
 DEFAULT_IDENTITY = (
     "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
     ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main"

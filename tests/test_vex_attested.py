@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from supplychain.decide.policy import DEFAULT_RULES, RulesPolicy
+from supplychain.decide.vex_attested import with_attested_vex
 from supplychain.interface import Evidence, Finding, ImageTarget, ScanResult, SignatureEvidence
-from supplychain.policy import DEFAULT_RULES, RulesPolicy
-from supplychain.signing.dsse import sign_envelope, verify_envelope
-from supplychain.signing.keys import generate_key, key_id
-from supplychain.signing.signer import KeyFileSigner
-from supplychain.signing.statements import IN_TOTO_PAYLOAD_TYPE, OPENVEX, statement
-from supplychain.vex_attested import with_attested_vex
+from supplychain.signatures.dsse import sign_envelope, verify_envelope
+from supplychain.signatures.keys import generate_key, key_id
+from supplychain.signatures.signer import KeyFileSigner
+from supplychain.signatures.statements import IN_TOTO_PAYLOAD_TYPE, OPENVEX, statement
 
 IMAGE = ImageTarget("127.0.0.1:5000", "team/app", "sha256:" + "ab" * 32, "v1")
 CRITICAL = Finding(

@@ -12,9 +12,9 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from supplychain import models
-from supplychain.cli_vulndb import add_parser
-from supplychain.database import Database
+from supplychain.cli.vulndb import add_parser
+from supplychain.evidence import models
+from supplychain.evidence.database import Database
 from tests.conftest import TOKEN
 from tests.support.registry import Registry
 from tests.support.trivydb import build_trivy_db_archive

@@ -20,16 +20,22 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from supplychain import models
-from supplychain.database import Database
-from supplychain.dbdiff import changed_packages
+from supplychain.decide.policy import RulesPolicy, load_policy
+from supplychain.decide.vex import parse_vex, record_vex
+from supplychain.evidence import models
+from supplychain.evidence.database import Database
 from supplychain.interface import Evidence, Finding, ImageTarget, ScanResult
-from supplychain.policy import RulesPolicy, load_policy
-from supplychain.rematch_batch import rematch_packages
-from supplychain.rescan import Rematcher, RematchPlan, TrivySbomMatcher, plan_rematch, select_scans
-from supplychain.revocations import AnnounceError, WebhookAnnouncer
+from supplychain.rematch.batch import rematch_packages
+from supplychain.rematch.dbdiff import changed_packages
+from supplychain.rematch.revocations import AnnounceError, WebhookAnnouncer
+from supplychain.rematch.run import (
+    Rematcher,
+    RematchPlan,
+    TrivySbomMatcher,
+    plan_rematch,
+    select_scans,
+)
 from supplychain.service import Service, build_service
-from supplychain.vex import parse_vex, record_vex
 from tests.conftest import make_settings
 from tests.support import images
 from tests.support.registry import Registry
@@ -409,7 +415,7 @@ def test_policy_keeps_not_affected_findings_out_of_the_decision() -> None:
 
 
 def test_revocation_webhook_retries_and_refuses_unsafe_urls() -> None:
-    from supplychain.revocations import Revocation
+    from supplychain.rematch.revocations import Revocation
 
     revocation = Revocation(1, "r/x@sha256:00", "allow", "deny", ("CRITICAL",), None, "now")
     flaky = Receiver((503, 500))

@@ -1,7 +1,8 @@
 """Scanning with the real Trivy on a real image and a real DB the test builds; failure modes.
 
 The image is pushed to Debian's distribution registry and pulled back by digest with our client;
-Trivy reads the DB from the shared store (:mod:`supplychain.vulndb`), installed from an archive.
+Trivy reads the DB from the shared store (:mod:`supplychain.stages.vulndb`), installed from an
+archive.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any
 import pytest
 
 from supplychain.interface import ImageTarget, PulledImage, ScanError
-from supplychain.registry import BlobCache, RegistryClient, RegistrySource
-from supplychain.trivy import TrivyCataloger, TrivyFinding, TrivyRunner, TrivyScanner
-from supplychain.vulndb import VulnDbError, VulnDbStore
+from supplychain.registry import BlobCache, RegistryClient
+from supplychain.stages.scanner import TrivyCataloger, TrivyFinding, TrivyRunner, TrivyScanner
+from supplychain.stages.source import RegistrySource
+from supplychain.stages.vulndb import VulnDbError, VulnDbStore
 from tests.support import images
 from tests.support.registry import Registry
 from tests.support.trivydb import Advisory, build_trivy_db, build_trivy_db_archive

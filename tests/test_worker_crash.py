@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from supplychain.database import Database
+from supplychain.evidence.database import Database
+from supplychain.evidence.models import Job, JobFailure, Scan, Verdict
 from supplychain.interface import ImageTarget
-from supplychain.jobs import JobQueue
-from supplychain.models import Job, JobFailure, Scan, Verdict
+from supplychain.queue.jobs import JobQueue
 from tests.conftest import new_database
 from tests.support import images
 from tests.support.advisories import URLLIB3_HIGH

@@ -1,7 +1,8 @@
 """Pulling images by digest from OCI registries, every byte verified.
 
 :class:`RegistryClient` talks to allowlisted registries (token and basic auth), :class:`BlobCache`
-keeps verified blobs, :class:`RegistrySource` is the pipeline's image source writing an OCI layout.
+keeps verified blobs, :func:`parse_index` reads an image index as a runtime reads it. The
+pipeline's image source is :mod:`supplychain.stages.source`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from supplychain.registry.errors import (
     NotFoundError,
     RegistryError,
 )
+from supplychain.registry.index import IndexEntry, is_attestation_manifest, parse_index
 from supplychain.registry.layout import write_layout
 from supplychain.registry.network import check_outbound_url, is_loopback_host
-from supplychain.registry.source import RegistrySource, platform_manifests
 
 __all__ = [
     "AuthError",
@@ -42,19 +43,20 @@ __all__ = [
     "Descriptor",
     "DigestMismatchError",
     "DockerConfigCredentials",
+    "IndexEntry",
     "Manifest",
     "NotAllowedError",
     "NotAnImageError",
     "NotFoundError",
     "RegistryClient",
     "RegistryError",
-    "RegistrySource",
     "StaticCredentials",
     "check_digest",
     "check_outbound_url",
     "docker_credentials",
+    "is_attestation_manifest",
     "is_loopback_host",
+    "parse_index",
     "parse_www_authenticate",
-    "platform_manifests",
     "write_layout",
 ]

@@ -1,0 +1,5 @@
+"""``python -m supplychain.cli``."""
+
+from supplychain.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""The ``supplychain`` command: serve, worker, db, gate and scan."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from supplychain.config import ConfigError, Settings, load_settings
+
+EXIT = {"allow": 0, "deny": 1}
+"""Exit codes: allow 0, deny 1, anything else (pending, timeout, error) 2."""
+EXIT_OTHER = 2
+CORE_COMMANDS = frozenset({"serve", "worker", "db", "gate", "scan"})
+EXTENSIONS = ("supplychain.cli.sbom", "supplychain.cli.signing", "supplychain.cli.vulndb")
+"""Modules adding subcommands with ``add_parser(subparsers)``."""
+MAX_ANSWER = 4 * 1024 * 1024
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"supplychain: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_OTHER) from None
+
+
+def _migrate(settings: Settings, *, required: bool) -> None:
+    from supplychain.evidence.database import Database
+
+    db = Database(settings.database_url)
+    try:
+        if settings.is_sqlite or required:
+            db.upgrade()
+            return
+        from alembic.script import ScriptDirectory
+
+        from supplychain.evidence.database import migrations_dir
+
+        head = ScriptDirectory(str(migrations_dir())).get_current_head()
+        if db.current_revision() != head:
+            print(
+                "supplychain: database is not migrated: run `supplychain db upgrade`",
+                file=sys.stderr,
+            )
+            raise SystemExit(EXIT_OTHER)
+    finally:
+        db.dispose()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from supplychain import logs
+    from supplychain.api.app import create_app
+    from supplychain.service import build_service
+
+    settings = _settings()
+    logs.configure(args.log_level)
+    _migrate(settings, required=False)
+    service = build_service(settings, policy_file=args.policy)
+    workers = settings.workers if args.workers is None else args.workers
+    host, _, port = (args.listen or settings.listen).rpartition(":")
+    app = create_app(service, workers=workers)
+    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_config=None, access_log=False)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from supplychain import logs
+    from supplychain.service import build_service
+
+    settings = _settings()
+    logs.configure(args.log_level)
+    _migrate(settings, required=False)
+    service = build_service(settings, policy_file=args.policy)
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=service.worker().run, args=(stop,)) for _ in range(args.count)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    except KeyboardInterrupt:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    settings = _settings()
+    _migrate(settings, required=True)
+    print("database migrated to the latest schema")
+    return 0
+
+
+def _print_answer(answer: dict[str, Any], output: str) -> None:
+    if output == "json":
+        print(json.dumps(answer, indent=2))
+        return
+    print(f"decision: {answer.get('decision')}")
+    if answer.get("pinned"):
+        print(f"pinned:   {answer['pinned']}")
+    policy = answer.get("policy")
+    if isinstance(policy, dict):
+        print(f"policy:   {policy.get('name')} ({policy.get('digest')})")
+    for reason in answer.get("reasons") or []:
+        print(f"  - {reason}")
+    if answer.get("error"):
+        print(f"error:    {answer['error']}")
+    for finding in answer.get("findings") or []:
+        fixed = finding.get("fixed") or "-"
+        print(
+            f"  {finding['severity']:<9} {finding['id']:<20} "
+            f"{finding['package']} {finding['installed']} -> {fixed}"
+        )
+
+
+def _post_json(url: str, body: dict[str, Any], timeout: float) -> Any:
+    """POST JSON and decode the JSON answer, whatever the status (the gate answers 4xx/5xx in JSON).
+
+    Standard library only: `supplychain gate` runs on every deploy, and importing requests alone
+    costs about as much as the gate's answer.
+    """
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")  # noqa: S310 - caller checks http(s)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return json.loads(response.read(MAX_ANSWER))
+    except urllib.error.HTTPError as error:
+        return json.loads(error.read(MAX_ANSWER))
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    server = args.server or os.environ.get("SUPPLYCHAIN_SERVER", "http://127.0.0.1:8080")
+    if not server.startswith(("http://", "https://")):
+        answer: Any = {"decision": "error", "error": f"--server must be an http(s) URL: {server}"}
+        _print_answer(answer, args.output)
+        return EXIT_OTHER
+    body: dict[str, Any] = {"image": args.image}
+    if args.wait is not None:
+        body["wait"] = args.wait
+    if args.platform:
+        body["platform"] = args.platform
+    timeout = (args.wait if args.wait is not None else 600) + 30
+    try:
+        answer = _post_json(f"{server.rstrip('/')}/v1/gate", body, timeout)
+    except (OSError, ValueError) as exc:
+        answer = {"decision": "error", "error": f"gate unreachable or bad answer: {exc}"}
+    if not isinstance(answer, dict):
+        answer = {"decision": "error", "error": "gate answered something that is not a JSON object"}
+    _print_answer(answer, args.output)
+    return EXIT.get(str(answer.get("decision")), EXIT_OTHER)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from supplychain.cli.scan import scan_image
+
+    settings = _settings()
+    _migrate(settings, required=False)
+    answer = scan_image(settings, args.image, platform=args.platform)
+    _print_answer(answer, args.output)
+    return EXIT.get(str(answer.get("decision")), EXIT_OTHER)
+
+
+def parser(*, extensions: bool = True) -> argparse.ArgumentParser:
+    """The argument parser; ``extensions`` adds the subcommands of :data:`EXTENSIONS`."""
+    main = argparse.ArgumentParser(prog="supplychain", description=__doc__)
+    sub = main.add_subparsers(dest="command", required=True)
+    if extensions:
+        for module in EXTENSIONS:
+            importlib.import_module(module).add_parser(sub)
+    serve = sub.add_parser("serve", help="run the HTTP API with in-process workers")
+    serve.add_argument("--listen", help="host:port (default SUPPLYCHAIN_LISTEN)")
+    serve.add_argument(
+        "--workers", type=int, help="in-process workers (default SUPPLYCHAIN_WORKERS)"
+    )
+    worker = sub.add_parser("worker", help="run workers only")
+    worker.add_argument("--count", type=int, default=1)
+    for command in (serve, worker):
+        command.add_argument("--log-level", default="INFO")
+        command.add_argument("--policy", type=Path, help="policy YAML (default: deny CRITICAL)")
+        command.set_defaults(func=cmd_serve if command is serve else cmd_worker)
+    db = sub.add_parser("db", help="database administration")
+    db.add_argument("action", choices=["upgrade"])
+    db.set_defaults(func=cmd_db)
+    for name, func, text in (
+        ("gate", cmd_gate, "ask the service whether IMAGE may be deployed"),
+        ("scan", cmd_scan, "run the pipeline on IMAGE in this process, without a server"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("image", help="host/repo:tag or host/repo@sha256:…")
+        command.add_argument("--output", choices=["table", "json"], default="table")
+        command.add_argument("--platform", help="os/arch of an index to decide on")
+        command.set_defaults(func=func)
+        if name == "gate":
+            command.add_argument(
+                "--server", help="service URL (default SUPPLYCHAIN_SERVER or http://127.0.0.1:8080)"
+            )
+            command.add_argument(
+                "--wait", type=float, help="seconds to wait while pending (default: the server's)"
+            )
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    words = sys.argv[1:] if argv is None else argv
+    core = bool(words) and words[0] in CORE_COMMANDS  # keep `gate` fast: no extension imports
+    args = parser(extensions=not core).parse_args(words)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

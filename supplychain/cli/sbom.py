@@ -1,0 +1,107 @@
+"""``supplychain sbom IMAGE [-o FILE] [--format …]``: our SBOM of one image.
+
+IMAGE is ``host/repo:tag``, ``host/repo@sha256:…`` (pulled by digest, every blob verified; only
+the host named here is contacted), ``oci:DIR[:TAG]`` or ``docker-archive:FILE.tar``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sbom import FORMATS, ImageInfo, LayerError, LayerInput, generate_sbom, render
+from sbom.local import docker_archive, oci_layout
+from supplychain.interface import ImageTarget, SourceError
+from supplychain.mediatypes import INDEX_MEDIA_TYPES
+from supplychain.reference import ReferenceError, parse_reference
+from supplychain.registry import BlobCache, RegistryClient, docker_credentials
+from supplychain.registry.index import MAX_INDEX_ENTRIES, platform_images
+from supplychain.stages.source import RegistrySource
+
+__all__ = ["add_parser", "cmd_sbom"]
+
+_BLOB_CACHE_BYTES = 20 * 1024**3
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "supplychain" / "sbom"
+
+
+def _from_registry(text: str, cache_dir: Path, work: Path) -> tuple[list[LayerInput], ImageInfo]:
+    ref = parse_reference(text)
+    client = RegistryClient(
+        allowed=frozenset({ref.registry}),
+        insecure=frozenset(),
+        cache=BlobCache(cache_dir / "blobs", _BLOB_CACHE_BYTES),
+        credentials=docker_credentials(),
+    )
+    try:
+        manifest = client.get_manifest(ref.registry, ref.repository, ref.reference)
+        digest = manifest.digest
+        if manifest.media_type in INDEX_MEDIA_TYPES:
+            choices = platform_images(manifest.data, max_entries=MAX_INDEX_ENTRIES)
+            amd64 = [c for c in choices if c[2].startswith("linux/amd64")]
+            if not (amd64 or choices):
+                raise SourceError(f"{text}: the index lists no image")
+            digest = (amd64 or choices)[0][0]
+        target = ImageTarget(ref.registry, ref.repository, digest, ref.tag)
+        image = RegistrySource(client, work).pull(target)
+    finally:
+        client.close()
+    layers = [LayerInput(layer.digest, layer.path) for layer in image.layers]
+    return layers, ImageInfo(ref.name, digest, ref.tag, ref.name)
+
+
+def cmd_sbom(args: argparse.Namespace) -> int:
+    """Write the SBOM; exit 0, or 2 with the reason when the image cannot be read."""
+    cache_dir = Path(args.cache_dir) if args.cache_dir else _default_cache()
+    image: str = args.image
+    work = Path(tempfile.mkdtemp(prefix="sbom-"))
+    try:
+        if image.startswith("oci:"):
+            directory, colon, tag = image[4:].rpartition(":")
+            if not colon or "/" in tag:
+                directory, tag = image[4:], ""
+            layers, info = oci_layout(Path(directory), tag or None)
+        elif image.startswith("docker-archive:"):
+            layers, info = docker_archive(Path(image[len("docker-archive:") :]))
+        else:
+            layers, info = _from_registry(image, cache_dir, work)
+        result = generate_sbom(
+            layers, info, cache_dir / "layers", max_layer_bytes=args.max_layer_bytes
+        )
+        document = render(result, args.format)
+    except (LayerError, SourceError, ReferenceError, OSError) as exc:
+        print(f"supplychain sbom: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.output in (None, "-"):
+        sys.stdout.buffer.write(document)
+    else:
+        Path(args.output).write_bytes(document)
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add the ``sbom`` subcommand to ``subparsers`` (from ``add_subparsers``)."""
+    parser = subparsers.add_parser("sbom", help="make an SBOM of one image")
+    parser.add_argument(
+        "image", help="host/repo:tag, host/repo@sha256:…, oci:DIR[:TAG] or docker-archive:FILE.tar"
+    )
+    parser.add_argument("-o", "--output", help="write here instead of stdout")
+    parser.add_argument("--format", choices=FORMATS, default="cyclonedx-json")
+    parser.add_argument("--cache-dir", help="per-layer and blob cache (default ~/.cache/…)")
+    parser.add_argument(
+        "--max-layer-bytes",
+        type=int,
+        default=8 * 1024**3,
+        help="reject a layer that decompresses to more than this",
+    )
+    parser.set_defaults(func=cmd_sbom)

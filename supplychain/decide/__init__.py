@@ -1,0 +1,1 @@
+"""Deciding: the one decision function, the policy, VEX, and the gate that answers CI."""

@@ -1,0 +1,1 @@
+"""Evidence: the database models, the recorder of facts, and loading them back."""

@@ -1,0 +1,92 @@
+"""Engine, sessions and migrations: one code path for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = ["Database", "migrations_dir", "normalise_url"]
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for plain ``postgresql://`` URLs."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def migrations_dir() -> Path:
+    """Where the Alembic scripts are: packaged with us, or ``alembic/`` in a source checkout."""
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "_migrations"
+    if (packaged / "env.py").is_file():
+        return packaged
+    checkout = package.parent / "alembic"
+    if (checkout / "env.py").is_file():
+        return checkout
+    raise FileNotFoundError("the database migrations are not installed with supplychain")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Database:
+    """An engine plus a session factory for one database URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        if self.url.startswith("sqlite"):
+            path = self.url.split(":///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(self.url, connect_args={"timeout": 30})
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        """True on PostgreSQL (row locks with SKIP LOCKED are available)."""
+        return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Migrate the schema to ``revision``."""
+        from alembic import command
+
+        command.upgrade(self._alembic_config(), revision)
+
+    def current_revision(self) -> str | None:
+        """The schema's Alembic revision, or None when not migrated."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def _alembic_config(self) -> Any:
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(migrations_dir()))
+        config.attributes["engine"] = self.engine
+        return config
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

@@ -1,0 +1,1 @@
+"""Intake: registries' webhook deliveries become jobs (the adapters are in ``registry_hooks``)."""

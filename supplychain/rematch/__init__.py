@@ -1,0 +1,1 @@
+"""Rematching: stored SBOMs matched again against a new advisory DB, without pulling."""

@@ -1,0 +1,129 @@
+"""Which stored SBOMs a re-match must look at: every image's latest scan, narrowed by the DB diff.
+
+One query over the components table turns the packages a DB change names
+(:func:`supplychain.rematch.dbdiff.changed_packages`) into the scans to re-match; the other
+scans' matches
+provably cannot change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from supplychain.evidence import models
+from supplychain.rematch.dbdiff import changed_packages
+
+__all__ = ["RematchPlan", "latest_scan_ids", "plan_rematch", "select_scans"]
+
+
+def latest_scan_ids(
+    session: Session, *, since: datetime | None = None, stale_for: str | None = None
+) -> list[int]:
+    """Each image's latest finished scan that holds an SBOM.
+
+    ``since``: only those finished since then; ``stale_for``: only those not matched against the
+    DB of that digest yet.
+    """
+    ranked = select(
+        models.Scan.id,
+        models.Scan.finished_at,
+        models.Scan.db_digest,
+        func.row_number()
+        .over(
+            partition_by=models.Scan.image_id,
+            order_by=(models.Scan.finished_at.desc(), models.Scan.id.desc()),
+        )
+        .label("rank"),
+    ).where(models.Scan.finished_at.is_not(None), models.Scan.sbom.is_not(None))
+    sub = ranked.subquery()
+    query = select(sub.c.id).where(sub.c.rank == 1)
+    if since is not None:
+        query = query.where(sub.c.finished_at >= since)
+    if stale_for is not None:
+        query = query.where(or_(sub.c.db_digest.is_(None), sub.c.db_digest != stale_for))
+    return list(session.scalars(query.order_by(sub.c.id)))
+
+
+def select_scans(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    stale_for: str | None = None,
+    packages: Iterable[tuple[str, str]] | None = None,
+) -> list[int]:
+    """Latest scans to re-match: all, or those with a component ``(type, name)`` in ``packages``
+    (name ``*``: any component of that type; ``src:<name>``: an OS package built from that source
+    package, or any OS package of that type whose source was not recorded).
+
+    ``packages`` comes from the DB diff (:func:`supplychain.rematch.dbdiff.changed_packages`):
+    one query
+    over the components table narrows the work to the SBOMs the changed advisories can touch.
+    """
+    latest = latest_scan_ids(session, since=since, stale_for=stale_for)
+    if packages is None:
+        return latest
+    wanted = {(kind, name.lower()) for kind, name in packages}
+    every = sorted({kind for kind, name in wanted if name == "*"})
+    rest = [pair for pair in wanted if pair[1] != "*" and pair[0] not in every]
+    sources = sorted(
+        (kind, name.removeprefix("src:")) for kind, name in rest if name.startswith("src:")
+    )
+    exact = sorted(pair for pair in rest if not pair[1].startswith("src:"))
+    if not (every or exact or sources) or not latest:
+        return []
+    pair = tuple_(models.Component.type, func.lower(models.Component.name))
+    by_source = tuple_(models.Component.type, func.lower(models.Component.source_name))
+    conditions: list[ColumnElement[bool]] = [models.Component.type.in_(every)] if every else []
+    conditions += [pair.in_(exact[i : i + 500]) for i in range(0, len(exact), 500)]
+    conditions += [by_source.in_(sources[i : i + 500]) for i in range(0, len(sources), 500)]
+    if sources:  # rows recorded before source names were: never miss one
+        unknown = models.Component.source_name.is_(None)
+        conditions.append(unknown & models.Component.type.in_(sorted({k for k, _ in sources})))
+    hits = set(session.scalars(select(models.Component.scan_id).where(or_(*conditions)).distinct()))
+    return [scan_id for scan_id in latest if scan_id in hits]
+
+
+@dataclass(frozen=True)
+class RematchPlan:
+    """Which stale scans need a re-match, and which the DB diff proves unchanged."""
+
+    match: tuple[int, ...]
+    """Scans whose SBOM names a package the changed advisories touch (or that cannot be told)."""
+    advance: tuple[int, ...]
+    """Scans whose findings cannot change: only their DB provenance moves to the new DB."""
+
+
+def plan_rematch(
+    session: Session, snapshots: Path, current_digest: str, current_db: Path
+) -> RematchPlan:
+    """Plan a re-match of the scans not matched against ``current_digest`` yet.
+
+    Scans are grouped by the DB they were matched with; when that DB's snapshot is still in the
+    store (``snapshots/<hex>/db/trivy.db``) the two DBs are diffed and one query over the
+    components table picks the scans to match; without it, every scan of the group is matched.
+    """
+    stale = latest_scan_ids(session, stale_for=current_digest)
+    groups: dict[str | None, list[int]] = {}
+    for scan_id, digest in session.execute(
+        select(models.Scan.id, models.Scan.db_digest).where(models.Scan.id.in_(stale))
+    ):
+        groups.setdefault(digest, []).append(scan_id)
+    match: list[int] = []
+    advance: list[int] = []
+    for digest, ids in groups.items():
+        old = snapshots / (digest or "").removeprefix("sha256:") / "db" / "trivy.db"
+        diff = changed_packages(old, current_db) if digest and old.is_file() else None
+        if diff is None or not diff.narrowable:
+            match += ids
+            continue
+        hits = set(select_scans(session, packages=diff.packages))
+        match += [i for i in ids if i in hits]
+        advance += [i for i in ids if i not in hits]
+    return RematchPlan(tuple(sorted(match)), tuple(sorted(advance)))

@@ -1,0 +1,116 @@
+"""The pipeline's :class:`ImageSource`: pull one image manifest by digest, verify, lay it out.
+
+An image index is rejected here; the caller expands it (:mod:`supplychain.registry.index`)
+and queues each platform manifest as its own target.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from supplychain.interface import ImageSource, ImageTarget, Layer, PulledImage, SourceError
+from supplychain.jsonutil import json_object
+from supplychain.mediatypes import (
+    IMAGE_CONFIG_TYPES,
+    INDEX_MEDIA_TYPES,
+    LAYER_TYPE_PREFIXES,
+    MANIFEST_MEDIA_TYPES,
+)
+from supplychain.registry.cache import check_digest
+from supplychain.registry.client import RegistryClient
+from supplychain.registry.errors import BlobTooLargeError, NotAnImageError, RegistryError
+from supplychain.registry.index import descriptor as _descriptor
+from supplychain.registry.index import platform_of as _platform
+from supplychain.registry.layout import write_layout
+
+__all__ = ["MAX_CONFIG_BYTES", "MAX_LAYERS", "RegistrySource"]
+
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+MAX_LAYERS = 1000
+
+
+class RegistrySource(ImageSource):
+    """Pulls through ``client`` into ``work_root/<hex>-<random>`` (the caller removes it)."""
+
+    def __init__(self, client: RegistryClient, work_root: Path) -> None:
+        self.client = client
+        self.work_root = Path(work_root)
+
+    def pull(self, target: ImageTarget) -> PulledImage:
+        hexdigest = check_digest(target.digest)
+        client = self.client
+        manifest = client.get_manifest(target.registry, target.repository, target.digest)
+        if manifest.media_type in INDEX_MEDIA_TYPES:
+            raise RegistryError(f"{target.pinned} is an image index: pull its platform manifests")
+        if manifest.media_type not in MANIFEST_MEDIA_TYPES:
+            raise RegistryError(
+                f"{target.pinned}: unsupported manifest type {manifest.media_type[:100]!r}"
+            )
+        document = json_object(manifest.data, f"manifest {target.pinned}", RegistryError)
+        config_desc = _descriptor(document.get("config"), "config")
+        layer_list = document.get("layers")
+        if document.get("schemaVersion") != 2 or not isinstance(layer_list, list):
+            raise RegistryError(f"{target.pinned}: not a schema 2 image manifest")
+        if len(layer_list) > MAX_LAYERS:
+            raise RegistryError(f"{target.pinned}: {len(layer_list)} layers, over {MAX_LAYERS}")
+        layer_descs = [_descriptor(item, "layer") for item in layer_list]
+        _require_image(target, document, config_desc[0], [d[0] for d in layer_descs])
+        if config_desc[2] > MAX_CONFIG_BYTES:
+            raise BlobTooLargeError(
+                f"{target.pinned}: config of {config_desc[2]} bytes is too large"
+            )
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f"{hexdigest}-", dir=self.work_root))
+        try:
+            with client.cache.pin() as keep:
+                blobs: list[tuple[str, Path]] = []
+                layers: list[Layer] = []
+                for media_type, digest, size in [config_desc, *layer_descs]:
+                    keep(digest)
+                    path = client.get_blob(target.registry, target.repository, digest, size)
+                    blobs.append((digest, path))
+                    if len(blobs) > 1:
+                        layers.append(Layer(digest, media_type, size, path))
+                config = blobs[0][1].read_bytes()
+                write_layout(
+                    work,
+                    media_type=manifest.media_type,
+                    manifest=manifest.data,
+                    manifest_digest=manifest.digest,
+                    blobs=blobs,
+                    ref_name=target.tag,
+                )
+        except SourceError:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        except (OSError, ValueError) as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            raise RegistryError(f"{target.pinned}: {type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        return PulledImage(
+            target=target,
+            media_type=manifest.media_type,
+            manifest=manifest.data,
+            config=config,
+            platform=_platform(json_object(config, f"config of {target.pinned}", RegistryError)),
+            layers=tuple(layers),
+            layout_dir=work,
+        )
+
+
+def _require_image(
+    target: ImageTarget, document: dict[str, object], config_type: str, layer_types: list[str]
+) -> None:
+    """Raise :class:`NotAnImageError` for OCI artifacts (cosign signatures, bundles, SBOMs…)."""
+    artifact = document.get("artifactType")
+    if artifact:
+        raise NotAnImageError(f"{target.pinned}: an artifact of type {str(artifact)[:100]!r}")
+    if config_type not in IMAGE_CONFIG_TYPES:
+        raise NotAnImageError(f"{target.pinned}: config type {config_type[:100]!r} is no image's")
+    for layer_type in layer_types:
+        if not layer_type.startswith(LAYER_TYPE_PREFIXES):
+            raise NotAnImageError(f"{target.pinned}: layer type {layer_type[:100]!r} is no image's")
