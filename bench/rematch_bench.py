@@ -44,6 +44,7 @@ from sqlalchemy import insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from supplychain.decide.decider import Decider
 from supplychain.decide.policy import load_policy
 from supplychain.evidence import models
 from supplychain.evidence.database import Database
@@ -218,8 +219,8 @@ def main() -> int:
         store.import_archive(build_trivy_db_archive(work / "new.tar.gz", new_advisories, updated))
         new_db = store.current()
         assert new_db is not None
-        policy = load_policy(None)
-        rematcher = Rematcher(db, TrivySbomMatcher(runner), policy, workers=os.cpu_count() or 2)
+        decider = Decider(load_policy(None))
+        rematcher = Rematcher(db, TrivySbomMatcher(runner), decider, workers=os.cpu_count() or 2)
 
         t0 = time.perf_counter()
         from supplychain.rematch.dbdiff import changed_packages

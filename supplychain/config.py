@@ -147,6 +147,10 @@ class Settings:
     """How long a claimed job stays leased without a heartbeat."""
     gate_wait_seconds: float
     """Default seconds the gate waits for a pending verdict."""
+    index_max_entries: int
+    """Entries an image index (all nested levels together) may list; more is a deny."""
+    index_max_depth: int
+    """Levels of nested image indexes followed; deeper is a deny."""
     listen: str
     """``host:port`` the HTTP API listens on."""
     verify_keys: tuple[Path, ...] = ()
@@ -194,6 +198,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "job_max_attempts": _int,
     "job_lease_seconds": _float,
     "gate_wait_seconds": _float,
+    "index_max_entries": _int,
+    "index_max_depth": _int,
     "verify_keys": _paths,
     "certificate_identity_regexp": _regexp,
     "certificate_oidc_issuer_regexp": _regexp,
@@ -216,6 +222,8 @@ _DEFAULTS: dict[str, str] = {
     "job_max_attempts": "5",
     "job_lease_seconds": "120",
     "gate_wait_seconds": "0",
+    "index_max_entries": "256",
+    "index_max_depth": "4",
     "listen": "127.0.0.1:8080",
     "verify_keys": "",
     "certificate_identity_regexp": "",
@@ -284,6 +292,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{PREFIX}{name.upper()}: must be positive")
     if values["job_max_attempts"] < 1:
         raise ConfigError(f"{PREFIX}JOB_MAX_ATTEMPTS: at least 1")
+    if not 1 <= values["index_max_entries"] <= 100_000:
+        raise ConfigError(f"{PREFIX}INDEX_MAX_ENTRIES: from 1 to 100000")
+    if not 0 <= values["index_max_depth"] <= 16:
+        raise ConfigError(f"{PREFIX}INDEX_MAX_DEPTH: from 0 to 16")
     identity = raw.get("certificate_identity") or None
     issuer = raw.get("certificate_oidc_issuer") or None
     identity_set = identity or values["certificate_identity_regexp"]

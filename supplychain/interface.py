@@ -127,8 +127,13 @@ class Finding:
     """Advisory source id, e.g. ``ghsa`` or ``debian``."""
     layer_digest: str | None = None
     """Layer the package came from."""
+    aliases: tuple[str, ...] = ()
+    """Other ids of the same advisory (GHSA, DSA …): a VEX statement may name any of them."""
     vex_status: str | None = None
-    """What a VEX statement says of this finding (``not_affected``…); None when none applies."""
+    """What a VEX statement says of this finding (``not_affected``…); None when none applies.
+    Set only by the decision (:func:`supplychain.decide.decision.decide`), never stored."""
+    vex_justification: str | None = None
+    """The matching VEX statement's justification, as written."""
 
 
 @dataclass(frozen=True)
@@ -271,5 +276,6 @@ class Policy(ABC):
         """SHA-256 of the policy definition."""
 
     @abstractmethod
-    def evaluate(self, evidence: Evidence) -> Verdict:
-        """Decide on ``evidence``; raise :class:`PolicyError` on failure."""
+    def evaluate(self, evidence: Evidence, now: datetime) -> Verdict:
+        """Decide on ``evidence`` at time ``now`` (VEX already matched); raise
+        :class:`PolicyError` on failure. Called only by :mod:`supplychain.decide.decision`."""

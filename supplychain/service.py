@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import cast
 
 from supplychain.config import Settings
+from supplychain.decide.decider import Decider
 from supplychain.decide.gate import Gate
 from supplychain.decide.policy import RulesPolicy, load_policy
 from supplychain.evidence.database import Database
 from supplychain.intake.webhooks import Intake
+from supplychain.interface import Verdict
 from supplychain.queue.jobs import JobQueue
-from supplychain.queue.worker import Issuer, Worker
+from supplychain.queue.worker import IndexLimits, Issuer, Worker
 from supplychain.registry import BlobCache, RegistryClient, docker_credentials
 from supplychain.signatures import StorageMode
 from supplychain.signatures.cosign import issue_for_outcome
@@ -41,11 +43,22 @@ class Service:
     intake: Intake
     gate: Gate
     trivy: TrivyRunner
+    decider: Decider
     issuer: Issuer | None = None
 
     def worker(self, name: str | None = None) -> Worker:
         """A new worker sharing this process's parts."""
-        return Worker(self.db, self.queue, self.pipeline, self.client, name, issuer=self.issuer)
+        limits = IndexLimits(self.settings.index_max_entries, self.settings.index_max_depth)
+        return Worker(
+            self.db,
+            self.queue,
+            self.pipeline,
+            self.client,
+            self.decider,
+            name,
+            issuer=self.issuer,
+            limits=limits,
+        )
 
 
 def trust_policy(settings: Settings) -> TrustPolicy:
@@ -75,8 +88,8 @@ def signing_issuer(settings: Settings, client: RegistryClient) -> Issuer | None:
     store = SignatureStore(client)
     mode = cast(StorageMode, settings.sign_mode)  # validated by config: tag|referrers|both
 
-    def issue(outcome: Outcome) -> tuple[str, ...]:
-        return issue_for_outcome(store, outcome, signer, mode=mode)
+    def issue(outcome: Outcome, verdict: Verdict) -> tuple[str, ...]:
+        return issue_for_outcome(store, outcome, verdict, signer, mode=mode)
 
     return issue
 
@@ -113,9 +126,9 @@ def build_service(
         OwnCataloger(settings.data_dir / "sbom-cache"),
         TrivyScanner(trivy),
         SignatureVerifier(client, trust_policy(settings)),
-        policy,
     )
+    decider = Decider(policy, max_depth=settings.index_max_depth)
     intake = Intake(db, queue, settings)
-    gate = Gate(db, client, queue, policy, registries)
+    gate = Gate(db, client, queue, decider, registries)
     issuer = signing_issuer(settings, client)
-    return Service(settings, db, queue, client, pipeline, intake, gate, trivy, issuer)
+    return Service(settings, db, queue, client, pipeline, intake, gate, trivy, decider, issuer)

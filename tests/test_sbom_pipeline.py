@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from supplychain.evidence import models
 from supplychain.evidence.database import Database
-from supplychain.evidence.recorder import record_outcome
+from supplychain.evidence.recorder import record_facts
 from supplychain.evidence.sbomstore import unpack
-from supplychain.interface import CatalogError, ImageTarget, Layer, PulledImage, ScanResult, Verdict
+from supplychain.interface import CatalogError, ImageTarget, Layer, PulledImage, ScanResult
 from supplychain.stages.cataloger import OwnCataloger
 from supplychain.stages.pipeline import Outcome
 from tests.support.images import app_layout, layer_paths, layout_digest
@@ -37,10 +37,9 @@ def test_which_images_contain_a_package_is_one_query(db: Database, tmp_path: Pat
         image = pulled(tag)
         sbom = cataloger.catalog(image)
         scan = ScanResult("trivy", "0.76.0", None, None, ())
-        verdict = Verdict("allow", ("test",), "test", "sha256:" + "0" * 64)
-        outcome = Outcome(image.target, image, sbom, scan, (), verdict, {})
+        outcome = Outcome(image.target, image, sbom, scan, (), {})
         with db.session() as session:
-            record_outcome(session, outcome, job_id=None, actor="test")
+            record_facts(session, outcome, job_id=None, actor="test")
     with db.session() as session:
         jinja = session.scalars(
             select(models.Image.digest)

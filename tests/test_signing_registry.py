@@ -280,7 +280,9 @@ def test_unverified_when_no_key_is_configured(env: Env, signers: dict[str, KeyFi
     assert all("no trusted key configured" in r.reason for r in results)
 
 
-def _outcome(env: Env, decision: str, signatures: tuple[SignatureEvidence, ...]) -> Outcome:
+def _outcome(
+    env: Env, decision: str, signatures: tuple[SignatureEvidence, ...]
+) -> tuple[Outcome, Verdict]:
     image = PulledImage(
         env.target, OCI_MANIFEST, env.manifest, b"{}", None, (), Path("/nonexistent")
     )
@@ -289,14 +291,14 @@ def _outcome(env: Env, decision: str, signatures: tuple[SignatureEvidence, ...])
     updated = datetime(2026, 11, 1, tzinfo=UTC)
     scan = ScanResult("Trivy", "0.76.0", updated, "sha256:" + "1f" * 32, (), report)
     verdict = Verdict(decision, ("reason",), "default", "sha256:" + "2e" * 32, updated)  # type: ignore[arg-type]
-    return Outcome(env.target, image, sbom, scan, signatures, verdict, {})
+    return Outcome(env.target, image, sbom, scan, signatures, {}), verdict
 
 
 def test_issue_after_allow_signs_and_attests_sbom_scan_and_vsa(
     env: Env, signers: dict[str, KeyFileSigner]
 ) -> None:
     signer = signers["ecdsa-p256"]
-    issue_for_outcome(env.store, _outcome(env, "allow", ()), signer, mode="tag")
+    issue_for_outcome(env.store, *_outcome(env, "allow", ()), signer, mode="tag")
     evidence = env.verify(signer, require_known_predicates=True)
     assert all(e.verified for e in evidence)
     reasons = sorted(e.reason.split(": ", 1)[0] for e in evidence if e.kind != "cosign-tag")
@@ -316,7 +318,7 @@ def test_after_deny_only_a_failed_vsa_is_issued(
     env: Env, signers: dict[str, KeyFileSigner]
 ) -> None:
     signer = signers["ed25519"]
-    issue_for_outcome(env.store, _outcome(env, "deny", ()), signer, mode="referrers")
+    issue_for_outcome(env.store, *_outcome(env, "deny", ()), signer, mode="referrers")
     (vsa,) = env.verify(signer)
     assert vsa.verified and vsa.kind == "attestation:referrer" and vsa.reason.startswith(VSA)
     bundle = json.loads(vsa.payload)

@@ -1,9 +1,13 @@
-"""VEX an image carries as a verified attestation marks findings before the policy decides."""
+"""VEX an image carries as a verified attestation counts exactly as uploaded VEX, and only then."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from supplychain.decide.decision import ImageFacts, decide
 from supplychain.decide.policy import DEFAULT_RULES, RulesPolicy
-from supplychain.decide.vex_attested import with_attested_vex
+from supplychain.decide.vex import VexError, parse_vex
+from supplychain.decide.vex_attested import attested_vex
 from supplychain.interface import Evidence, Finding, ImageTarget, ScanResult, SignatureEvidence
 from supplychain.signatures.dsse import sign_envelope, verify_envelope
 from supplychain.signatures.keys import generate_key, key_id
@@ -14,6 +18,7 @@ IMAGE = ImageTarget("127.0.0.1:5000", "team/app", "sha256:" + "ab" * 32, "v1")
 CRITICAL = Finding(
     "CVE-2018-18074", "requests", "pkg:pypi/requests@2.19.0", "2.19.0", "2.20.0", "CRITICAL"
 )
+NOW = datetime(2026, 11, 30, tzinfo=UTC)
 
 
 def openvex(product: str, status: str = "not_affected") -> dict[str, object]:
@@ -51,32 +56,32 @@ def attestation(document: dict[str, object], *, verified: bool) -> SignatureEvid
     )
 
 
-def decide(found: SignatureEvidence) -> tuple[str, ScanResult]:
-    scan = ScanResult("trivy", "0.76.0", None, None, (CRITICAL,))
-    marked = with_attested_vex(scan, (found,), IMAGE.digest)
-    verdict = RulesPolicy(DEFAULT_RULES).evaluate(Evidence(None, None, marked, (found,)))
-    return verdict.decision, marked
+def verdict_with(found: SignatureEvidence) -> str:
+    """What the one decision says when the recorder kept what the attestation carries."""
+    statements = []
+    for document in attested_vex((found,)):
+        try:
+            statements += parse_vex(document, image=IMAGE.digest)[1]
+        except VexError:
+            continue
+    scan = ScanResult("trivy", "0.76.0", NOW, None, (CRITICAL,))
+    facts = ImageFacts(IMAGE.digest, Evidence(None, None, scan, (found,)), tuple(statements))
+    return decide(facts, RulesPolicy(DEFAULT_RULES), NOW).decision
 
 
-def test_verified_vex_attestation_exempts_the_finding_and_keeps_it() -> None:
-    decision, marked = decide(attestation(openvex(f"pkg:oci/app@{IMAGE.digest}"), verified=True))
-    assert decision == "allow"
-    (finding,) = marked.findings
-    assert (finding.vuln_id, finding.vex_status, finding.status) == (
-        "CVE-2018-18074",
-        "not_affected",
-        None,
-    )
+def test_verified_vex_attestation_exempts_the_finding() -> None:
+    found = attestation(openvex(f"pkg:oci/app@{IMAGE.digest}"), verified=True)
+    assert verdict_with(found) == "allow"
 
 
 def test_unverified_vex_attestation_is_never_used() -> None:
-    decision, marked = decide(attestation(openvex(f"pkg:oci/app@{IMAGE.digest}"), verified=False))
-    assert decision == "deny"
-    assert marked.findings[0].vex_status is None
+    found = attestation(openvex(f"pkg:oci/app@{IMAGE.digest}"), verified=False)
+    assert attested_vex((found,)) == []
+    assert verdict_with(found) == "deny"
 
 
 def test_vex_about_another_image_or_affected_status_does_not_exempt() -> None:
     other = "sha256:" + "ef" * 32
-    assert decide(attestation(openvex(f"pkg:oci/app@{other}"), verified=True))[0] == "deny"
+    assert verdict_with(attestation(openvex(f"pkg:oci/app@{other}"), verified=True)) == "deny"
     affected = openvex(f"pkg:oci/app@{IMAGE.digest}", status="affected")
-    assert decide(attestation(affected, verified=True))[0] == "deny"
+    assert verdict_with(attestation(affected, verified=True)) == "deny"

@@ -21,9 +21,10 @@ import pytest
 from sqlalchemy import select, update
 
 from supplychain.decide.policy import RulesPolicy, load_policy
-from supplychain.decide.vex import parse_vex, record_vex
+from supplychain.decide.vex import match_vex, parse_vex, record_vex
 from supplychain.evidence import models
 from supplychain.evidence.database import Database
+from supplychain.evidence.load import load_image_facts
 from supplychain.interface import Evidence, Finding, ImageTarget, ScanResult
 from supplychain.rematch.batch import rematch_packages
 from supplychain.rematch.dbdiff import changed_packages
@@ -119,9 +120,7 @@ def service_host(service: Service) -> str:
 
 def rematcher(service: Service, url: str | None = None) -> Rematcher:
     announcer = WebhookAnnouncer(url, secret=SECRET, backoff=0.01) if url else None
-    return Rematcher(
-        service.db, TrivySbomMatcher(service.trivy), service.pipeline.policy, announcer
-    )
+    return Rematcher(service.db, TrivySbomMatcher(service.trivy), service.decider, announcer)
 
 
 def test_new_advisory_rematch_revokes_the_allow_and_announces_it(
@@ -361,25 +360,31 @@ def test_vex_marks_findings_not_affected_and_keeps_them(
     }
     with db.session() as session:
         assert record_vex(session, json.dumps(openvex).encode(), source="upload") == 1
+        # the same document again adds nothing: the newest-wins order never changes
+        assert record_vex(session, json.dumps(openvex).encode(), source="upload") == 0
+    answer = service.gate.decide(f"{pushed.registry.host}/{REPO}@{digest}")
+    assert answer.decision == "allow"
     with db.session() as session:
-        finding = session.scalars(
-            select(models.Finding).where(models.Finding.vuln_id == "CVE-2018-18074")
-        ).one()
+        (image,) = session.scalars(select(models.Image).where(models.Image.digest == digest))
+        facts = load_image_facts(session, image)
+        assert facts.evidence.scan is not None
+        marked = match_vex(facts.evidence.scan.findings, facts.vex, digest)
+        (finding,) = [f for f in marked if f.vuln_id == "CVE-2018-18074"]
         assert finding.vex_status == "not_affected"
         assert finding.vex_justification == (
             "vulnerable_code_not_in_execute_path — we never follow redirects"
         )
-        others = session.scalars(
-            select(models.Finding).where(models.Finding.vuln_id != "CVE-2018-18074")
-        ).all()
+        others = [f for f in marked if f.vuln_id != "CVE-2018-18074"]
         assert others and all(f.vex_status is None for f in others)
         scan_ids = select_scans(session)
-    rematcher(service).run(scan_ids)  # new finding rows keep the mark
+    rematcher(service).run(scan_ids)  # the rematch decides with the same VEX
     with db.session() as session:
-        finding = session.scalars(
-            select(models.Finding).where(models.Finding.vuln_id == "CVE-2018-18074")
-        ).one()
-        assert finding.vex_status == "not_affected" and finding.vex_statement_id is not None
+        latest = session.scalars(
+            select(models.Verdict)
+            .where(models.Verdict.context == "rematch")
+            .order_by(models.Verdict.id.desc())
+        ).first()
+        assert latest is not None and latest.decision == "allow"
 
 
 def test_cyclonedx_vex_maps_states_and_needs_an_image() -> None:
@@ -407,9 +412,10 @@ def test_policy_keeps_not_affected_findings_out_of_the_decision() -> None:
     critical = Finding("CVE-1", "requests", None, "2.19.0", "2.20.0", "CRITICAL", "fixed")
     vexed = replace(critical, vex_status="not_affected")
     scan = ScanResult("trivy", "0.76.0", datetime.now(UTC), None, (critical,))
-    assert policy.evaluate(Evidence(None, None, scan)).decision == "deny"
-    vexed_scan = ScanResult("trivy", "0.76.0", datetime.now(UTC), None, (vexed,))
-    verdict = policy.evaluate(Evidence(None, None, vexed_scan))
+    now = datetime.now(UTC)
+    assert policy.evaluate(Evidence(None, None, scan), now).decision == "deny"
+    vexed_scan = ScanResult("trivy", "0.76.0", now, None, (vexed,))
+    verdict = policy.evaluate(Evidence(None, None, vexed_scan), now)
     assert verdict.decision == "allow" and verdict.details["not_affected"] == 1
     assert isinstance(policy, RulesPolicy)
 

@@ -1,4 +1,4 @@
-"""``supplychain scan``: the same pipeline, in this process, without a server."""
+"""``supplychain scan``: the same pipeline and the same decision, in this process, no server."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import shutil
 from typing import Any
 
 from supplychain.config import Settings
-from supplychain.evidence.recorder import record_outcome, record_tag
-from supplychain.interface import Decision, ImageTarget, SourceError
+from supplychain.evidence.recorder import record_facts, record_index, record_tag, upsert_image
+from supplychain.interface import ImageTarget
 from supplychain.mediatypes import INDEX_MEDIA_TYPES
+from supplychain.queue.expand import expand_index
 from supplychain.reference import ReferenceError, parse_reference
-from supplychain.registry.index import MAX_INDEX_ENTRIES, platform_images
 from supplychain.service import build_service
 from supplychain.stages.pipeline import Outcome
 
@@ -20,7 +20,8 @@ __all__ = ["scan_image"]
 def scan_image(settings: Settings, image: str, *, platform: str | None = None) -> dict[str, Any]:
     """Pull, catalogue, scan, verify and decide on ``image``; record it; return the JSON answer.
 
-    The registry named on the command line is allowed for this run (the user asked for it).
+    The registry named on the command line is allowed for this run (the user asked for it). The
+    verdict is the one decision on the facts recorded (what the gate answers for this digest).
     Errors come back as ``{"decision": "error", "error": …}``: never as an allow.
     """
     try:
@@ -28,37 +29,54 @@ def scan_image(settings: Settings, image: str, *, platform: str | None = None) -
     except ReferenceError as exc:
         return {"image": image, "decision": "error", "error": str(exc)}
     service = build_service(settings, allowed=settings.registries | {ref.registry})
+    top = ImageTarget(ref.registry, ref.repository, "", ref.tag)
     try:
         descriptor = service.client.resolve(ref)
-        targets = [ImageTarget(ref.registry, ref.repository, descriptor.digest, ref.tag)]
+        top = ImageTarget(ref.registry, ref.repository, descriptor.digest, ref.tag)
+        targets = [top]
+        expansion = None
         if descriptor.media_type in INDEX_MEDIA_TYPES:
             index = service.client.get_manifest(ref.registry, ref.repository, descriptor.digest)
-            targets = [
-                ImageTarget(ref.registry, ref.repository, digest, None)
-                for digest, _media, plat in platform_images(
-                    index.data, max_entries=MAX_INDEX_ENTRIES
-                )
-                if platform is None or plat == platform
-            ]
-            if not targets:
-                raise SourceError(f"the index has no image for platform {platform}")
+            expansion = expand_index(
+                service.client,
+                top,
+                index.media_type,
+                index.data,
+                max_entries=settings.index_max_entries,
+                max_depth=settings.index_max_depth,
+            )
+            wanted = {
+                entry.digest
+                for record in expansion.indexes
+                for entry in record.entries
+                if entry.kind == "image" and platform in (None, entry.platform)
+            }
+            targets = [t for t in expansion.images if t.digest in wanted]
         outcomes = [_run(service.pipeline.run, target) for target in targets]
     except Exception as exc:  # any failure is reported, and fails closed
         return {"image": image, "decision": "error", "error": f"{type(exc).__name__}: {exc}"}
     with service.db.session() as session:
-        if ref.tag:
-            record_tag(session, targets[0], ref.tag, source="cli-scan")
+        for record in expansion.indexes if expansion else ():
+            record_index(
+                session,
+                record.target,
+                media_type=record.media_type,
+                entries=record.entries,
+                error=record.error,
+            )
         for outcome in outcomes:
-            record_outcome(session, outcome, job_id=None, actor="cli-scan")
-    decisions: list[Decision] = [o.verdict.decision for o in outcomes]
-    decision = "deny" if "deny" in decisions else "pending" if "pending" in decisions else "allow"
+            record_facts(session, outcome, job_id=None, actor="cli-scan")
+        row = upsert_image(session, top, media_type=descriptor.media_type)
+        if ref.tag:
+            record_tag(session, top, ref.tag, source="cli-scan")
+        verdict = service.decider.verdict(session, row, platform=platform)
     return {
         "image": image,
         "digest": descriptor.digest,
         "pinned": ref.pinned(descriptor.digest),
-        "decision": decision,
-        "reasons": [r for o in outcomes for r in o.verdict.reasons],
-        "policy": {"name": service.pipeline.policy.name, "digest": service.pipeline.policy.digest},
+        "decision": verdict.decision,
+        "reasons": list(verdict.reasons),
+        "policy": {"name": verdict.policy, "digest": verdict.policy_digest},
         "findings": [
             {
                 "id": f.vuln_id,

@@ -121,7 +121,7 @@ def _rescan(
         rematcher = Rematcher(
             service.db,
             TrivySbomMatcher(service.trivy),
-            service.pipeline.policy,
+            service.decider,
             revocation_announcer(settings),
             workers=max(1, settings.workers),
         )

@@ -1,7 +1,9 @@
 """The deploy gate: resolve a tag at the registry, decide on stored evidence, record the answer.
 
 Fail closed: anything not known to be allowed is denied or pending. Unscanned images are queued
-for a scan and answered ``pending``. An image index is allowed only when every platform image is.
+for a scan and answered ``pending``. The answer is the one decision
+(:class:`~supplychain.decide.decider.Decider`) on the recorded facts: an image index is decided
+from its own recorded entries, allowed only when every platform image is.
 """
 
 from __future__ import annotations
@@ -11,21 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from supplychain.evidence import models
+from supplychain.decide.decider import Decider
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit
+from supplychain.evidence.load import latest_scan_id
 from supplychain.evidence.models import utcnow
-from supplychain.evidence.recorder import (
-    find_image,
-    latest_evidence,
-    record_tag,
-    record_verdict,
-    upsert_image,
-)
-from supplychain.interface import Decision, ImageTarget, Policy, Verdict
+from supplychain.evidence.recorder import find_image, record_tag, record_verdict, upsert_image
+from supplychain.interface import Decision, ImageTarget, Verdict
 from supplychain.mediatypes import INDEX_MEDIA_TYPES
 from supplychain.metrics import GATE, GATE_SECONDS
 from supplychain.queue.jobs import JobQueue
@@ -88,13 +82,13 @@ class Gate:
         db: Database,
         client: RegistryClient,
         queue: JobQueue,
-        policy: Policy,
+        decider: Decider,
         allowed: frozenset[str],
     ) -> None:
         self.db = db
         self.client = client
         self.queue = queue
-        self.policy = policy
+        self.decider = decider
         self.allowed = allowed
 
     def decide(self, image: str, *, wait: float = 0.0, platform: str | None = None) -> GateAnswer:
@@ -124,49 +118,21 @@ class Gate:
             time.sleep(POLL_SECONDS)
 
     def _evaluate(self, target: ImageTarget, media_type: str, platform: str | None) -> Verdict:
+        """The one decision on the recorded facts; what is not recorded yet is queued."""
         with self.db.session() as session:
             if target.tag:
                 record_tag(session, target, target.tag, source="gate")
-            if media_type in INDEX_MEDIA_TYPES:
-                return self._index(session, target, platform)
             image = upsert_image(session, target, media_type=media_type)
-            return self._single(session, image, target)
-
-    def _single(self, session: Session, image: models.Image, target: ImageTarget) -> Verdict:
-        evidence, _scan_id = latest_evidence(session, image)
-        if evidence.scan is None:
-            self.queue.enqueue(session, "image", target)
-        return self.policy.evaluate(evidence)
-
-    def _index(self, session: Session, target: ImageTarget, platform: str | None) -> Verdict:
-        upsert_image(session, target, media_type=INDEX_MEDIA_TYPES[0])
-        query = select(models.Image).where(
-            models.Image.host == target.registry,
-            models.Image.repository == target.repository,
-            models.Image.index_digest == target.digest,
-        )
-        if platform:
-            query = query.where(models.Image.platform == platform)
-        children = session.scalars(query).all()
-        if not children:
-            self.queue.enqueue(session, "index", target)
-            return self._verdict(
-                "pending", ["image index not expanded yet: platform images are queued"]
-            )
-        decisions: list[Decision] = []
-        reasons: list[str] = []
-        for child in children:
-            child_target = ImageTarget(target.registry, target.repository, child.digest, None)
-            verdict = self._single(session, child, child_target)
-            decisions.append(verdict.decision)
-            reasons += [f"{child.platform or child.digest}: {reason}" for reason in verdict.reasons]
-        decision: Decision = (
-            "deny" if "deny" in decisions else "pending" if "pending" in decisions else "allow"
-        )
-        return self._verdict(decision, reasons)
+            if media_type in INDEX_MEDIA_TYPES:
+                if image.expanded_at is None:
+                    self.queue.enqueue(session, "index", target)
+            elif latest_scan_id(session, image) is None:
+                self.queue.enqueue(session, "image", target)
+            return self.decider.verdict(session, image, platform=platform)
 
     def _verdict(self, decision: Decision, reasons: list[str]) -> Verdict:
-        return Verdict(decision, tuple(reasons), self.policy.name, self.policy.digest, utcnow())
+        policy = self.decider.policy
+        return Verdict(decision, tuple(reasons), policy.name, policy.digest, utcnow())
 
     def _record(
         self,

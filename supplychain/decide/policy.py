@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +86,7 @@ class RulesPolicy(Policy):
     def digest(self) -> str:
         return self._digest
 
-    def evaluate(self, evidence: Evidence) -> Verdict:
-        now = datetime.now(UTC)
+    def evaluate(self, evidence: Evidence, now: datetime) -> Verdict:
         if evidence.scan is None:
             return self._verdict(
                 "pending", ["not scanned yet: no decision until the scan finishes"], now

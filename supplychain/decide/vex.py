@@ -3,8 +3,10 @@
 A statement says a vulnerability (by id or alias) of a product (an image, named by its digest, as
 ``pkg:oci/…@sha256%3A…`` in OpenVEX, or by the ``--image`` the document was uploaded for),
 optionally in one subcomponent (a package URL), is ``not_affected`` (``affected``, ``fixed``,
-``under_investigation``). Statements are stored whole; a finding they match keeps its row and
-gains ``vex_status`` and the justification (or impact statement) as written. CycloneDX analysis
+``under_investigation``). Statements are stored whole, once per document digest; findings are
+never changed in the database: the decision (:mod:`supplychain.decide.decision`) matches the
+statements to the findings (:func:`match_vex`) each time it decides, so uploaded and attested VEX
+are matched the same way, by id or alias, everywhere. CycloneDX analysis
 states map to OpenVEX statuses (``false_positive`` → ``not_affected``, ``exploitable`` →
 ``affected``, ``resolved`` → ``fixed``, ``in_triage`` → ``under_investigation``).
 """
@@ -15,7 +17,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -23,8 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from supplychain.evidence import models
+from supplychain.interface import Finding
 
-__all__ = ["VexError", "VexStatement", "apply_vex", "parse_vex", "record_vex", "same_package"]
+__all__ = ["VexError", "VexStatement", "match_vex", "parse_vex", "record_vex", "same_package"]
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _CDX_STATES = {
@@ -136,10 +139,30 @@ def parse_vex(data: bytes, *, image: str | None = None) -> tuple[str, list[VexSt
     raise VexError("neither OpenVEX (@context) nor CycloneDX (bomFormat)")
 
 
-def record_vex(session: Session, data: bytes, *, source: str, image: str | None = None) -> int:
-    """Store a document's statements and apply them to the stored findings; statement count."""
+def record_vex(
+    session: Session,
+    data: bytes,
+    *,
+    source: str,
+    image: str | None = None,
+    only_product: str | None = None,
+) -> int:
+    """Store a document's statements once per (document digest, product); statements added.
+
+    Storing the same document again adds nothing, so the order of statements (the newest
+    matching one wins) never changes behind the decision's back. ``only_product`` keeps just the
+    statements about that image: an attestation speaks for the image it is attached to only.
+    """
     fmt, statements = parse_vex(data, image=image)
+    if only_product is not None:
+        statements = [s for s in statements if s.product == only_product]
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    known = set(
+        session.scalars(
+            select(models.VexStatement.product).where(models.VexStatement.document_digest == digest)
+        ).all()
+    )
+    added = [s for s in statements if s.product not in known]
     session.add_all(
         models.VexStatement(
             document_digest=digest,
@@ -152,17 +175,10 @@ def record_vex(session: Session, data: bytes, *, source: str, image: str | None 
             justification=s.justification,
             statement=s.statement,
         )
-        for s in statements
+        for s in added
     )
     session.flush()
-    for product in {s.product for s in statements}:
-        findings = session.scalars(
-            select(models.Finding)
-            .join(models.Image, models.Image.id == models.Finding.image_id)
-            .where(models.Image.digest == product)
-        ).all()
-        apply_vex(session, product, findings)
-    return len(statements)
+    return len(added)
 
 
 def _purl_key(purl: str) -> tuple[str, str | None]:
@@ -180,25 +196,24 @@ def same_package(subcomponent: str, purl: str | None) -> bool:
     return sub_name == name and (sub_version is None or sub_version == version)
 
 
-def apply_vex(session: Session, image_digest: str, findings: Sequence[models.Finding]) -> None:
-    """Mark ``findings`` of the image with the newest statement that matches each one."""
-    ids = {f.vuln_id for f in findings} | {a for f in findings for a in f.aliases or ()}
-    if not ids:
-        return
-    statements = session.scalars(
-        select(models.VexStatement)
-        .where(
-            models.VexStatement.product == image_digest,
-            models.VexStatement.vuln_id.in_(sorted(ids)),
-        )
-        .order_by(models.VexStatement.id)
-    ).all()
+def match_vex(
+    findings: Sequence[Finding], statements: Sequence[VexStatement], image_digest: str
+) -> tuple[Finding, ...]:
+    """``findings`` marked with the newest statement matching each one (none deleted).
+
+    A statement matches a finding when it names this image, the finding's id or any of its
+    aliases, and (when it names one) the finding's package. ``statements`` come oldest first.
+    """
+    marked = []
     for finding in findings:
-        names = {finding.vuln_id, *(finding.aliases or ())}
-        for stmt in statements:  # oldest first: the newest matching statement wins
-            if stmt.vuln_id in names and (
-                stmt.subcomponent is None or same_package(stmt.subcomponent, finding.purl)
+        names = {finding.vuln_id, *finding.aliases}
+        status, justification = None, None
+        for stmt in statements:
+            if (
+                stmt.product == image_digest
+                and stmt.vuln_id in names
+                and (stmt.subcomponent is None or same_package(stmt.subcomponent, finding.purl))
             ):
-                finding.vex_status = stmt.status
-                finding.vex_justification = stmt.justification
-                finding.vex_statement_id = stmt.id
+                status, justification = stmt.status, stmt.justification
+        marked.append(replace(finding, vex_status=status, vex_justification=justification))
+    return tuple(marked)

@@ -88,8 +88,34 @@ class Image(Base):
     digest: Mapped[str] = mapped_column(Digest, index=True)
     media_type: Mapped[str | None] = mapped_column(String(255))
     platform: Mapped[str | None] = mapped_column(String(64))
-    index_digest: Mapped[str | None] = mapped_column(Digest)
+    """The platform its config states (an index states its own per entry: :class:`IndexEntry`)."""
     first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    expanded_at: Mapped[datetime | None]
+    """For an image index: when its entries were recorded from the verified index manifest."""
+    expansion_error: Mapped[str | None] = mapped_column(Text)
+    """For an image index: why it could not be expanded (limits, missing child): a deny."""
+
+
+class IndexEntry(Base):
+    """One entry of an image index: an edge from the index to a child manifest.
+
+    Recorded per index from its own verified manifest, so an index is decided from its own
+    entries, whatever other indexes list the same child.
+    """
+
+    __tablename__ = "index_entries"
+    __table_args__ = (UniqueConstraint("index_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    index_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(Digest, index=True)
+    media_type: Mapped[str] = mapped_column(String(255))
+    platform: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    """``image``, ``index``, ``attestation`` (content verified as one) or ``artifact``."""
+    refers_to: Mapped[str | None] = mapped_column(Digest)
+    """For an attestation: the sibling image it annotates."""
 
 
 class TagEvent(Base):
@@ -254,12 +280,6 @@ class Finding(Base):
     """Severity per advisory source, as Trivy reports it (``{"debian": "HIGH"}``)."""
     cvss: Mapped[dict[str, Any] | None]
     """CVSS vectors and scores per source."""
-    vex_status: Mapped[str | None] = mapped_column(String(32))
-    """VEX status applied to this finding (``not_affected`` …); the finding is never deleted."""
-    vex_justification: Mapped[str | None] = mapped_column(Text)
-    """The VEX justification or impact statement, kept as the document gave it."""
-    vex_statement_id: Mapped[int | None] = mapped_column(ForeignKey("vex_statements.id"))
-    """The VEX statement applied, if any."""
 
 
 class VexStatement(Base):

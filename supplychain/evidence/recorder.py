@@ -1,37 +1,38 @@
-"""Writes what the pipeline and the gate produced, and reads stored evidence back for the gate."""
+"""Writes facts (what the pipeline found, index entries, tags) and the verdicts decided on them.
+
+Facts are loaded back by :mod:`supplychain.evidence.load`; nothing here decides.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from supplychain.decide.vex import apply_vex, record_vex
+from supplychain.decide.vex import VexError, record_vex
 from supplychain.decide.vex_attested import attested_vex
 from supplychain.evidence import models
 from supplychain.evidence.dbutil import audit
 from supplychain.evidence.models import utcnow
 from supplychain.evidence.sbomstore import pack
-from supplychain.interface import (
-    Evidence,
-    Finding,
-    ImageTarget,
-    ScanResult,
-    SignatureEvidence,
-    Verdict,
-)
+from supplychain.interface import Finding, ImageTarget, SignatureEvidence, Verdict
+from supplychain.registry.index import IndexEntry
 from supplychain.stages.pipeline import Outcome
 from supplychain.stages.scanner import finding_extras
 
 __all__ = [
     "find_image",
-    "latest_evidence",
-    "record_outcome",
+    "record_facts",
+    "record_index",
     "record_tag",
     "record_verdict",
     "upsert_image",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def record_tag(session: Session, target: ImageTarget, tag: str, *, source: str) -> None:
@@ -86,31 +87,55 @@ def upsert_image(
     *,
     media_type: str | None = None,
     platform: str | None = None,
-    index_digest: str | None = None,
-    index_platform: bool = False,
 ) -> models.Image:
-    """The image row for ``target``, created if new; known fields are filled in.
-
-    ``platform`` fills an unknown platform, unless ``index_platform``: the platform an index
-    declares for its child is what a pull selects by, so it wins over the config's.
-    """
+    """The image row for ``target``, created if new; unknown fields are filled in."""
     image = find_image(session, target)
     if image is None:
         image = models.Image(
             host=target.registry, repository=target.repository, digest=target.digest
         )
         session.add(image)
-    image.media_type = media_type or image.media_type
-    image.platform = (
-        (platform or image.platform) if index_platform else (image.platform or platform)
-    )
-    image.index_digest = index_digest or image.index_digest
+    image.media_type = image.media_type or media_type
+    image.platform = image.platform or platform
     session.flush()
     return image
 
 
-def record_outcome(session: Session, outcome: Outcome, *, job_id: int | None, actor: str) -> int:
-    """Store a pipeline run whole: scan, SBOM, components, findings, signatures, verdict."""
+def record_index(
+    session: Session,
+    target: ImageTarget,
+    *,
+    media_type: str,
+    entries: Sequence[IndexEntry],
+    error: str | None,
+) -> models.Image:
+    """Record an index's entries from its verified manifest (once), or why it cannot be used."""
+    index = upsert_image(session, target, media_type=media_type)
+    if index.expanded_at is not None:
+        return index  # an index's content never changes: its digest is its content
+    index.expanded_at = utcnow()
+    index.expansion_error = error[:4000] if error else None
+    session.add_all(
+        models.IndexEntry(
+            index_id=index.id,
+            position=entry.position,
+            digest=entry.digest,
+            media_type=entry.media_type[:255],
+            platform=entry.platform[:64] if entry.platform else None,
+            kind=entry.kind,
+            refers_to=entry.refers_to,
+        )
+        for entry in entries
+    )
+    session.flush()
+    return index
+
+
+def record_facts(
+    session: Session, outcome: Outcome, *, job_id: int | None, actor: str
+) -> tuple[models.Image, int]:
+    """Store what a pipeline run found: scan, SBOM, components, findings, signatures and the
+    VEX documents of verified attestations (once each). No verdict: that is the decision's."""
     image = upsert_image(
         session,
         outcome.target,
@@ -156,23 +181,29 @@ def record_outcome(session: Session, outcome: Outcome, *, job_id: int | None, ac
         for f in scan.findings
     ]
     session.add_all(findings)
-    session.flush()
-    apply_vex(session, image.digest, findings)
     for document in attested_vex(outcome.signatures):  # verified VEX attestations, kept whole
-        record_vex(session, document, source="attestation", image=image.digest)
+        try:
+            record_vex(
+                session,
+                document,
+                source="attestation",
+                image=image.digest,
+                only_product=image.digest,
+            )
+        except VexError as exc:
+            log.warning("attested VEX not usable: %s", exc, extra={"image": image.digest})
     _record_signatures(session, image.id, row.id, outcome.signatures)
-    record_verdict(session, outcome.verdict, image=image, scan_id=row.id, context="pipeline")
+    session.flush()
     audit(
         session,
         actor,
         "image.scanned",
         outcome.target.pinned,
         scan=row.id,
-        decision=outcome.verdict.decision,
         findings=len(scan.findings),
         db_digest=scan.db_digest,
     )
-    return row.id
+    return image, row.id
 
 
 def _record_signatures(
@@ -243,56 +274,3 @@ def record_verdict(
     )
     session.add(row)
     return row
-
-
-def latest_evidence(session: Session, image: models.Image) -> tuple[Evidence, int | None]:
-    """The evidence of the image's latest scan (no scan: empty evidence) and that scan's id."""
-    scan = session.scalars(
-        select(models.Scan)
-        .where(models.Scan.image_id == image.id, models.Scan.finished_at.is_not(None))
-        .order_by(models.Scan.finished_at.desc(), models.Scan.id.desc())
-        .limit(1)
-    ).first()
-    if scan is None:
-        return Evidence(None, None, None, ()), None
-    findings = session.scalars(
-        select(models.Finding).where(models.Finding.scan_id == scan.id)
-    ).all()
-    signatures = session.scalars(
-        select(models.Signature).where(models.Signature.scan_id == scan.id)
-    ).all()
-    attestations = session.scalars(
-        select(models.Attestation).where(models.Attestation.scan_id == scan.id)
-    ).all()
-    result = ScanResult(
-        scan.scanner,
-        scan.scanner_version,
-        scan.db_updated_at,
-        scan.db_digest,
-        tuple(
-            Finding(
-                f.vuln_id,
-                f.package,
-                f.purl,
-                f.installed,
-                f.fixed,
-                f.severity,
-                f.status,
-                f.title,
-                f.data_source,
-                f.layer_digest,
-                f.vex_status,
-            )
-            for f in findings
-        ),
-    )
-    evidence = tuple(
-        SignatureEvidence(s.kind, s.reference, s.digest, s.verified, s.reason, s.signer)
-        for s in signatures
-    ) + tuple(
-        SignatureEvidence(
-            a.kind, a.reference, a.digest, a.verified, a.reason, a.signer, b"", a.predicate_type
-        )
-        for a in attestations
-    )
-    return Evidence(None, None, result, evidence), scan.id

@@ -9,20 +9,28 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from supplychain.decide.decider import Decider
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit
-from supplychain.evidence.recorder import record_outcome, upsert_image
+from supplychain.evidence.recorder import (
+    record_facts,
+    record_index,
+    record_verdict,
+    upsert_image,
+)
 from supplychain.interface import (
     CatalogError,
-    ImageTarget,
     PolicyError,
     ScanError,
     SourceError,
+    Verdict,
     VerifyError,
 )
 from supplychain.mediatypes import INDEX_MEDIA_TYPES
 from supplychain.metrics import JOBS, STAGE_SECONDS
+from supplychain.queue.expand import expand_index
 from supplychain.queue.jobs import ClaimedJob, JobQueue, LeaseLostError
 from supplychain.registry import (
     DigestMismatchError,
@@ -30,15 +38,25 @@ from supplychain.registry import (
     NotAnImageError,
     RegistryClient,
 )
-from supplychain.registry.index import MAX_INDEX_ENTRIES, platform_images
+from supplychain.registry.index import MAX_INDEX_DEPTH, MAX_INDEX_ENTRIES
 from supplychain.stages.pipeline import Outcome, Pipeline
 
 log = logging.getLogger(__name__)
 
 STAGE_ERRORS = (SourceError, CatalogError, ScanError, VerifyError, PolicyError)
 
-Issuer = Callable[[Outcome], Sequence[str]]
-"""Called after an outcome is recorded (signing after a verdict); returns what it pushed."""
+Issuer = Callable[[Outcome, Verdict], Sequence[str]]
+"""Called after the facts and the verdict are recorded (signing); returns what it pushed."""
+
+
+@dataclass(frozen=True)
+class IndexLimits:
+    """How far an image index is followed (``SUPPLYCHAIN_INDEX_MAX_*``)."""
+
+    max_entries: int = MAX_INDEX_ENTRIES
+    """Entries of all levels together; more is a deny."""
+    max_depth: int = MAX_INDEX_DEPTH
+    """Nested levels followed; deeper is a deny."""
 
 
 def worker_name() -> str:
@@ -55,16 +73,20 @@ class Worker:
         queue: JobQueue,
         pipeline: Pipeline,
         client: RegistryClient,
+        decider: Decider,
         name: str | None = None,
         *,
         issuer: Issuer | None = None,
+        limits: IndexLimits | None = None,
     ) -> None:
         self.db = db
         self.queue = queue
         self.pipeline = pipeline
         self.client = client
+        self.decider = decider
         self.name = name or worker_name()
         self.issuer = issuer
+        self.limits = limits or IndexLimits()
 
     def run(self, stop: threading.Event, idle_seconds: float = 1.0) -> None:
         """Loop until ``stop`` is set; wait ``idle_seconds`` when there is no work."""
@@ -146,11 +168,14 @@ class Worker:
                 )
 
     def _image(self, claim: ClaimedJob) -> None:
+        """Record the facts, then decide on them as loaded back: the gate's very answer."""
         outcome: Outcome | None = None
         try:
             outcome = self.pipeline.run(claim.target)
             with self.db.session() as session:
-                record_outcome(session, outcome, job_id=claim.id, actor=self.name)
+                image, scan_id = record_facts(session, outcome, job_id=claim.id, actor=self.name)
+                verdict = self.decider.verdict(session, image)
+                record_verdict(session, verdict, image=image, scan_id=scan_id, context="pipeline")
                 self.queue.complete(session, claim)
         finally:
             if outcome is not None:
@@ -158,14 +183,10 @@ class Worker:
         for stage, seconds in outcome.stage_seconds.items():
             STAGE_SECONDS.labels(stage=stage).observe(seconds)
         if self.issuer is not None:
-            self._issue(claim, outcome)
+            self._issue(claim, outcome, verdict)
         log.info(
             "image processed",
-            extra={
-                "job": claim.id,
-                "image": claim.target.pinned,
-                "decision": outcome.verdict.decision,
-            },
+            extra={"job": claim.id, "image": claim.target.pinned, "decision": verdict.decision},
         )
 
     def _manifest(self, claim: ClaimedJob) -> None:
@@ -177,7 +198,7 @@ class Worker:
         else:
             self._image(claim)
 
-    def _issue(self, claim: ClaimedJob, outcome: Outcome) -> None:
+    def _issue(self, claim: ClaimedJob, outcome: Outcome, verdict: Verdict) -> None:
         """Sign and attest after the recorded verdict; a failure is logged and audited.
 
         The verdict is recorded whatever happens here: our own signature is an addition, and its
@@ -186,7 +207,7 @@ class Worker:
         assert self.issuer is not None  # noqa: S101 - checked by the caller
         details: dict[str, object]
         try:
-            action, details = "image.signed", {"pushed": list(self.issuer(outcome))}
+            action, details = "image.signed", {"pushed": list(self.issuer(outcome, verdict))}
         except Exception as exc:  # signing must not lose the recorded verdict
             log.exception("signing failed", extra={"job": claim.id})
             action, details = "image.signing_failed", {"reason": f"{type(exc).__name__}: {exc}"}
@@ -194,20 +215,35 @@ class Worker:
             audit(session, self.name, action, claim.target.pinned, job=claim.id, **details)
 
     def _fan_out(self, claim: ClaimedJob, index: Manifest) -> None:
+        """Record the index's own entries (checked) and queue its platform images."""
         target = claim.target
-        children = platform_images(index.data, max_entries=MAX_INDEX_ENTRIES)
+        found = expand_index(
+            self.client,
+            target,
+            index.media_type,
+            index.data,
+            max_entries=self.limits.max_entries,
+            max_depth=self.limits.max_depth,
+        )
         with self.db.session() as session:
-            upsert_image(session, target, media_type=index.media_type)
-            for digest, media_type, platform in children:
-                child = ImageTarget(target.registry, target.repository, digest, None)
-                upsert_image(
+            for record in found.indexes:
+                record_index(
                     session,
-                    child,
-                    media_type=media_type,
-                    platform=platform,
-                    index_digest=target.digest,
-                    index_platform=True,
+                    record.target,
+                    media_type=record.media_type,
+                    entries=record.entries,
+                    error=record.error,
                 )
+            for child in found.images:
+                upsert_image(session, child)
                 self.queue.enqueue(session, "image", child)
-            audit(session, self.name, "index.expanded", target.pinned, platforms=len(children))
+            error = found.indexes[-1].error if found.indexes else None
+            audit(
+                session,
+                self.name,
+                "index.refused" if error else "index.expanded",
+                target.pinned,
+                images=len(found.images),
+                reason=error,
+            )
             self.queue.complete(session, claim)

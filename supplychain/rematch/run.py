@@ -2,11 +2,11 @@
 
 For each image's latest scan (or only those whose components the changed advisories name, see
 :func:`select_scans`) the stored CycloneDX SBOM is matched again (``trivy sbom``), the scan's
-vulnerability findings are replaced by the new ones (secrets, found in layers, stay; VEX marks are
-re-applied), the policy decides again, and every decision that differs from the image's previous
-one is stored as a :class:`~supplychain.evidence.models.VerdictChange`. An ``allow`` that became
-``deny`` is
-a revocation: audited, logged and announced (:mod:`supplychain.rematch.revocations`).
+vulnerability findings are replaced by the new ones (secrets, found in layers, stay), the one
+decision (:mod:`supplychain.decide.decision`, VEX included) is made again on the facts, and every
+decision that differs from the image's previous one is stored as a
+:class:`~supplychain.evidence.models.VerdictChange`. An ``allow`` that became ``deny`` is a
+revocation: audited, logged and announced (:mod:`supplychain.rematch.revocations`).
 
 A match that fails (Trivy missing, crashing, timing out, corrupt DB) changes nothing for that image
 and is reported; it never produces an ``allow``.
@@ -26,13 +26,13 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from supplychain.decide.vex import apply_vex
+from supplychain.decide.decider import Decider
 from supplychain.evidence import models
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit
-from supplychain.evidence.recorder import latest_evidence, record_verdict
+from supplychain.evidence.recorder import record_verdict
 from supplychain.evidence.sbomstore import StoredSbomError, unpack
-from supplychain.interface import Policy, ScanError, ScanResult
+from supplychain.interface import ScanError, ScanResult
 from supplychain.rematch.plan import RematchPlan, plan_rematch, select_scans
 from supplychain.rematch.revocations import AnnounceError, Announcer, LogAnnouncer, Revocation
 from supplychain.stages.scanner import TrivyRunner, finding_extras
@@ -130,7 +130,7 @@ class Rematcher:
         self,
         db: Database,
         matcher: SbomMatcher,
-        policy: Policy,
+        decider: Decider,
         announcer: Announcer | None = None,
         *,
         workers: int = 2,
@@ -138,7 +138,7 @@ class Rematcher:
     ) -> None:
         self.db = db
         self.matcher = matcher
-        self.policy = policy
+        self.decider = decider
         self.announcer = announcer or LogAnnouncer()
         self.workers = max(1, workers)
         self.actor = actor
@@ -261,7 +261,6 @@ class Rematcher:
         ]
         session.add_all(rows)
         _fill_layers(session, scan_id, rows)
-        apply_vex(session, image.digest, rows)
         after = {
             _key(str(r.kind), r.vuln_id, r.purl, r.package, r.installed) for r in [*kept, *rows]
         }
@@ -279,8 +278,7 @@ class Rematcher:
             .order_by(models.Verdict.evaluated_at.desc(), models.Verdict.id.desc())
             .limit(1)
         ).first()
-        evidence, _ = latest_evidence(session, image)
-        verdict = self.policy.evaluate(evidence)
+        verdict = self.decider.verdict(session, image)
         decided = record_verdict(session, verdict, image=image, scan_id=scan_id, context="rematch")
         session.flush()
         if previous is not None and previous.decision == verdict.decision:

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from supplychain.interface import ImageTarget
+from supplychain.interface import ImageTarget, Verdict
 from supplychain.signatures.dsse import sign_envelope
 from supplychain.signatures.signer import KeylessSigner, Signer, SignerError
 from supplychain.signatures.statements import (
@@ -250,20 +250,22 @@ def attest_image(
 def issue_for_outcome(
     store: SignatureStore,
     outcome: Outcome,
+    verdict: Verdict,
     signer: Signer | KeylessSigner,
     *,
     mode: StorageMode = "tag",
     verifier_id: str = "https://github.com/supplychain/supplychain",
 ) -> tuple[str, ...]:
-    """After a pipeline verdict: a VSA for it; on allow also a signature, SBOM and vuln scan.
+    """After a recorded verdict: a VSA for it; on allow also a signature, SBOM and vuln scan.
 
+    ``verdict`` is the one decision on the recorded facts (the gate's answer for this digest).
     The VSA names the policy digest, the Trivy DB and the evidence used (digests of the SBOM and
     scan statements, of the Trivy DB file and of every verified signature or attestation).
     """
     target = outcome.target
     claims: list[tuple[bytes, str]] = []
     written: list[str] = []
-    if outcome.verdict.decision == "allow":
+    if verdict.decision == "allow":
         written += sign_image(store, target, signer, mode=mode)
         claims += [(sbom_statement(target, outcome.sbom), CYCLONEDX)]
         claims += [(vuln_statement(target, outcome.scan), VULN)]
@@ -274,7 +276,7 @@ def issue_for_outcome(
     db_version = outcome.scan.db_updated_at.isoformat() if outcome.scan.db_updated_at else None
     vsa = vsa_statement(
         target,
-        outcome.verdict,
+        verdict,
         verifier_id=verifier_id,
         trivy_db_version=db_version,
         evidence=tuple(evidence),

@@ -1,8 +1,9 @@
-"""One image digest at a time: pull → SBOM → vulnerability scan → signatures → policy → verdict.
+"""One image digest at a time: pull → SBOM → vulnerability scan → signatures: facts, no verdict.
 
 Each stage is behind its interface (:mod:`supplychain.interface`); the pipeline only passes the
-values along and times each stage. It records nothing: the recorder writes the outcome in the same
-transaction that completes the job.
+values along and times each stage. It records and decides nothing: the worker records the facts,
+then the one decision function (:mod:`supplychain.decide.decision`) decides on the facts loaded
+back, in the same transaction that completes the job.
 """
 
 from __future__ import annotations
@@ -12,19 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from supplychain.decide.vex_attested import with_attested_vex
 from supplychain.interface import (
     Cataloger,
-    Evidence,
     ImageSource,
     ImageTarget,
-    Policy,
     PulledImage,
     Sbom,
     Scanner,
     ScanResult,
     SignatureEvidence,
-    Verdict,
     Verifier,
 )
 
@@ -35,7 +32,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Outcome:
-    """Everything one pipeline run produced for one image."""
+    """The facts one pipeline run found for one image."""
 
     target: ImageTarget
     """The image processed."""
@@ -47,8 +44,6 @@ class Outcome:
     """Its vulnerability scan."""
     signatures: tuple[SignatureEvidence, ...]
     """Signatures and attestations found."""
-    verdict: Verdict
-    """The policy's decision."""
     stage_seconds: dict[str, float]
     """Wall time of each stage."""
 
@@ -62,13 +57,11 @@ class Pipeline:
         cataloger: Cataloger,
         scanner: Scanner,
         verifier: Verifier,
-        policy: Policy,
     ) -> None:
         self.source = source
         self.cataloger = cataloger
         self.scanner = scanner
         self.verifier = verifier
-        self.policy = policy
 
     def run(self, target: ImageTarget) -> Outcome:
         """Process ``target``; a stage's error propagates (the job fails with its reason)."""
@@ -85,7 +78,4 @@ class Pipeline:
         sbom = timed("sbom", lambda: self.cataloger.catalog(image))
         scan = timed("scan", lambda: self.scanner.scan(image, sbom))
         signatures = timed("verify", lambda: self.verifier.verify(image))
-        scan = with_attested_vex(scan, signatures, target.digest)
-        evidence = Evidence(image, sbom, scan, signatures)
-        verdict = timed("policy", lambda: self.policy.evaluate(evidence))
-        return Outcome(target, image, sbom, scan, signatures, verdict, timings)
+        return Outcome(target, image, sbom, scan, signatures, timings)

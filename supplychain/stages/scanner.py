@@ -252,8 +252,6 @@ class TrivyFinding(Finding):
 
     kind: str = "vulnerability"
     """``vulnerability``, or ``secret`` for a secret found in a layer's file."""
-    aliases: tuple[str, ...] = ()
-    """Other ids of the advisory (Trivy's ``VendorIDs``: GHSA, DSA …)."""
     vendor_severity: tuple[tuple[str, str], ...] = ()
     """Severity per advisory source, e.g. ``(("debian", "HIGH"), ("nvd", "CRITICAL"))``."""
     cvss: tuple[tuple[str, str], ...] = ()
@@ -265,7 +263,7 @@ class TrivyFinding(Finding):
 def finding_extras(finding: Finding) -> dict[str, Any]:
     """The columns of ``models.Finding`` beyond the interface's fields (defaults for others)."""
     if not isinstance(finding, TrivyFinding):
-        return {"kind": "vulnerability"}
+        return {"kind": "vulnerability", "aliases": list(finding.aliases) or None}
     return {
         "kind": finding.kind,
         "aliases": list(finding.aliases) or None,

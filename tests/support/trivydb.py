@@ -70,6 +70,8 @@ class Advisory:
     patched_versions: tuple[str, ...] = ()
     title: str = ""
     description: str = ""
+    vendor_ids: tuple[str, ...] = ()
+    """Other ids of the advisory (trivy-db's ``VendorIDs``, e.g. a GHSA id): Trivy reports them."""
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -87,6 +89,8 @@ class Advisory:
             body["VulnerableVersions"] = list(self.vulnerable_versions)
         if self.patched_versions:
             body["PatchedVersions"] = list(self.patched_versions)
+        if self.vendor_ids:
+            body["VendorIDs"] = list(self.vendor_ids)
         return body
 
 

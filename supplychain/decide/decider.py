@@ -1,0 +1,38 @@
+"""Loads an image's recorded facts and decides on them with the one decision function."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from supplychain.decide.decision import IndexFacts, decide, decide_index
+from supplychain.evidence import models
+from supplychain.evidence.load import load_facts
+from supplychain.interface import Policy, Verdict
+from supplychain.registry.index import MAX_INDEX_DEPTH
+
+__all__ = ["Decider"]
+
+
+class Decider:
+    """The policy in force and the index depth limit; every verdict is made here."""
+
+    def __init__(self, policy: Policy, *, max_depth: int = MAX_INDEX_DEPTH) -> None:
+        self.policy = policy
+        self.max_depth = max_depth
+
+    def verdict(
+        self,
+        session: Session,
+        image: models.Image,
+        *,
+        platform: str | None = None,
+        now: datetime | None = None,
+    ) -> Verdict:
+        """The verdict on ``image`` (a manifest or an index) at ``now`` (default: the clock)."""
+        at = now or models.utcnow()
+        facts = load_facts(session, image, max_depth=self.max_depth)
+        if isinstance(facts, IndexFacts):
+            return decide_index(facts, self.policy, at, platform=platform)
+        return decide(facts, self.policy, at)
