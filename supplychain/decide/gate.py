@@ -7,7 +7,7 @@ for a scan and answered ``pending``. An image index is allowed only when every p
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -136,6 +136,9 @@ class Gate:
         evidence, _scan_id = latest_evidence(session, image)
         if evidence.scan is None:
             self.queue.enqueue(session, "image", target)
+            note = self.queue.last_error(session, target)
+            verdict = self.policy.evaluate(evidence)
+            return replace(verdict, reasons=(*verdict.reasons, note)) if note else verdict
         return self.policy.evaluate(evidence)
 
     def _index(self, session: Session, target: ImageTarget, platform: str | None) -> Verdict:
