@@ -17,7 +17,7 @@ from supplychain.evidence.database import Database
 from supplychain.evidence.models import Job, JobClaim, JobFailure
 from supplychain.interface import ImageTarget
 from supplychain.queue.jobs import Backoff, JobQueue
-from tests.support.claimers import double_claims, done_jobs, fill, run_claimers
+from tests.support.claimers import done_jobs, double_claims, fill, run_claimers
 
 TARGET = ImageTarget("127.0.0.1:5000", "team/app", "sha256:" + "ab" * 32, "v1")
 

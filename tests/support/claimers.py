@@ -50,7 +50,9 @@ def done_jobs(db: Database) -> int:
         return session.scalar(select(func.count()).where(Job.state == "done")) or 0
 
 
-def run_claimers(url: str, processes: int, timeout: float = 600) -> tuple[float, list[dict[str, int]]]:
+def run_claimers(
+    url: str, processes: int, timeout: float = 600
+) -> tuple[float, list[dict[str, int]]]:
     """Start ``processes`` claimers on ``url`` at once; (wall seconds, their counts)."""
     root = Path(__file__).resolve().parents[2]
     started = time.perf_counter()
