@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -106,6 +107,23 @@ def _optional_float(var: str, value: str) -> float | None:
     return _float(var, value) if value else None
 
 
+STAGES = ("pull", "sbom", "scan", "verify")
+
+
+def _deadlines(var: str, value: str) -> tuple[tuple[str, float], ...]:
+    deadlines = {"pull": 900.0, "sbom": 900.0, "scan": 900.0, "verify": 300.0}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        stage, _, seconds = item.partition("=")
+        if stage.strip() not in STAGES:
+            raise ConfigError(
+                f"{PREFIX}{var}: unknown stage {stage!r} (one of {', '.join(STAGES)})"
+            )
+        deadlines[stage.strip()] = _float(var, seconds.strip())
+        if deadlines[stage.strip()] <= 0:
+            raise ConfigError(f"{PREFIX}{var}: {stage.strip()} must be positive")
+    return tuple(deadlines.items())
+
+
 def _choice(*choices: str) -> Callable[[str, str], str]:
     def parse(var: str, value: str) -> str:
         if value not in choices:
@@ -181,6 +199,25 @@ class Settings:
     """Deny decisions made on an advisory DB older than this (unless the policy sets its own)."""
     db_repository: str | None = None
     """OCI repository of an organisation's Trivy DB mirror, for ``vulndb update``."""
+    job_backoff_seconds: float = 2.0
+    """First retry delay of a job; doubles per retry, with jitter."""
+    job_backoff_max_seconds: float = 300.0
+    """Longest delay between two tries of a job."""
+    job_retry_window_seconds: float = 1800.0
+    """How long registry, disk or database faults are retried without spending attempts."""
+    job_failed_retry_seconds: float = 3600.0
+    """After a job failed for good, a new webhook or gate request queues it again after this."""
+    stage_deadlines: tuple[tuple[str, float], ...] = (
+        ("pull", 900.0),
+        ("sbom", 900.0),
+        ("scan", 900.0),
+        ("verify", 300.0),
+    )
+    """Seconds each stage may run before its attempt is ended (``pull=900,scan=600,…``)."""
+    shutdown_grace_seconds: float = 30.0
+    """On SIGTERM: how long running jobs may go on before their leases are released."""
+    min_free_bytes: int = 256 * 1024**2
+    """``/readyz`` is not ready when the data dir's disk has less free space than this."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -210,6 +247,13 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "revocation_webhook": _url,
     "revocation_webhook_secret": _secret,
     "max_db_age_hours": _optional_float,
+    "job_backoff_seconds": _float,
+    "job_backoff_max_seconds": _float,
+    "job_retry_window_seconds": _float,
+    "job_failed_retry_seconds": _float,
+    "stage_deadlines": _deadlines,
+    "shutdown_grace_seconds": _float,
+    "min_free_bytes": _int,
 }
 
 _DEFAULTS: dict[str, str] = {
@@ -235,6 +279,13 @@ _DEFAULTS: dict[str, str] = {
     "revocation_webhook": "",
     "revocation_webhook_secret": "",
     "max_db_age_hours": "",
+    "job_backoff_seconds": "2",
+    "job_backoff_max_seconds": "300",
+    "job_retry_window_seconds": "1800",
+    "job_failed_retry_seconds": "3600",
+    "stage_deadlines": "",
+    "shutdown_grace_seconds": "30",
+    "min_free_bytes": str(256 * 1024**2),
 }
 
 
@@ -258,6 +309,17 @@ def _file_values(environ: Mapping[str, str]) -> dict[str, str]:
             raise ConfigError(f"{PREFIX}CONFIG: unknown setting {key!r} in {path}")
         values[name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
     return values
+
+
+def check_data_dir(path: Path) -> None:
+    """Raise :class:`ConfigError` naming ``SUPPLYCHAIN_DATA_DIR`` unless we can write there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{PREFIX}DATA_DIR: cannot write to {path}: {reason}") from None
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -287,7 +349,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"{PREFIX}LISTEN: {listen!r} is not host:port")
     if values["workers"] > 64:
         raise ConfigError(f"{PREFIX}WORKERS: at most 64")
-    for name in ("trivy_timeout", "job_lease_seconds"):
+    for name in ("trivy_timeout", "job_lease_seconds", "job_backoff_seconds"):
         if values[name] <= 0:
             raise ConfigError(f"{PREFIX}{name.upper()}: must be positive")
     if values["job_max_attempts"] < 1:

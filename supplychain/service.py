@@ -14,7 +14,7 @@ from supplychain.decide.policy import RulesPolicy, load_policy
 from supplychain.evidence.database import Database
 from supplychain.intake.webhooks import Intake
 from supplychain.interface import Verdict
-from supplychain.queue.jobs import JobQueue
+from supplychain.queue.jobs import Backoff, JobQueue
 from supplychain.queue.worker import IndexLimits, Issuer, Worker
 from supplychain.registry import BlobCache, RegistryClient, docker_credentials
 from supplychain.signatures import StorageMode
@@ -58,6 +58,7 @@ class Service:
             name,
             issuer=self.issuer,
             limits=limits,
+            deadlines=dict(self.settings.stage_deadlines),
         )
 
 
@@ -102,7 +103,15 @@ def build_service(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
     queue = JobQueue(
-        db, lease_seconds=settings.job_lease_seconds, max_attempts=settings.job_max_attempts
+        db,
+        lease_seconds=settings.job_lease_seconds,
+        max_attempts=settings.job_max_attempts,
+        backoff=Backoff(
+            base=settings.job_backoff_seconds,
+            cap=settings.job_backoff_max_seconds,
+            window=settings.job_retry_window_seconds,
+            failed_retry=settings.job_failed_retry_seconds,
+        ),
     )
     cache = BlobCache(settings.data_dir / "blobs", settings.blob_cache_bytes)
     client = RegistryClient(

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from supplychain.evidence.database import Database
 from supplychain.evidence.models import Job, JobFailure, utcnow
 from supplychain.interface import ImageTarget
-from supplychain.queue.jobs import JobQueue, LeaseLostError
+from supplychain.queue.jobs import Backoff, JobQueue, LeaseLostError
 
 
 def target(n: int) -> ImageTarget:
@@ -85,7 +85,7 @@ def test_heartbeat_keeps_the_lease(db: Database) -> None:
 
 
 def test_failures_retry_with_backoff_then_fail_for_good(db: Database) -> None:
-    queue = JobQueue(db, max_attempts=2, backoff_base=0.01)
+    queue = JobQueue(db, max_attempts=2, backoff=Backoff(base=0.01))
     fill(db, queue, 1)
     claim = queue.claim("w")
     assert claim is not None

@@ -44,7 +44,9 @@ def upgrade() -> None:
         sa.Column("media_type", sa.String(length=255), nullable=True),
         sa.Column("platform", sa.String(length=64), nullable=True),
         sa.Column("index_digest", sa.String(length=71), nullable=True),
-        sa.Column("first_seen", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "first_seen", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_images")),
         sa.UniqueConstraint(
             "host", "repository", "digest", name=op.f("uq_images_host_repository_digest")
@@ -65,13 +67,23 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("max_attempts", sa.Integer(), nullable=False),
-        sa.Column("run_after", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("lease_until", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "run_after", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "lease_until", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.Column("worker", sa.String(length=255), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("created_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "created_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "updated_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "finished_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
         sa.UniqueConstraint("dedupe_key", name=op.f("uq_jobs_dedupe_key")),
     )
@@ -87,8 +99,12 @@ def upgrade() -> None:
         sa.Column("repository", sa.String(length=255), nullable=False),
         sa.Column("tag", sa.String(length=128), nullable=False),
         sa.Column("digest", sa.String(length=71), nullable=False),
-        sa.Column("seen_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("superseded_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "seen_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "superseded_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tags")),
     )
@@ -101,7 +117,9 @@ def upgrade() -> None:
         "webhook_deliveries",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("source", sa.String(length=64), nullable=False),
-        sa.Column("received_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "received_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.Column("authenticated", sa.Boolean(), nullable=False),
         sa.Column("content_type", sa.String(length=255), nullable=True),
         sa.Column("remote_addr", sa.String(length=64), nullable=True),
@@ -136,12 +154,18 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("image_id", sa.Integer(), nullable=False),
         sa.Column("job_id", sa.Integer(), nullable=True),
-        sa.Column("started_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "started_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "finished_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.Column("stage_seconds", sa.JSON(), nullable=False),
         sa.Column("scanner", sa.String(length=64), nullable=False),
         sa.Column("scanner_version", sa.String(length=64), nullable=False),
-        sa.Column("db_updated_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "db_updated_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.Column("db_digest", sa.String(length=71), nullable=True),
         sa.Column("sbom_format", sa.String(length=32), nullable=True),
         sa.Column("sbom_generator", sa.String(length=128), nullable=True),
@@ -159,7 +183,9 @@ def upgrade() -> None:
         "seen_events",
         sa.Column("key", sa.String(length=255), nullable=False),
         sa.Column("delivery_id", sa.Integer(), nullable=False),
-        sa.Column("seen_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "seen_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.ForeignKeyConstraint(
             ["delivery_id"],
             ["webhook_deliveries.id"],
@@ -180,7 +206,9 @@ def upgrade() -> None:
         sa.Column("signer", sa.Text(), nullable=True),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("envelope", sa.LargeBinary(), nullable=False),
-        sa.Column("found_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "found_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.ForeignKeyConstraint(
             ["image_id"], ["images.id"], name=op.f("fk_attestations_image_id_images")
         ),
@@ -257,7 +285,9 @@ def upgrade() -> None:
         sa.Column("signer", sa.Text(), nullable=True),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column("found_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "found_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.ForeignKeyConstraint(
             ["image_id"], ["images.id"], name=op.f("fk_signatures_image_id_images")
         ),
@@ -281,7 +311,9 @@ def upgrade() -> None:
         sa.Column("reasons", sa.JSON(), nullable=False),
         sa.Column("policy", sa.String(length=128), nullable=False),
         sa.Column("policy_digest", sa.String(length=71), nullable=False),
-        sa.Column("evaluated_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "evaluated_at", supplychain.evidence.models.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.Column("duration_ms", sa.Float(), nullable=True),
         sa.ForeignKeyConstraint(
             ["image_id"], ["images.id"], name=op.f("fk_verdicts_image_id_images")

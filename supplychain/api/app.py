@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,10 +13,13 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from supplychain.decide.gate import GateError
 from supplychain.evidence import models
 from supplychain.metrics import WEBHOOKS
+from supplychain.queue.faults import DATABASE, DISK, FAULTS, short
+from supplychain.queue.pool import WorkerPool
 from supplychain.service import Service
 
 __all__ = ["create_app"]
@@ -39,24 +42,21 @@ class GateRequest(BaseModel):
 
 def create_app(service: Service, *, workers: int = 0) -> FastAPI:
     """The ASGI app; ``workers`` in-process workers run while it is up."""
-    stop = threading.Event()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        threads = [
-            threading.Thread(
-                target=service.worker().run, args=(stop,), daemon=True, name=f"worker-{i}"
-            )
-            for i in range(workers)
-        ]
-        for thread in threads:
-            thread.start()
+        pool = WorkerPool(service.worker, workers)
+        pool.start()
         yield
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+        await run_in_threadpool(pool.shutdown, service.settings.shutdown_grace_seconds)
 
     app = FastAPI(title="supplychain", version="0.1.0", lifespan=lifespan)
+
+    @app.exception_handler(DBAPIError)
+    async def database_down(_request: Request, exc: DBAPIError) -> JSONResponse:
+        reason = f"database unavailable: {short(exc.orig or exc)}"
+        FAULTS.note(DATABASE, reason)
+        return JSONResponse({"decision": "error", "error": reason}, status_code=503)
 
     @app.post("/v1/hooks/{source}", status_code=202)
     async def hook(source: str, request: Request) -> JSONResponse:
@@ -177,7 +177,8 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
             if service.db.current_revision() is None:
                 problems.append("database not migrated: run `supplychain db upgrade`")
         except Exception as exc:
-            problems.append(f"database unreachable: {type(exc).__name__}")
+            problems.append(f"database unreachable: {short(getattr(exc, 'orig', None) or exc)}")
+        problems += _disk_problems(service)
         if (
             not (service.trivy.cache_dir / "db" / "trivy.db").is_file()
             and service.settings.trivy_offline
@@ -194,3 +195,22 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _disk_problems(service: Service) -> list[str]:
+    """Too little free space in the data dir, or a job that hit ENOSPC in the last minute."""
+    problems = []
+    data_dir = service.settings.data_dir
+    try:
+        free = shutil.disk_usage(data_dir).free
+    except OSError as exc:
+        return [f"data dir unusable: SUPPLYCHAIN_DATA_DIR {data_dir}: {exc.strerror}"]
+    if free < service.settings.min_free_bytes:
+        problems.append(
+            f"disk full: {free // 1024**2} MiB free in SUPPLYCHAIN_DATA_DIR "
+            f"(SUPPLYCHAIN_MIN_FREE_BYTES is {service.settings.min_free_bytes // 1024**2} MiB)"
+        )
+    recent = FAULTS.recent().get(DISK)
+    if recent:
+        problems.append(f"{recent} (in the last minute)")
+    return problems

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
 import threading
 import urllib.error
@@ -13,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from supplychain.config import ConfigError, Settings, load_settings
+from supplychain.config import ConfigError, Settings, check_data_dir, load_settings
 
 EXIT = {"allow": 0, "deny": 1}
 """Exit codes: allow 0, deny 1, anything else (pending, timeout, error) 2."""
@@ -24,15 +25,31 @@ EXTENSIONS = ("supplychain.cli.sbom", "supplychain.cli.signing", "supplychain.cl
 MAX_ANSWER = 4 * 1024 * 1024
 
 
-def _settings() -> Settings:
+def _settings(*, writable: bool = True) -> Settings:
+    """Settings, and (``writable``) a data dir we can write to; else one line and exit 2."""
     try:
-        return load_settings()
+        settings = load_settings()
+        if writable:
+            check_data_dir(settings.data_dir)
+        return settings
     except ConfigError as exc:
         print(f"supplychain: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_OTHER) from None
 
 
 def _migrate(settings: Settings, *, required: bool) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        _upgrade_or_check(settings, required=required)
+    except DBAPIError as exc:
+        lines = str(exc.orig or exc).strip().splitlines() or [type(exc).__name__]
+        where = "SUPPLYCHAIN_DATABASE_URL"
+        print(f"supplychain: {where}: cannot use the database: {lines[0][:300]}", file=sys.stderr)
+        raise SystemExit(EXIT_OTHER) from None
+
+
+def _upgrade_or_check(settings: Settings, *, required: bool) -> None:
     from supplychain.evidence.database import Database
 
     db = Database(settings.database_url)
@@ -69,36 +86,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = settings.workers if args.workers is None else args.workers
     host, _, port = (args.listen or settings.listen).rpartition(":")
     app = create_app(service, workers=workers)
+    # uvicorn turns SIGTERM into a graceful exit; the app's lifespan then shuts the workers down.
     uvicorn.run(app, host=host.strip("[]"), port=int(port), log_config=None, access_log=False)
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from supplychain import logs
+    from supplychain.queue.pool import WorkerPool
     from supplychain.service import build_service
 
     settings = _settings()
     logs.configure(args.log_level)
     _migrate(settings, required=False)
     service = build_service(settings, policy_file=args.policy)
-    stop = threading.Event()
-    threads = [
-        threading.Thread(target=service.worker().run, args=(stop,)) for _ in range(args.count)
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        for thread in threads:
-            thread.join()
-    except KeyboardInterrupt:
-        stop.set()
-        for thread in threads:
-            thread.join()
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    pool = WorkerPool(service.worker, args.count)
+    pool.start()
+    while not stopping.wait(1.0):
+        if pool.wait(0):
+            break
+    pool.shutdown(settings.shutdown_grace_seconds)
+    service.db.dispose()
     return 0
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = _settings(writable=False)
     _migrate(settings, required=True)
     print("database migrated to the latest schema")
     return 0
@@ -138,7 +154,12 @@ def _post_json(url: str, body: dict[str, Any], timeout: float) -> Any:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return json.loads(response.read(MAX_ANSWER))
     except urllib.error.HTTPError as error:
-        return json.loads(error.read(MAX_ANSWER))
+        data = error.read(MAX_ANSWER)
+        try:
+            return json.loads(data)
+        except ValueError:
+            text = data.decode("utf-8", "replace").strip()[:200] or error.reason
+            return {"decision": "error", "error": f"gate answered HTTP {error.code}: {text}"}
 
 
 def cmd_gate(args: argparse.Namespace) -> int:

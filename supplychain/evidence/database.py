@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = ["Database", "migrations_dir", "normalise_url"]
@@ -32,12 +32,25 @@ def migrations_dir() -> Path:
     raise FileNotFoundError("the database migrations are not installed with supplychain")
 
 
+_IMMEDIATE = "supplychain_sqlite_immediate"
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite issues BEGIN only before DML, so a SELECT … then UPDATE runs partly outside any
+    # transaction and two processes can claim the same row. SQLAlchemy's documented fix: turn
+    # off pysqlite's own transaction handling and emit BEGIN ourselves (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """``BEGIN IMMEDIATE`` (the write lock up front) for ``Database.session(write=True)``."""
+    immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class Database:
@@ -51,9 +64,12 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(self.url, connect_args={"timeout": 30})
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
         else:
             self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        writer = self.engine.execution_options(**{_IMMEDIATE: True})
+        self._write_sessions = sessionmaker(writer, expire_on_commit=False)
 
     @property
     def is_postgres(self) -> bool:
@@ -61,9 +77,14 @@ class Database:
         return self.engine.dialect.name == "postgresql"
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session in a transaction: committed on success, rolled back on error."""
-        with self._sessions() as session, session.begin():
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on error.
+
+        ``write=True`` takes SQLite's write lock when the transaction begins, so a read followed
+        by a write (a claim) is atomic across processes; PostgreSQL uses row locks instead.
+        """
+        factory = self._write_sessions if write else self._sessions
+        with factory() as session, session.begin():
             yield session
 
     def upgrade(self, revision: str = "head") -> None:

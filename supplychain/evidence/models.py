@@ -171,6 +171,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     dedupe_key: Mapped[str] = mapped_column(String(512), unique=True)
+    """``registry/repository@digest``: one job per digest in a repository, whatever its kind."""
     host: Mapped[str] = mapped_column(String(255))
     repository: Mapped[str] = mapped_column(String(255))
     digest: Mapped[str] = mapped_column(Digest)
@@ -182,6 +183,10 @@ class Job(Base):
     lease_until: Mapped[datetime | None]
     worker: Mapped[str | None] = mapped_column(String(255))
     last_error: Mapped[str | None] = mapped_column(Text)
+    deferrals: Mapped[int] = mapped_column(Integer, default=0)
+    """Attempts ended by a fault that was not the image's (registry, disk, database) in a row."""
+    deferred_since: Mapped[datetime | None]
+    """When that run of faults began; past the retry window they count as attempts."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]
@@ -204,6 +209,19 @@ class JobFailure(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="failures")
+
+
+class JobClaim(Base):
+    """One claim of one job: (job, attempt) appears once unless two workers claimed it."""
+
+    __tablename__ = "job_claims"
+    __table_args__ = (Index(None, "job_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Scan(Base):

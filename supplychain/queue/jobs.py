@@ -1,10 +1,16 @@
 """A durable job queue in the database.
 
-Workers claim with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite serialises writers, so
-there one process claims at a time), hold a lease they renew with a heartbeat, and retry with
-exponential backoff up to a limit. A job whose worker died is claimed again once its lease has run
-out. Completion is fenced: only the worker holding the current lease (same worker id and attempt)
-can complete or fail a job, so a job finishes once even when a slow worker wakes up late.
+Workers claim in a write transaction: ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL,
+``BEGIN IMMEDIATE`` on SQLite (the write lock taken before the read), so a job's attempt is
+claimed by one worker only; every claim is logged in ``job_claims``. Workers hold a lease they
+renew with a heartbeat. A job whose worker died is claimed again once its lease has run out.
+Completion is fenced: only the worker holding the current lease (same worker id and attempt) can
+complete, fail, defer or release a job, so a job finishes once even when a slow worker wakes late.
+
+There is one job per image digest in a repository, whatever asked for it (webhook, gate, index
+fan-out). Failures the image is not to blame for (registry unreachable, disk full, database down)
+*defer* the job with exponential backoff and jitter instead of spending an attempt, for up to the
+retry window. A job failed for good is queued again when asked for after ``failed_retry``.
 """
 
 from __future__ import annotations
@@ -18,10 +24,10 @@ from sqlalchemy.orm import Session
 
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import insert_ignore
-from supplychain.evidence.models import Job, JobFailure, utcnow
+from supplychain.evidence.models import Job, JobClaim, JobFailure, utcnow
 from supplychain.interface import ImageTarget
 
-__all__ = ["ClaimedJob", "JobQueue", "LeaseLostError"]
+__all__ = ["Backoff", "ClaimedJob", "JobQueue", "LeaseLostError", "job_key"]
 
 
 class LeaseLostError(Exception):
@@ -35,7 +41,7 @@ class ClaimedJob:
     id: int
     """Job id."""
     kind: str
-    """``image`` or ``index``."""
+    """``image``, ``index`` or ``manifest`` (either; the worker looks)."""
     target: ImageTarget
     """What to process."""
     attempt: int
@@ -44,13 +50,32 @@ class ClaimedJob:
     """The worker holding the lease."""
 
 
-def job_key(kind: str, target: ImageTarget) -> str:
-    """Dedupe key: one job per kind and digest in a repository."""
-    return f"{kind}:{target.pinned}"
+@dataclass(frozen=True)
+class Backoff:
+    """When to try again: exponential with jitter, capped, and for how long faults are forgiven."""
+
+    base: float = 2.0
+    """Seconds before the first retry (before jitter)."""
+    cap: float = 300.0
+    """Longest wait between two tries."""
+    window: float = 1800.0
+    """Seconds faults that are not the image's may go on before they count as attempts."""
+    failed_retry: float = 3600.0
+    """Seconds after failing for good before a new request queues the job again."""
+
+    def delay(self, retry: int) -> timedelta:
+        """The wait before retry number ``retry`` (from 1): half to all of base·2^(retry-1)."""
+        ceiling = min(self.cap, self.base * 2 ** min(max(retry, 1) - 1, 30))
+        return timedelta(seconds=ceiling * (0.5 + random.random() / 2))  # noqa: S311 - jitter only
+
+
+def job_key(target: ImageTarget) -> str:
+    """Dedupe key: one job per digest in a repository (an index job and an image job alike)."""
+    return target.pinned
 
 
 class JobQueue:
-    """Enqueue, claim, heartbeat, complete and fail jobs."""
+    """Enqueue, claim, heartbeat, complete, fail, defer and release jobs."""
 
     def __init__(
         self,
@@ -58,26 +83,26 @@ class JobQueue:
         *,
         lease_seconds: float = 120.0,
         max_attempts: int = 5,
-        backoff_base: float = 2.0,
-        backoff_max: float = 600.0,
+        backoff: Backoff | None = None,
     ) -> None:
         self.db = db
         self.lease = timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
+        self.backoff = backoff or Backoff()
 
-    def enqueue(
-        self, session: Session, kind: str, target: ImageTarget, key: str | None = None
-    ) -> bool:
-        """Add a job unless one with the same key exists; True when a job was added."""
+    def enqueue(self, session: Session, kind: str, target: ImageTarget) -> bool:
+        """Add a job unless the digest has one; requeue a failed one whose retry time has come.
+
+        True when a job was added or requeued.
+        """
         now = utcnow()
-        return insert_ignore(
+        key = job_key(target)
+        added = insert_ignore(
             session,
             Job,
             {
                 "kind": kind,
-                "dedupe_key": key or job_key(kind, target),
+                "dedupe_key": key,
                 "host": target.registry,
                 "repository": target.repository,
                 "digest": target.digest,
@@ -85,15 +110,33 @@ class JobQueue:
                 "state": "queued",
                 "attempts": 0,
                 "max_attempts": self.max_attempts,
+                "deferrals": 0,
                 "run_after": now,
                 "created_at": now,
                 "updated_at": now,
             },
         )
+        if added:
+            return True
+        requeue = (
+            update(Job)
+            .where(Job.dedupe_key == key, Job.state == "failed", Job.run_after <= now)
+            .values(
+                state="queued",
+                max_attempts=Job.attempts + self.max_attempts,
+                deferrals=0,
+                deferred_since=None,
+                run_after=now,
+                finished_at=None,
+                updated_at=now,
+            )
+            .returning(Job.id)
+        )
+        return session.execute(requeue).first() is not None
 
     def claim(self, worker: str) -> ClaimedJob | None:
         """Lease the next runnable job to ``worker``, or None when there is none."""
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             now = utcnow()
             query = (
                 select(Job)
@@ -120,17 +163,19 @@ class JobQueue:
                 job.last_error = reason
                 if job.attempts >= job.max_attempts:
                     job.state, job.finished_at, job.worker = "failed", now, None
+                    job.run_after = now + timedelta(seconds=self.backoff.failed_retry)
                     return None
             job.state = "running"
             job.attempts += 1
             job.worker = worker
             job.lease_until = now + self.lease
             job.updated_at = now
+            session.add(JobClaim(job_id=job.id, attempt=job.attempts, worker=worker, at=now))
             target = ImageTarget(job.host, job.repository, job.digest, job.tag)
             return ClaimedJob(job.id, job.kind, target, job.attempts, worker)
 
     def heartbeat(self, claim: ClaimedJob) -> bool:
-        """Extend the lease; False when the lease was lost."""
+        """Extend the lease; False when the lease was lost. Database errors propagate."""
         with self.db.session() as session:
             now = utcnow()
             statement = self._fenced(claim).values(lease_until=now + self.lease, updated_at=now)
@@ -140,33 +185,110 @@ class JobQueue:
         """Mark the job done in ``session``'s transaction; raise :class:`LeaseLostError` if lost."""
         now = utcnow()
         statement = self._fenced(claim).values(
-            state="done", lease_until=None, finished_at=now, updated_at=now, last_error=None
+            state="done",
+            lease_until=None,
+            finished_at=now,
+            updated_at=now,
+            last_error=None,
+            deferrals=0,
+            deferred_since=None,
         )
         if session.execute(statement).first() is None:
             raise LeaseLostError(f"job {claim.id}: lease lost before completion")
 
     def fail(self, claim: ClaimedJob, reason: str, *, retry: bool = True) -> str:
-        """Record a failed attempt; requeue with backoff or fail for good. Returns the new state."""
+        """Record a failed attempt; requeue with backoff or fail for good. Returns the new state
+        (``queued``, ``failed``, or ``lost`` when the lease was no longer ours)."""
         with self.db.session() as session:
             now = utcnow()
-            session.add(
-                JobFailure(
-                    job_id=claim.id, attempt=claim.attempt, worker=claim.worker, reason=reason
-                )
-            )
-            final = not retry or claim.attempt >= self.max_attempts
+            final = not retry or claim.attempt >= self._max_attempts(session, claim)
             values: dict[str, object] = {
                 "state": "failed" if final else "queued",
                 "lease_until": None,
                 "last_error": reason,
                 "updated_at": now,
-                "run_after": now + self._backoff(claim.attempt),
+                "run_after": now
+                + (
+                    timedelta(seconds=self.backoff.failed_retry)
+                    if final
+                    else self.backoff.delay(claim.attempt)
+                ),
             }
             if final:
                 values["finished_at"] = now
-            if session.execute(self._fenced(claim).values(**values)).first() is None:
-                return "lost"
-            return str(values["state"])
+            return self._end_attempt(session, claim, reason, values)
+
+    def defer(self, claim: ClaimedJob, reason: str) -> str:
+        """End the attempt for a fault that is not the image's: retry later without spending an
+        attempt, unless such faults have lasted longer than the retry window (then: :meth:`fail`).
+        """
+        with self.db.session() as session:
+            now = utcnow()
+            row = session.execute(
+                select(Job.deferrals, Job.deferred_since).where(Job.id == claim.id)
+            ).first()
+            deferrals, since = (row[0], row[1]) if row is not None else (0, None)
+            window = timedelta(seconds=self.backoff.window)
+            if since is not None and now - since > window:
+                expired = True
+            else:
+                expired = False
+                values: dict[str, object] = {
+                    "state": "queued",
+                    "lease_until": None,
+                    "last_error": reason,
+                    "updated_at": now,
+                    "max_attempts": Job.max_attempts + 1,
+                    "deferrals": deferrals + 1,
+                    "deferred_since": since or now,
+                    "run_after": now + self.backoff.delay(deferrals + 1),
+                }
+                state = self._end_attempt(session, claim, f"deferred: {reason}", values)
+        if expired:
+            window_note = f"{reason} (still failing after the {self.backoff.window:g}s window)"
+            return self.fail(claim, window_note)
+        return state
+
+    def release(self, claim: ClaimedJob, reason: str) -> str:
+        """Give the job back for another worker to claim at once, without spending an attempt."""
+        with self.db.session() as session:
+            now = utcnow()
+            values: dict[str, object] = {
+                "state": "queued",
+                "lease_until": None,
+                "updated_at": now,
+                "max_attempts": Job.max_attempts + 1,
+                "run_after": now,
+            }
+            return self._end_attempt(session, claim, f"released: {reason}", values)
+
+    def last_error(self, session: Session, target: ImageTarget) -> str | None:
+        """Why the digest's job has not finished yet: its last error and state, or None."""
+        row = session.execute(
+            select(Job.state, Job.last_error, Job.run_after).where(
+                Job.dedupe_key == job_key(target)
+            )
+        ).first()
+        if row is None or not row.last_error or row.state == "done":
+            return None
+        when = row.run_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if row.state == "failed":
+            return f"scan failed: {row.last_error} (retried when asked again after {when})"
+        return f"scan not finished: last attempt: {row.last_error} (next try after {when})"
+
+    def _end_attempt(
+        self, session: Session, claim: ClaimedJob, reason: str, values: dict[str, object]
+    ) -> str:
+        if session.execute(self._fenced(claim).values(**values)).first() is None:
+            return "lost"
+        session.add(
+            JobFailure(job_id=claim.id, attempt=claim.attempt, worker=claim.worker, reason=reason)
+        )
+        return str(values["state"])
+
+    def _max_attempts(self, session: Session, claim: ClaimedJob) -> int:
+        value = session.scalar(select(Job.max_attempts).where(Job.id == claim.id))
+        return self.max_attempts if value is None else value
 
     def _fenced(self, claim: ClaimedJob) -> Update:
         """UPDATE of this job only while ``claim`` still holds its lease; returns the id if so."""
@@ -180,10 +302,6 @@ class JobQueue:
             )
             .returning(Job.id)
         )
-
-    def _backoff(self, attempt: int) -> timedelta:
-        delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
-        return timedelta(seconds=delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter only
 
     def next_run(self, session: Session, job_id: int) -> datetime | None:
         """When a queued job may run next (for status pages and tests)."""

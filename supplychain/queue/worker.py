@@ -7,9 +7,13 @@ import os
 import shutil
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError
 
 from supplychain.decide.decider import Decider
 from supplychain.evidence.database import Database
@@ -30,7 +34,9 @@ from supplychain.interface import (
 )
 from supplychain.mediatypes import INDEX_MEDIA_TYPES
 from supplychain.metrics import JOBS, STAGE_SECONDS
+from supplychain.queue.attempt import DEFAULT_DEADLINES, AttemptWatch
 from supplychain.queue.expand import expand_index
+from supplychain.queue.faults import DATABASE, FAULTS, fault_of, short
 from supplychain.queue.jobs import ClaimedJob, JobQueue, LeaseLostError
 from supplychain.registry import (
     DigestMismatchError,
@@ -59,6 +65,10 @@ class IndexLimits:
     """Nested levels followed; deeper is a deny."""
 
 
+T = TypeVar("T")
+MAX_IDLE = 5.0
+
+
 def worker_name() -> str:
     """A name unique to this worker: host, process and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -78,6 +88,7 @@ class Worker:
         *,
         issuer: Issuer | None = None,
         limits: IndexLimits | None = None,
+        deadlines: Mapping[str, float] = DEFAULT_DEADLINES,
     ) -> None:
         self.db = db
         self.queue = queue
@@ -87,63 +98,102 @@ class Worker:
         self.name = name or worker_name()
         self.issuer = issuer
         self.limits = limits or IndexLimits()
+        self.deadlines = deadlines
+        self.watch: AttemptWatch | None = None
+        """The attempt under way, if any (read by the shutdown)."""
 
     def run(self, stop: threading.Event, idle_seconds: float = 1.0) -> None:
         """Loop until ``stop`` is set; wait ``idle_seconds`` when there is no work."""
+        idle = idle_seconds
         while not stop.is_set():
             try:
                 worked = self.run_once()
+                idle = idle_seconds
+            except DBAPIError as exc:  # database down: wait, longer each time, and try again
+                FAULTS.note(DATABASE, f"database unavailable: {short(exc.orig or exc)}")
+                log.warning("database unavailable: %s", short(exc.orig or exc))
+                worked, idle = False, min(MAX_IDLE, idle * 2)
             except Exception:  # the loop must survive anything one job does
                 log.exception("worker loop error", extra={"worker": self.name})
                 worked = False
             if not worked:
-                stop.wait(idle_seconds)
+                stop.wait(idle)
 
     def run_once(self) -> bool:
         """Claim and process one job; False when there was none."""
         claim = self.queue.claim(self.name)
+        FAULTS.clear(DATABASE)
         if claim is None:
             return False
         log.info(
             "job claimed",
             extra={"job": claim.id, "image": claim.target.pinned, "attempt": claim.attempt},
         )
-        stop_beat = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(claim, stop_beat), daemon=True)
-        beat.start()
+        watch = AttemptWatch(
+            self.queue, claim, owner=threading.get_ident(), deadlines=self.deadlines
+        )
+        self.watch = watch
+        watch.start()
         try:
-            self._process(claim)
+            self._process(claim, watch)
         finally:
-            stop_beat.set()
-            beat.join()
+            watch.stop()
+            self.watch = None
         return True
 
-    def _heartbeat(self, claim: ClaimedJob, stop: threading.Event) -> None:
-        interval = max(0.5, self.queue.lease.total_seconds() / 3)
-        while not stop.wait(interval):
-            if not self.queue.heartbeat(claim):
-                log.warning("lease lost", extra={"job": claim.id})
-                return
-
-    def _process(self, claim: ClaimedJob) -> None:
+    def _process(self, claim: ClaimedJob, watch: AttemptWatch) -> None:
         try:
             if claim.kind == "image":
-                self._image(claim)
+                self._image(claim, watch)
             else:
-                self._manifest(claim)
+                self._manifest(claim, watch)
             JOBS.labels(outcome="done").inc()
         except LeaseLostError as exc:
             JOBS.labels(outcome="lease_lost").inc()
             log.warning("results dropped: %s", exc, extra={"job": claim.id})
         except DigestMismatchError as exc:
-            self._failed(claim, f"integrity: {exc}", retry=False)
+            integrity = f"integrity: {exc}"
+            self._settle(watch, lambda: self._failed(claim, integrity, retry=False))
         except NotAnImageError as exc:
-            self._skip(claim, str(exc))
-        except STAGE_ERRORS as exc:
-            self._failed(claim, f"{type(exc).__name__}: {exc}", retry=True)
+            artifact = str(exc)
+            self._settle(watch, lambda: self._skip(claim, artifact))
         except Exception as exc:
-            log.exception("unexpected job error", extra={"job": claim.id})
-            self._failed(claim, f"internal error: {type(exc).__name__}: {exc}", retry=True)
+            if watch.lost.is_set():
+                JOBS.labels(outcome="lease_lost").inc()
+                log.warning("attempt ended: %s", watch.reason, extra={"job": claim.id})
+                return
+            fault = fault_of(exc)
+            if fault is not None:
+                FAULTS.note(*fault)
+                self._settle(watch, lambda: self._deferred(claim, fault[1]))
+                return
+            reason = f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, STAGE_ERRORS):
+                log.exception("unexpected job error", extra={"job": claim.id})
+                reason = f"internal error: {reason}"
+            self._settle(watch, lambda: self._failed(claim, reason, retry=True))
+
+    def _settle(self, watch: AttemptWatch, record: Callable[[], T]) -> T:
+        """Run a database write of this attempt, retrying through a database outage for as long
+        as the lease lasts; then give up (the lease runs out and the job is claimed again)."""
+        while True:
+            try:
+                return record()
+            except DBAPIError as exc:
+                FAULTS.note(DATABASE, f"database unavailable: {short(exc.orig or exc)}")
+                if watch.lost.is_set() or watch.lease_left <= 1.0:
+                    raise
+                log.warning(
+                    "database unavailable, retrying the write: %s",
+                    short(exc.orig or exc),
+                    extra={"job": watch.claim.id},
+                )
+                time.sleep(1.0)
+
+    def _deferred(self, claim: ClaimedJob, reason: str) -> None:
+        state = self.queue.defer(claim, reason[:4000])
+        JOBS.labels(outcome="deferred" if state == "queued" else state).inc()
+        log.warning("job deferred", extra={"job": claim.id, "reason": reason, "state": state})
 
     def _skip(self, claim: ClaimedJob, reason: str) -> None:
         """A signature or other artifact pushed to the repository: nothing to scan."""
@@ -167,16 +217,12 @@ class Worker:
                     reason=reason,
                 )
 
-    def _image(self, claim: ClaimedJob) -> None:
+    def _image(self, claim: ClaimedJob, watch: AttemptWatch) -> None:
         """Record the facts, then decide on them as loaded back: the gate's very answer."""
         outcome: Outcome | None = None
         try:
-            outcome = self.pipeline.run(claim.target)
-            with self.db.session() as session:
-                image, scan_id = record_facts(session, outcome, job_id=claim.id, actor=self.name)
-                verdict = self.decider.verdict(session, image)
-                record_verdict(session, verdict, image=image, scan_id=scan_id, context="pipeline")
-                self.queue.complete(session, claim)
+            outcome = self.pipeline.run(claim.target, progress=watch.stage)
+            verdict = self._settle(watch, lambda: self._record(claim, watch, outcome))
         finally:
             if outcome is not None:
                 shutil.rmtree(outcome.image.layout_dir, ignore_errors=True)
@@ -189,14 +235,24 @@ class Worker:
             extra={"job": claim.id, "image": claim.target.pinned, "decision": verdict.decision},
         )
 
-    def _manifest(self, claim: ClaimedJob) -> None:
+    def _record(self, claim: ClaimedJob, watch: AttemptWatch, outcome: Outcome | None) -> Verdict:
+        if watch.lost.is_set() or outcome is None:
+            raise LeaseLostError(f"job {claim.id}: {watch.reason}")
+        with self.db.session() as session:
+            image, scan_id = record_facts(session, outcome, job_id=claim.id, actor=self.name)
+            verdict = self.decider.verdict(session, image)
+            record_verdict(session, verdict, image=image, scan_id=scan_id, context="pipeline")
+            self.queue.complete(session, claim)
+        return verdict
+
+    def _manifest(self, claim: ClaimedJob, watch: AttemptWatch) -> None:
         """An ``index`` job, or a ``manifest`` job whose media type the webhook did not name."""
         target = claim.target
         manifest = self.client.get_manifest(target.registry, target.repository, target.digest)
         if manifest.media_type in INDEX_MEDIA_TYPES:
             self._fan_out(claim, manifest)
         else:
-            self._image(claim)
+            self._image(claim, watch)
 
     def _issue(self, claim: ClaimedJob, outcome: Outcome, verdict: Verdict) -> None:
         """Sign and attest after the recorded verdict; a failure is logged and audited.

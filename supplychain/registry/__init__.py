@@ -27,6 +27,7 @@ from supplychain.registry.errors import (
     NotAnImageError,
     NotFoundError,
     RegistryError,
+    RegistryUnavailableError,
 )
 from supplychain.registry.index import IndexEntry, is_attestation_manifest, parse_index
 from supplychain.registry.layout import write_layout
@@ -50,6 +51,7 @@ __all__ = [
     "NotFoundError",
     "RegistryClient",
     "RegistryError",
+    "RegistryUnavailableError",
     "StaticCredentials",
     "check_digest",
     "check_outbound_url",

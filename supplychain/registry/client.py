@@ -31,6 +31,7 @@ from supplychain.registry.errors import (
     NotAllowedError,
     NotFoundError,
     RegistryError,
+    RegistryUnavailableError,
 )
 from supplychain.registry.network import check_outbound_url, is_loopback_host, read_limited
 
@@ -248,7 +249,7 @@ class RegistryClient:
                     url, headers=sent, timeout=self.timeout, stream=True, allow_redirects=False
                 )
             except requests.RequestException as exc:
-                raise RegistryError(
+                raise RegistryUnavailableError(
                     f"GET {here.netloc}{here.path} failed: {type(exc).__name__}"
                 ) from None
             location = response.headers.get("Location")
@@ -269,6 +270,8 @@ class RegistryClient:
             raise NotFoundError(f"{what}: not found")
         if status in (401, 403):
             raise AuthError(f"{what}: access denied (HTTP {status})")
+        if status >= 500 or status == 429:
+            raise RegistryUnavailableError(f"{what}: HTTP {status}")
         raise RegistryError(f"{what}: HTTP {status}")
 
 

@@ -14,11 +14,16 @@ __all__ = [
     "NotAllowedError",
     "NotFoundError",
     "RegistryError",
+    "RegistryUnavailableError",
 ]
 
 
 class RegistryError(SourceError):
     """A registry request failed or its answer did not verify."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The registry could not be reached or answered 5xx/429: its fault, not the image's."""
 
 
 class DigestMismatchError(RegistryError):

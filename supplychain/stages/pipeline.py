@@ -8,6 +8,7 @@ back, in the same transaction that completes the job.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,11 +64,17 @@ class Pipeline:
         self.scanner = scanner
         self.verifier = verifier
 
-    def run(self, target: ImageTarget) -> Outcome:
-        """Process ``target``; a stage's error propagates (the job fails with its reason)."""
+    def run(self, target: ImageTarget, *, progress: Callable[[str], None] | None = None) -> Outcome:
+        """Process ``target``; a stage's error propagates (the job fails with its reason).
+
+        ``progress(stage)`` is called as each stage starts (the worker's stage deadlines). The
+        pulled image's work folder is removed when a later stage fails.
+        """
         timings: dict[str, float] = {}
 
         def timed(stage: str, call: Callable[[], T]) -> T:
+            if progress is not None:
+                progress(stage)
             start = time.perf_counter()
             try:
                 return call()
@@ -75,7 +82,11 @@ class Pipeline:
                 timings[stage] = round(time.perf_counter() - start, 4)
 
         image = timed("pull", lambda: self.source.pull(target))
-        sbom = timed("sbom", lambda: self.cataloger.catalog(image))
-        scan = timed("scan", lambda: self.scanner.scan(image, sbom))
-        signatures = timed("verify", lambda: self.verifier.verify(image))
+        try:
+            sbom = timed("sbom", lambda: self.cataloger.catalog(image))
+            scan = timed("scan", lambda: self.scanner.scan(image, sbom))
+            signatures = timed("verify", lambda: self.verifier.verify(image))
+        except BaseException:
+            shutil.rmtree(image.layout_dir, ignore_errors=True)
+            raise
         return Outcome(target, image, sbom, scan, signatures, timings)

@@ -37,6 +37,7 @@ from supplychain.interface import (
     ScanResult,
 )
 from supplychain.jsonutil import json_object
+from supplychain.stages.children import CHILDREN
 
 __all__ = [
     "TrivyCataloger",
@@ -119,17 +120,13 @@ class TrivyRunner:
         """Run ``trivy ARGS``; return stdout or raise :class:`ScanError` with the reason."""
         command = [self.binary, *args]
         try:
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                timeout=self.timeout,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
+            done = CHILDREN.run(command, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             raise ScanError(f"trivy timed out after {self.timeout:g}s") from None
         except OSError as exc:
             raise ScanError(f"trivy could not be started: {exc.strerror}") from None
+        if done.returncode < 0:
+            raise ScanError(f"trivy was ended by signal {-done.returncode}")
         if done.returncode != 0:
             tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-5:]
             raise ScanError(f"trivy exited with {done.returncode}: {' | '.join(tail)[:2000]}")
