@@ -147,6 +147,10 @@ class Settings:
     """How long a claimed job stays leased without a heartbeat."""
     gate_wait_seconds: float
     """Default seconds the gate waits for a pending verdict."""
+    gate_max_waiters: int
+    """Gate calls that may wait at once; past it the gate answers 429 with Retry-After."""
+    gate_recheck_seconds: float
+    """How often waiting gate calls look for verdicts recorded by workers in other processes."""
     listen: str
     """``host:port`` the HTTP API listens on."""
     verify_keys: tuple[Path, ...] = ()
@@ -194,6 +198,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "job_max_attempts": _int,
     "job_lease_seconds": _float,
     "gate_wait_seconds": _float,
+    "gate_max_waiters": _int,
+    "gate_recheck_seconds": _float,
     "verify_keys": _paths,
     "certificate_identity_regexp": _regexp,
     "certificate_oidc_issuer_regexp": _regexp,
@@ -216,6 +222,8 @@ _DEFAULTS: dict[str, str] = {
     "job_max_attempts": "5",
     "job_lease_seconds": "120",
     "gate_wait_seconds": "0",
+    "gate_max_waiters": "1000",
+    "gate_recheck_seconds": "1",
     "listen": "127.0.0.1:8080",
     "verify_keys": "",
     "certificate_identity_regexp": "",
@@ -279,7 +287,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"{PREFIX}LISTEN: {listen!r} is not host:port")
     if values["workers"] > 64:
         raise ConfigError(f"{PREFIX}WORKERS: at most 64")
-    for name in ("trivy_timeout", "job_lease_seconds"):
+    for name in ("trivy_timeout", "job_lease_seconds", "gate_recheck_seconds"):
         if values[name] <= 0:
             raise ConfigError(f"{PREFIX}{name.upper()}: must be positive")
     if values["job_max_attempts"] < 1:

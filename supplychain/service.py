@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -43,9 +44,19 @@ class Service:
     trivy: TrivyRunner
     issuer: Issuer | None = None
 
-    def worker(self, name: str | None = None) -> Worker:
-        """A new worker sharing this process's parts."""
-        return Worker(self.db, self.queue, self.pipeline, self.client, name, issuer=self.issuer)
+    def worker(
+        self, name: str | None = None, *, on_job_done: Callable[[], None] | None = None
+    ) -> Worker:
+        """A new worker sharing this process's parts; ``on_job_done`` runs after each job."""
+        return Worker(
+            self.db,
+            self.queue,
+            self.pipeline,
+            self.client,
+            name,
+            issuer=self.issuer,
+            on_job_done=on_job_done,
+        )
 
 
 def trust_policy(settings: Settings) -> TrustPolicy:

@@ -58,6 +58,7 @@ class Worker:
         name: str | None = None,
         *,
         issuer: Issuer | None = None,
+        on_job_done: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.queue = queue
@@ -65,6 +66,7 @@ class Worker:
         self.client = client
         self.name = name or worker_name()
         self.issuer = issuer
+        self.on_job_done = on_job_done
 
     def run(self, stop: threading.Event, idle_seconds: float = 1.0) -> None:
         """Loop until ``stop`` is set; wait ``idle_seconds`` when there is no work."""
@@ -94,6 +96,8 @@ class Worker:
         finally:
             stop_beat.set()
             beat.join()
+        if self.on_job_done is not None:
+            self.on_job_done()  # wakes gate calls waiting in this process
         return True
 
     def _heartbeat(self, claim: ClaimedJob, stop: threading.Event) -> None:
