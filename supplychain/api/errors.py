@@ -2,7 +2,8 @@
 
 Gate answers also carry ``"decision": "error"`` so a caller reading only the decision fails
 closed. Validation errors list where and what, never the input itself (it may be NaN, huge or
-hostile). A database that cannot be reached answers 503 with the reason; details go to the log.
+hostile). A database that cannot be reached or used (connection refused, database gone, locked,
+pool exhausted) answers 503 with the reason; details go to the log. Other errors answer 500.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 
@@ -88,7 +89,8 @@ HANDLERS: tuple[tuple[type[Exception], Callable[[Request, Any], Awaitable[JSONRe
     (HTTPException, _http),
     (GateError, _gate),
     (TooManyWaiters, _busy),
-    (DBAPIError, _database),
+    (OperationalError, _database),
+    (InterfaceError, _database),
     (PoolTimeoutError, _database),
     (Exception, _internal),
 )

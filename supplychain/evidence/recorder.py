@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from supplychain.decide.vex import apply_vex, record_vex
 from supplychain.decide.vex_attested import attested_vex
 from supplychain.evidence import models
-from supplychain.evidence.dbutil import audit
+from supplychain.evidence.dbutil import audit, insert_ignore
 from supplychain.evidence.models import utcnow
 from supplychain.evidence.sbomstore import pack
 from supplychain.interface import (
@@ -95,11 +95,11 @@ def upsert_image(
     declares for its child is what a pull selects by, so it wins over the config's.
     """
     image = find_image(session, target)
-    if image is None:
-        image = models.Image(
-            host=target.registry, repository=target.repository, digest=target.digest
-        )
-        session.add(image)
+    if image is None:  # concurrent callers (gate calls, workers) may insert the same image
+        key = {"host": target.registry, "repository": target.repository, "digest": target.digest}
+        insert_ignore(session, models.Image, key)
+        image = find_image(session, target)
+        assert image is not None  # noqa: S101 - inserted now or by a committed concurrent caller
     image.media_type = media_type or image.media_type
     image.platform = (
         (platform or image.platform) if index_platform else (image.platform or platform)
