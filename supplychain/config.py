@@ -169,6 +169,10 @@ class Settings:
     """Entries an image index (all nested levels together) may list; more is a deny."""
     index_max_depth: int
     """Levels of nested image indexes followed; deeper is a deny."""
+    gate_max_waiters: int
+    """Gate calls that may wait at once; past it the gate answers 429 with Retry-After."""
+    gate_recheck_seconds: float
+    """How often waiting gate calls look for verdicts recorded by workers in other processes."""
     listen: str
     """``host:port`` the HTTP API listens on."""
     verify_keys: tuple[Path, ...] = ()
@@ -237,6 +241,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "gate_wait_seconds": _float,
     "index_max_entries": _int,
     "index_max_depth": _int,
+    "gate_max_waiters": _int,
+    "gate_recheck_seconds": _float,
     "verify_keys": _paths,
     "certificate_identity_regexp": _regexp,
     "certificate_oidc_issuer_regexp": _regexp,
@@ -268,6 +274,8 @@ _DEFAULTS: dict[str, str] = {
     "gate_wait_seconds": "0",
     "index_max_entries": "256",
     "index_max_depth": "4",
+    "gate_max_waiters": "1000",
+    "gate_recheck_seconds": "1",
     "listen": "127.0.0.1:8080",
     "verify_keys": "",
     "certificate_identity_regexp": "",
@@ -349,7 +357,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"{PREFIX}LISTEN: {listen!r} is not host:port")
     if values["workers"] > 64:
         raise ConfigError(f"{PREFIX}WORKERS: at most 64")
-    for name in ("trivy_timeout", "job_lease_seconds", "job_backoff_seconds"):
+    for name in (
+        "trivy_timeout",
+        "job_lease_seconds",
+        "job_backoff_seconds",
+        "gate_recheck_seconds",
+    ):
         if values[name] <= 0:
             raise ConfigError(f"{PREFIX}{name.upper()}: must be positive")
     if values["job_max_attempts"] < 1:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOKS = Counter(
     "supplychain_webhook_requests_total",
@@ -20,3 +20,9 @@ STAGE_SECONDS = Histogram(
 GATE_SECONDS = Histogram(
     "supplychain_gate_seconds", "Gate answer latency", buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30)
 )
+HTTP_REQUESTS = Counter(
+    "supplychain_http_requests_total",
+    "HTTP requests by route template (unknown paths: one label), method and status",
+    ["route", "method", "status"],
+)
+GATE_WAITING = Gauge("supplychain_gate_waiting", "Gate calls waiting on a pending image")

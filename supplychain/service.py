@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -46,8 +47,10 @@ class Service:
     decider: Decider
     issuer: Issuer | None = None
 
-    def worker(self, name: str | None = None) -> Worker:
-        """A new worker sharing this process's parts."""
+    def worker(
+        self, name: str | None = None, *, on_job_done: Callable[[], None] | None = None
+    ) -> Worker:
+        """A new worker sharing this process's parts; ``on_job_done`` runs after each job."""
         limits = IndexLimits(self.settings.index_max_entries, self.settings.index_max_depth)
         return Worker(
             self.db,
@@ -59,6 +62,7 @@ class Service:
             issuer=self.issuer,
             limits=limits,
             deadlines=dict(self.settings.stage_deadlines),
+            on_job_done=on_job_done,
         )
 
 

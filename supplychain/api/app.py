@@ -1,30 +1,54 @@
-"""The HTTP API: webhook intake, the gate, audit queries, health and metrics."""
+"""The HTTP API: webhook intake, the gate, audit queries, health and metrics.
+
+Every request body has a size limit enforced while it is read (413, never more than the limit
+buffered: :mod:`supplychain.api.bodylimit`). Ids in paths and queries are bounded to their column
+types. Gate calls wait on a notification (:mod:`supplychain.api.waits`), not in a thread.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError
 
-from supplychain.decide.gate import GateError
+from registry_hooks import ADAPTERS
+from supplychain.api.bodylimit import BodyLimit, BodyTooLarge
+from supplychain.api.errors import GATE_PATH, install_error_handlers
+from supplychain.api.routemetrics import RouteMetrics
+from supplychain.api.waits import MAX_WAIT, Waits
 from supplychain.evidence import models
+from supplychain.intake.webhooks import MAX_BODY as MAX_HOOK_BODY
 from supplychain.metrics import WEBHOOKS
-from supplychain.queue.faults import DATABASE, DISK, FAULTS, short
+from supplychain.queue.faults import DISK, FAULTS, short
 from supplychain.queue.pool import WorkerPool
 from supplychain.service import Service
 
-__all__ = ["create_app"]
+__all__ = ["MAX_API_BODY", "create_app"]
 
-MAX_HOOK_BODY = 1024 * 1024
+MAX_API_BODY = 64 * 1024
+"""Body limit of every route but the webhooks (whose limit is the intake's)."""
+MAX_JOB_ID = 2**31 - 1
+"""Job ids are 32-bit integers."""
+MAX_AUDIT_ID = 2**63 - 1
+"""Audit ids are 64-bit integers."""
+
+
+HOOKS_PATH = "/v1/hooks/"
+
+
+def body_limit(path: str) -> int:
+    """The body limit of a request to ``path``."""
+    return MAX_HOOK_BODY if path.startswith(HOOKS_PATH) else MAX_API_BODY
 
 
 class GateRequest(BaseModel):
@@ -34,7 +58,8 @@ class GateRequest(BaseModel):
     wait: float | None = Field(
         default=None,
         ge=0,
-        le=600,
+        le=MAX_WAIT,
+        allow_inf_nan=False,
         description="seconds to wait while pending (default: SUPPLYCHAIN_GATE_WAIT_SECONDS)",
     )
     platform: str | None = Field(default=None, max_length=64, description="os/arch to decide on")
@@ -42,38 +67,41 @@ class GateRequest(BaseModel):
 
 def create_app(service: Service, *, workers: int = 0) -> FastAPI:
     """The ASGI app; ``workers`` in-process workers run while it is up."""
+    settings = service.settings
+    waits = Waits(
+        service.db,
+        recheck_seconds=settings.gate_recheck_seconds,
+        max_waiters=settings.gate_max_waiters,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        pool = WorkerPool(service.worker, workers)
+        poller = asyncio.create_task(waits.run(), name="gate-waits")
+        pool = WorkerPool(lambda: service.worker(on_job_done=waits.kick), workers)
         pool.start()
         yield
-        await run_in_threadpool(pool.shutdown, service.settings.shutdown_grace_seconds)
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+        await run_in_threadpool(pool.shutdown, settings.shutdown_grace_seconds)
 
     app = FastAPI(title="supplychain", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit_for=body_limit)
+    app.add_middleware(RouteMetrics)
+    install_error_handlers(app)
 
-    @app.exception_handler(DBAPIError)
-    async def database_down(_request: Request, exc: DBAPIError) -> JSONResponse:
-        reason = f"database unavailable: {short(exc.orig or exc)}"
-        FAULTS.note(DATABASE, reason)
-        return JSONResponse({"decision": "error", "error": reason}, status_code=503)
-
-    @app.post("/v1/hooks/{source}", status_code=202)
+    @app.post(f"{HOOKS_PATH}{{source}}", status_code=202)
     async def hook(source: str, request: Request) -> JSONResponse:
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_HOOK_BODY:
-                WEBHOOKS.labels(source=source[:32], status="413").inc()
-                return JSONResponse({"error": "body too large"}, status_code=413)
+        label = source if source in ADAPTERS else "unknown"
+        try:
+            body = await request.body()
+        except BodyTooLarge as exc:
+            WEBHOOKS.labels(source=label, status=str(exc.status_code)).inc()
+            raise
         headers = {k.lower(): v for k, v in request.headers.items()}
         remote = request.client.host if request.client else None
-        result = await run_in_threadpool(
-            service.intake.receive, source, headers, bytes(body), remote
-        )
-        WEBHOOKS.labels(
-            source=source[:32] if result.status != 404 else "unknown", status=str(result.status)
-        ).inc()
+        result = await run_in_threadpool(service.intake.receive, source, headers, body, remote)
+        WEBHOOKS.labels(source=label, status=str(result.status)).inc()
         content: dict[str, Any] = {"message": result.message}
         if result.delivery_id is not None:
             content.update(
@@ -82,17 +110,14 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
                 duplicates=result.duplicates,
                 refused=list(result.refused),
             )
+        if result.status >= 400:
+            content["error"] = result.message
         return JSONResponse(content, status_code=result.status)
 
-    @app.post("/v1/gate")
+    @app.post(GATE_PATH)
     async def gate(request: GateRequest) -> JSONResponse:
-        try:
-            wait = service.settings.gate_wait_seconds if request.wait is None else request.wait
-            answer = await run_in_threadpool(
-                service.gate.decide, request.image, wait=wait, platform=request.platform
-            )
-        except GateError as exc:
-            return JSONResponse({"decision": "error", "error": str(exc)}, status_code=exc.status)
+        wait = settings.gate_wait_seconds if request.wait is None else request.wait
+        answer = await waits.answer(service.gate, request.image, wait, request.platform)
         return JSONResponse(answer.to_json())
 
     @app.get("/v1/verdicts")
@@ -123,7 +148,7 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
             ]
 
     @app.get("/v1/jobs/{job_id}")
-    def job(job_id: int) -> dict[str, Any]:
+    def job(job_id: int = Path(ge=1, le=MAX_JOB_ID)) -> dict[str, Any]:
         with service.db.session() as session:
             row = session.get(models.Job, job_id)
             if row is None:
@@ -143,7 +168,8 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
 
     @app.get("/v1/audit")
     def audit_log(
-        after: int = Query(default=0, ge=0), limit: int = Query(default=100, ge=1, le=1000)
+        after: int = Query(default=0, ge=0, le=MAX_AUDIT_ID),
+        limit: int = Query(default=100, ge=1, le=1000),
     ) -> list[dict[str, Any]]:
         with service.db.session() as session:
             rows = session.scalars(
@@ -165,7 +191,7 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
             ]
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz")

@@ -142,8 +142,8 @@ def _print_answer(answer: dict[str, Any], output: str) -> None:
         )
 
 
-def _post_json(url: str, body: dict[str, Any], timeout: float) -> Any:
-    """POST JSON and decode the JSON answer, whatever the status (the gate answers 4xx/5xx in JSON).
+def _post_json(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """POST JSON; the answer as a dict, and any non-2xx answer as ``decision: error``.
 
     Standard library only: `supplychain gate` runs on every deploy, and importing requests alone
     costs about as much as the gate's answer.
@@ -152,14 +152,27 @@ def _post_json(url: str, body: dict[str, Any], timeout: float) -> Any:
     request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")  # noqa: S310 - caller checks http(s)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return json.loads(response.read(MAX_ANSWER))
+            status, data = response.status, response.read(MAX_ANSWER)
     except urllib.error.HTTPError as error:
-        data = error.read(MAX_ANSWER)
-        try:
-            return json.loads(data)
-        except ValueError:
-            text = data.decode("utf-8", "replace").strip()[:200] or error.reason
-            return {"decision": "error", "error": f"gate answered HTTP {error.code}: {text}"}
+        status, data = error.code, error.read(MAX_ANSWER)
+    return _answer(status, data)
+
+
+def _answer(status: int, data: bytes) -> dict[str, Any]:
+    """The server's answer; fails closed: a non-2xx answer is an error whatever its body says."""
+    try:
+        answer = json.loads(data)
+    except ValueError:  # not JSON (a proxy's error page…), or not UTF-8
+        answer = None
+    if 200 <= status < 300:
+        if isinstance(answer, dict):
+            return answer
+        return {"decision": "error", "error": "gate answered something that is not a JSON object"}
+    reason = answer.get("error") or answer.get("detail") if isinstance(answer, dict) else None
+    if not reason:
+        text = data[:200].decode("utf-8", "replace")
+        reason = "".join(c if c.isprintable() else " " for c in text).strip() or "no reason given"
+    return {"decision": "error", "error": f"gate answered HTTP {status}: {reason}"}
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -178,8 +191,6 @@ def cmd_gate(args: argparse.Namespace) -> int:
         answer = _post_json(f"{server.rstrip('/')}/v1/gate", body, timeout)
     except (OSError, ValueError) as exc:
         answer = {"decision": "error", "error": f"gate unreachable or bad answer: {exc}"}
-    if not isinstance(answer, dict):
-        answer = {"decision": "error", "error": "gate answered something that is not a JSON object"}
     _print_answer(answer, args.output)
     return EXIT.get(str(answer.get("decision")), EXIT_OTHER)
 

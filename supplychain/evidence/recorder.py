@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from supplychain.decide.vex import VexError, record_vex
 from supplychain.decide.vex_attested import attested_vex
 from supplychain.evidence import models
-from supplychain.evidence.dbutil import audit
+from supplychain.evidence.dbutil import audit, insert_ignore
 from supplychain.evidence.models import utcnow
 from supplychain.evidence.sbomstore import pack
 from supplychain.interface import Finding, ImageTarget, SignatureEvidence, Verdict
@@ -90,11 +90,11 @@ def upsert_image(
 ) -> models.Image:
     """The image row for ``target``, created if new; unknown fields are filled in."""
     image = find_image(session, target)
-    if image is None:
-        image = models.Image(
-            host=target.registry, repository=target.repository, digest=target.digest
-        )
-        session.add(image)
+    if image is None:  # concurrent callers (gate calls, workers) may insert the same image
+        key = {"host": target.registry, "repository": target.repository, "digest": target.digest}
+        insert_ignore(session, models.Image, key)
+        image = find_image(session, target)
+        assert image is not None  # noqa: S101 - inserted now or by a committed concurrent caller
     image.media_type = image.media_type or media_type
     image.platform = image.platform or platform
     session.flush()

@@ -89,6 +89,7 @@ class Worker:
         issuer: Issuer | None = None,
         limits: IndexLimits | None = None,
         deadlines: Mapping[str, float] = DEFAULT_DEADLINES,
+        on_job_done: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.queue = queue
@@ -101,6 +102,7 @@ class Worker:
         self.deadlines = deadlines
         self.watch: AttemptWatch | None = None
         """The attempt under way, if any (read by the shutdown)."""
+        self.on_job_done = on_job_done
 
     def run(self, stop: threading.Event, idle_seconds: float = 1.0) -> None:
         """Loop until ``stop`` is set; wait ``idle_seconds`` when there is no work."""
@@ -139,6 +141,8 @@ class Worker:
         finally:
             watch.stop()
             self.watch = None
+        if self.on_job_done is not None:
+            self.on_job_done()  # wakes gate calls waiting in this process
         return True
 
     def _process(self, claim: ClaimedJob, watch: AttemptWatch) -> None:
