@@ -177,6 +177,9 @@ class Settings:
     """Deny decisions made on an advisory DB older than this (unless the policy sets its own)."""
     db_repository: str | None = None
     """OCI repository of an organisation's Trivy DB mirror, for ``vulndb update``."""
+    registry_redirect_hosts: frozenset[str] = frozenset()
+    """Hosts (``host[:port]``) a registry may redirect reads to besides allowlisted registries,
+    e.g. the object storage serving its blobs; default none."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -204,6 +207,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "revocation_webhook": _url,
     "revocation_webhook_secret": _secret,
     "max_db_age_hours": _optional_float,
+    "registry_redirect_hosts": _hosts,
 }
 
 _DEFAULTS: dict[str, str] = {
@@ -227,6 +231,7 @@ _DEFAULTS: dict[str, str] = {
     "revocation_webhook": "",
     "revocation_webhook_secret": "",
     "max_db_age_hours": "",
+    "registry_redirect_hosts": "",
 }
 
 

@@ -9,10 +9,11 @@ we maintain the fallback index under the tag ``sha256-<hex>`` (distribution-spec
 
 Reads go through :class:`~supplychain.registry.RegistryClient`, so manifests fetched by digest
 and every blob are verified against their digests; a referrers API answer is only a list, and
-each manifest it names is then fetched by digest. Writes reuse the client's allowlist, HTTP
-session and authenticator (scope ``pull,push``). oras-py is not used: its ``upload_manifest``
-re-serialises the document, always sends the image-manifest media type and rejects indexes, and
-its token flow follows the registry's realm without our outbound-URL checks.
+each manifest it names is then fetched by digest. Writes go through the client's one
+request-and-auth loop (:meth:`~supplychain.registry.RegistryClient.send`, scope ``pull,push``).
+oras-py is not used: its ``upload_manifest`` re-serialises the document, always sends the
+image-manifest media type and rejects indexes, and its token flow follows the registry's realm
+without our outbound-URL checks.
 """
 
 from __future__ import annotations
@@ -232,54 +233,12 @@ class SignatureStore:
         headers: dict[str, str] | None = None,
         data: bytes | None = None,
     ) -> requests.Response:
-        """One request to ``/v2/<repo>/<path>`` (or an absolute same-origin URL), with auth.
-
-        Reads ask for scope ``pull``, writes for ``pull,push``.
-        """
+        """One request through the client's request-and-auth loop (its allowlist, checked
+        addresses and tokens; scope ``pull`` for reads, ``pull,push`` for writes)."""
         with _registry(f"{method} on {target.registry}"):
-            return self._request(method, target, path, headers, data)
-
-    def _request(
-        self,
-        method: str,
-        target: ImageTarget,
-        path: str,
-        headers: dict[str, str] | None,
-        data: bytes | None,
-    ) -> requests.Response:
-        base = self.client.base_url(target.registry)
-        url = path if "://" in path else f"{base}/v2/{target.repository}/{path}"
-        if urlsplit(url)[:2] != urlsplit(base)[:2]:
-            raise StorageError(f"registry sent us to another origin: {urlsplit(url).netloc}")
-        actions = "pull" if method in ("GET", "HEAD") else "pull,push"
-        scope = f"repository:{target.repository}:{actions}"
-        auth = self.client.auth
-        authorization = auth.cached(target.registry, scope)
-        for attempt in range(2):
-            sent = dict(headers or {})
-            if authorization:
-                sent["Authorization"] = authorization
-            try:
-                response = self.client.session.request(
-                    method,
-                    url,
-                    headers=sent,
-                    data=data,
-                    timeout=self.client.timeout,
-                    allow_redirects=False,
-                    stream=True,
-                )
-            except requests.RequestException as exc:
-                raise StorageError(
-                    f"{method} {urlsplit(url).path} failed: {type(exc).__name__}"
-                ) from None
-            challenge = response.headers.get("WWW-Authenticate", "")
-            if response.status_code != 401 or attempt == 1 or not challenge:
-                return response
-            response.close()
-            auth.forget(target.registry, scope)
-            authorization = auth.authorize(target.registry, scope, challenge)
-        raise AssertionError("unreachable")  # pragma: no cover
+            return self.client.send(
+                method, target.registry, target.repository, path, headers=headers, data=data
+            )
 
     # -- reading ----------------------------------------------------------------------------
 
