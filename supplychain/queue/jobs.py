@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import Update, or_, select, update
 from sqlalchemy.orm import Session
@@ -184,7 +184,3 @@ class JobQueue:
     def _backoff(self, attempt: int) -> timedelta:
         delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
         return timedelta(seconds=delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter only
-
-    def next_run(self, session: Session, job_id: int) -> datetime | None:
-        """When a queued job may run next (for status pages and tests)."""
-        return session.scalar(select(Job.run_after).where(Job.id == job_id))
