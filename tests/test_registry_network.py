@@ -118,6 +118,12 @@ def test_rebinding_between_check_and_connect_has_no_second_lookup(
     assert len(resolver.calls) == 3
 
 
+def _by_name(tmp_path: Path, name: str) -> RegistryClient:
+    """An https client for ``name``, which resolves to 127.0.0.1."""
+    cache = BlobCache(tmp_path / "cache", 1 << 30)
+    return RegistryClient(frozenset({name}), frozenset(), cache, resolver=Answers("127.0.0.1"))
+
+
 def test_tls_keeps_the_name_on_the_checked_address(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -127,31 +133,14 @@ def test_tls_keeps_the_name_on_the_checked_address(
     with Registry(tmp_path / "registry", tls=(cert, key)) as registry:
         digest = push(tiny_layout(), "tiny", f"{registry.host}/{REPO}:tiny")
         name = f"registry.test:{registry.port}"
-        client = RegistryClient(
-            frozenset({name}),
-            frozenset(),
-            BlobCache(tmp_path / "cache", 1 << 30),
-            resolver=Answers("127.0.0.1"),
-        )
+        client = _by_name(tmp_path / "a", name)
         assert client.base_url(name).startswith("https://")
         assert client.get_manifest(name, REPO, "tiny").digest == digest
         # the same address under a name the certificate does not carry: refused by TLS
         other = f"other.test:{registry.port}"
-        wrong = RegistryClient(
-            frozenset({other}),
-            frozenset(),
-            BlobCache(tmp_path / "cache2", 1 << 30),
-            resolver=Answers("127.0.0.1"),
-        )
         with pytest.raises(RegistryError, match="SSLError"):
-            wrong.get_manifest(other, REPO, "tiny")
+            _by_name(tmp_path / "b", other).get_manifest(other, REPO, "tiny")
         # and without our CA the certificate is not trusted at all
         monkeypatch.delenv("REQUESTS_CA_BUNDLE")
-        untrusted = RegistryClient(
-            frozenset({name}),
-            frozenset(),
-            BlobCache(tmp_path / "cache3", 1 << 30),
-            resolver=Answers("127.0.0.1"),
-        )
         with pytest.raises(RegistryError, match="SSLError"):
-            untrusted.get_manifest(name, REPO, "tiny")
+            _by_name(tmp_path / "c", name).get_manifest(name, REPO, "tiny")
