@@ -222,6 +222,9 @@ class Settings:
     """On SIGTERM: how long running jobs may go on before their leases are released."""
     min_free_bytes: int = 256 * 1024**2
     """``/readyz`` is not ready when the data dir's disk has less free space than this."""
+    registry_redirect_hosts: frozenset[str] = frozenset()
+    """Hosts (``host[:port]``) a registry may redirect reads to besides allowlisted registries,
+    e.g. the object storage serving its blobs; default none."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -260,6 +263,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "stage_deadlines": _deadlines,
     "shutdown_grace_seconds": _float,
     "min_free_bytes": _int,
+    "registry_redirect_hosts": _hosts,
 }
 
 _DEFAULTS: dict[str, str] = {
@@ -294,6 +298,7 @@ _DEFAULTS: dict[str, str] = {
     "stage_deadlines": "",
     "shutdown_grace_seconds": "30",
     "min_free_bytes": str(256 * 1024**2),
+    "registry_redirect_hosts": "",
 }
 
 

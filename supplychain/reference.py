@@ -80,12 +80,6 @@ class ImageReference:
             raise ReferenceError(f"no valid digest to pin {self}")
         return f"{self.name}@{value}"
 
-    def with_digest(self, digest: str) -> ImageReference:
-        """A copy of this reference pinned to ``digest``."""
-        if not DIGEST_RE.match(digest):
-            raise ReferenceError(f"invalid digest {digest!r}")
-        return ImageReference(self.registry, self.repository, self.tag, digest)
-
     def __str__(self) -> str:
         text = self.name
         if self.tag:

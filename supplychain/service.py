@@ -123,6 +123,7 @@ def build_service(
         insecure=settings.insecure_registries,
         cache=cache,
         credentials=docker_credentials(),
+        redirect_hosts=settings.registry_redirect_hosts,
     )
     trivy = TrivyRunner(
         settings.trivy_path,

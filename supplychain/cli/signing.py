@@ -75,6 +75,7 @@ def _client(image: str) -> tuple[Any, Any, bytes]:
         insecure=settings.insecure_registries,
         cache=BlobCache(settings.data_dir / "blobs", settings.blob_cache_bytes),
         credentials=docker_credentials(),
+        redirect_hosts=settings.registry_redirect_hosts,
     )
     try:
         manifest = client.get_manifest(ref.registry, ref.repository, ref.reference)

@@ -355,8 +355,20 @@ class VerdictChange(Base):
     announce_error: Mapped[str | None] = mapped_column(Text)
 
 
+class Payload(Base):
+    """A signature, attestation or bundle blob, stored once by its digest (rows refer to it)."""
+
+    __tablename__ = "payloads"
+
+    digest: Mapped[str] = mapped_column(Digest, primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Signature(Base):
-    """A signature found for an image, stored whole with what checking it showed."""
+    """A signature found for an image with what checking it showed; its blob is a
+    :class:`Payload` (``payload`` holds it inline only in rows written before payloads)."""
 
     __tablename__ = "signatures"
 
@@ -369,12 +381,14 @@ class Signature(Base):
     verified: Mapped[bool] = mapped_column(Boolean)
     signer: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    payload_digest: Mapped[str | None] = mapped_column(ForeignKey("payloads.digest"), index=True)
     found_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Attestation(Base):
-    """An attestation found for an image, stored whole with what checking it showed."""
+    """An attestation found for an image with what checking it showed; its envelope is a
+    :class:`Payload` (``envelope`` holds it inline only in rows written before payloads)."""
 
     __tablename__ = "attestations"
 
@@ -388,7 +402,8 @@ class Attestation(Base):
     verified: Mapped[bool] = mapped_column(Boolean)
     signer: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
-    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    envelope: Mapped[bytes | None] = mapped_column(LargeBinary)
+    payload_digest: Mapped[str | None] = mapped_column(ForeignKey("payloads.digest"), index=True)
     found_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -209,7 +209,8 @@ def record_facts(
 def _record_signatures(
     session: Session, image_id: int, scan_id: int, found: tuple[SignatureEvidence, ...]
 ) -> None:
-    """Signatures and attestations, each stored whole in its own table."""
+    """Signatures and attestations, each in its own table; their blobs once, in ``payloads``."""
+    stored: set[str] = set()
     for item in found:
         common = {
             "image_id": image_id,
@@ -220,15 +221,23 @@ def _record_signatures(
             "verified": item.verified,
             "signer": item.signer,
             "reason": item.reason,
+            "payload_digest": _store_payload(session, item.payload, stored),
         }
         if item.is_attestation:
-            session.add(
-                models.Attestation(
-                    **common, predicate_type=item.predicate_type, envelope=item.payload
-                )
-            )
+            session.add(models.Attestation(**common, predicate_type=item.predicate_type))
         else:
-            session.add(models.Signature(**common, payload=item.payload))
+            session.add(models.Signature(**common))
+
+
+def _store_payload(session: Session, data: bytes, stored: set[str]) -> str | None:
+    """The digest of ``data``, stored in ``payloads`` unless it is there (None when empty)."""
+    if not data:
+        return None
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    if digest not in stored:
+        insert_ignore(session, models.Payload, {"digest": digest, "size": len(data), "data": data})
+        stored.add(digest)
+    return digest
 
 
 def _finding_fields(finding: Finding) -> dict[str, object]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import Update, or_, select, update
 from sqlalchemy.orm import Session
@@ -302,7 +302,3 @@ class JobQueue:
             )
             .returning(Job.id)
         )
-
-    def next_run(self, session: Session, job_id: int) -> datetime | None:
-        """When a queued job may run next (for status pages and tests)."""
-        return session.scalar(select(Job.run_after).where(Job.id == job_id))

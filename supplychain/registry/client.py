@@ -3,10 +3,18 @@
 Every request first checks the registry host against the allowlist (before any network I/O) and
 the repository/reference against distribution's grammar. Plain HTTP is used for loopback hosts
 (``localhost``, 127.0.0.0/8, ``[::1]``, as Docker does) and for hosts listed as insecure; HTTPS
-otherwise. Redirects (registries send blob downloads to storage) are followed by hand, at most
-:data:`MAX_REDIRECTS`, only to URLs :func:`check_outbound_url` allows, and our ``Authorization``
-header goes only to the registry's own origin. 404 on a manifest or blob raises
-:class:`NotFoundError`; :meth:`RegistryClient.try_get_manifest` is the optional look-up.
+otherwise. Every connection goes to the address that was checked (see
+:mod:`~supplychain.registry.transport`): the host is resolved once, its addresses checked, and the
+connection made to that address while ``Host``, TLS SNI and certificate verification keep the name.
+
+Redirects (registries send blob downloads to object storage) are followed by hand for reads, at
+most :data:`MAX_REDIRECTS`, only to URLs :func:`check_outbound_url` allows, and only to the same
+``host:port``, another allowlisted registry, or a host the operator lists in ``redirect_hosts``
+(``SUPPLYCHAIN_REGISTRY_REDIRECT_HOSTS``, e.g. the registry's storage bucket host); anything else
+raises :class:`NotAllowedError`. Our ``Authorization`` header goes only to the registry's own
+origin. 404 on a manifest or blob raises :class:`NotFoundError`;
+:meth:`RegistryClient.try_get_manifest` is the optional look-up. :meth:`RegistryClient.send` is
+the one request-and-auth loop, used for writes (signature pushes) too.
 """
 
 from __future__ import annotations
@@ -33,7 +41,14 @@ from supplychain.registry.errors import (
     RegistryError,
     RegistryUnavailableError,
 )
-from supplychain.registry.network import check_outbound_url, is_loopback_host, read_limited
+from supplychain.registry.network import (
+    Resolver,
+    check_outbound_url,
+    is_loopback_host,
+    read_limited,
+    system_resolver,
+)
+from supplychain.registry.transport import checked_session
 
 __all__ = ["Descriptor", "Manifest", "RegistryClient"]
 
@@ -65,6 +80,9 @@ class Manifest:
     data: bytes
 
 
+_READS = ("GET", "HEAD")
+
+
 class _NoNetrc(requests.auth.AuthBase):
     """Keeps requests from adding ``~/.netrc`` credentials (they would follow redirects)."""
 
@@ -86,17 +104,20 @@ class RegistryClient:
         max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES,
         max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
         user_agent: str = "supplychain/0.1",
+        redirect_hosts: frozenset[str] = frozenset(),
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.allowed = frozenset(host.lower() for host in allowed)
         self.insecure = frozenset(host.lower() for host in insecure)
+        self.redirect_hosts = frozenset(host.lower() for host in redirect_hosts)
         self.cache = cache
         self.timeout = timeout
         self.max_manifest_bytes = max_manifest_bytes
         self.max_blob_bytes = max_blob_bytes
-        self.session = requests.Session()
+        plain = self.insecure | frozenset(h for h in self.allowed if is_loopback_host(h))
+        self.session = checked_session(plain_http_hosts=plain, resolver=resolver)
         self.session.auth = _NoNetrc()
         self.session.headers["User-Agent"] = user_agent
-        plain = self.insecure | frozenset(h for h in self.allowed if is_loopback_host(h))
         self.auth = Authenticator(
             self.session, credentials, timeout=timeout, plain_http_hosts=plain
         )
@@ -213,15 +234,34 @@ class RegistryClient:
     def _get(
         self, registry: str, repository: str, path: str, headers: dict[str, str]
     ) -> requests.Response:
-        """GET ``/v2/<repository>/<path>`` with auth (one challenge round) and checked redirects."""
+        return self.send("GET", registry, repository, path, headers=headers)
+
+    def send(
+        self,
+        method: str,
+        registry: str,
+        repository: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> requests.Response:
+        """One request to ``/v2/<repository>/<path>`` (or an absolute URL of the same origin).
+
+        Answers one auth challenge (scope ``pull`` for reads, ``pull,push`` otherwise); reads
+        follow checked redirects (module doc), writes follow none. The caller closes the response.
+        """
         base = self.base_url(registry)
         if not valid_repository(repository):
             raise RegistryError(f"invalid repository {repository[:255]!r}")
-        url = f"{base}/v2/{repository}/{path}"
-        scope = f"repository:{repository}:pull"
+        url = path if "://" in path else f"{base}/v2/{repository}/{path}"
+        if urlsplit(url)[:2] != urlsplit(base)[:2]:
+            raise NotAllowedError(f"registry sent us to another origin: {urlsplit(url).netloc}")
+        actions = "pull" if method in _READS else "pull,push"
+        scope = f"repository:{repository}:{actions}"
         authorization = self.auth.cached(registry, scope)
         for attempt in range(2):
-            response = self._follow(url, headers, authorization)
+            response = self._follow(method, url, headers or {}, data, authorization)
             if (
                 response.status_code != 401
                 or urlsplit(response.url).netloc != urlsplit(base).netloc
@@ -236,7 +276,12 @@ class RegistryClient:
         raise AuthError(f"{registry}/{repository}: unauthorized")
 
     def _follow(
-        self, url: str, headers: dict[str, str], authorization: str | None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        data: bytes | None,
+        authorization: str | None,
     ) -> requests.Response:
         origin = urlsplit(url)
         for _ in range(MAX_REDIRECTS + 1):
@@ -245,21 +290,42 @@ class RegistryClient:
             if authorization and (here.scheme, here.netloc) == (origin.scheme, origin.netloc):
                 sent["Authorization"] = authorization
             try:
-                response = self.session.get(
-                    url, headers=sent, timeout=self.timeout, stream=True, allow_redirects=False
+                response = self.session.request(
+                    method,
+                    url,
+                    headers=sent,
+                    data=data,
+                    timeout=self.timeout,
+                    stream=True,
+                    allow_redirects=False,
                 )
             except requests.RequestException as exc:
                 raise RegistryUnavailableError(
-                    f"GET {here.netloc}{here.path} failed: {type(exc).__name__}"
+                    f"{method} {here.netloc}{here.path} failed: {type(exc).__name__}"
                 ) from None
             location = response.headers.get("Location")
-            if response.status_code not in _REDIRECTS or not location:
+            if method not in _READS or response.status_code not in _REDIRECTS or not location:
                 return response
             response.close()
             url = urljoin(url, location)
-            check_outbound_url(url, plain_http_hosts=self.insecure)
+            self._check_redirect(origin.netloc, url)
             log.debug("following redirect", extra={"host": urlsplit(url).netloc})
         raise RegistryError(f"too many redirects from {origin.netloc}{origin.path}")
+
+    def _check_redirect(self, origin: str, url: str) -> None:
+        """A redirect stays on ``origin`` or goes to an allowlisted registry or redirect host."""
+        check_outbound_url(url, plain_http_hosts=self.insecure)
+        parts = urlsplit(url)
+        netloc = parts.netloc.lower()
+        default = ":443" if parts.scheme == "https" else ":80"
+        names = {netloc, netloc.removesuffix(default)}
+        api_hosts = {_API_HOSTS.get(host, host) for host in self.allowed}
+        if names & ({origin.lower()} | self.allowed | api_hosts | self.redirect_hosts):
+            return
+        raise NotAllowedError(
+            f"refusing redirect from {origin} to {netloc[:255]}: not an allowlisted registry "
+            "or redirect host"
+        )
 
     @staticmethod
     def _check_status(response: requests.Response, what: str) -> None:

@@ -24,6 +24,7 @@ import requests
 
 from supplychain.registry.errors import NotAllowedError
 from supplychain.registry.network import check_outbound_url
+from supplychain.registry.transport import checked_session
 
 __all__ = ["AnnounceError", "Announcer", "LogAnnouncer", "Revocation", "WebhookAnnouncer"]
 
@@ -99,7 +100,7 @@ class WebhookAnnouncer(LogAnnouncer):
         self.attempts = max(1, attempts)
         self.timeout = timeout
         self.backoff = backoff
-        self._session = session or requests.Session()
+        self._session = session or checked_session()
 
     def __repr__(self) -> str:  # never shows the URL (it may carry a token) or the secret
         return f"WebhookAnnouncer(host={self.host!r})"

@@ -9,10 +9,11 @@ we maintain the fallback index under the tag ``sha256-<hex>`` (distribution-spec
 
 Reads go through :class:`~supplychain.registry.RegistryClient`, so manifests fetched by digest
 and every blob are verified against their digests; a referrers API answer is only a list, and
-each manifest it names is then fetched by digest. Writes reuse the client's allowlist, HTTP
-session and authenticator (scope ``pull,push``). oras-py is not used: its ``upload_manifest``
-re-serialises the document, always sends the image-manifest media type and rejects indexes, and
-its token flow follows the registry's realm without our outbound-URL checks.
+each manifest it names is then fetched by digest. Writes go through the client's one
+request-and-auth loop (:meth:`~supplychain.registry.RegistryClient.send`, scope ``pull,push``).
+oras-py is not used: its ``upload_manifest`` re-serialises the document, always sends the
+image-manifest media type and rejects indexes, and its token flow follows the registry's realm
+without our outbound-URL checks.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from supplychain.registry.network import read_limited
 
 __all__ = [
     "EMPTY_CONFIG",
+    "MAX_LAYERS",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_REFERRERS",
     "Referrer",
     "SignatureStore",
     "StorageError",
@@ -44,8 +48,11 @@ __all__ = [
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_CONFIG = b"{}"
 MAX_LAYERS = 64
+"""Layers kept in a ``.sig``/``.att`` manifest we write, and checked in one we read."""
 MAX_REFERRERS = 256
-MAX_LAYER_BYTES = 16 * 1024 * 1024
+"""Referrer manifests fetched for one image."""
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+"""Size cap of one signature, attestation or bundle blob (simple-signing and DSSE are small)."""
 
 
 class StorageError(Exception):
@@ -232,110 +239,69 @@ class SignatureStore:
         headers: dict[str, str] | None = None,
         data: bytes | None = None,
     ) -> requests.Response:
-        """One request to ``/v2/<repo>/<path>`` (or an absolute same-origin URL), with auth.
-
-        Reads ask for scope ``pull``, writes for ``pull,push``.
-        """
+        """One request through the client's request-and-auth loop (its allowlist, checked
+        addresses and tokens; scope ``pull`` for reads, ``pull,push`` for writes)."""
         with _registry(f"{method} on {target.registry}"):
-            return self._request(method, target, path, headers, data)
-
-    def _request(
-        self,
-        method: str,
-        target: ImageTarget,
-        path: str,
-        headers: dict[str, str] | None,
-        data: bytes | None,
-    ) -> requests.Response:
-        base = self.client.base_url(target.registry)
-        url = path if "://" in path else f"{base}/v2/{target.repository}/{path}"
-        if urlsplit(url)[:2] != urlsplit(base)[:2]:
-            raise StorageError(f"registry sent us to another origin: {urlsplit(url).netloc}")
-        actions = "pull" if method in ("GET", "HEAD") else "pull,push"
-        scope = f"repository:{target.repository}:{actions}"
-        auth = self.client.auth
-        authorization = auth.cached(target.registry, scope)
-        for attempt in range(2):
-            sent = dict(headers or {})
-            if authorization:
-                sent["Authorization"] = authorization
-            try:
-                response = self.client.session.request(
-                    method,
-                    url,
-                    headers=sent,
-                    data=data,
-                    timeout=self.client.timeout,
-                    allow_redirects=False,
-                    stream=True,
-                )
-            except requests.RequestException as exc:
-                raise StorageError(
-                    f"{method} {urlsplit(url).path} failed: {type(exc).__name__}"
-                ) from None
-            challenge = response.headers.get("WWW-Authenticate", "")
-            if response.status_code != 401 or attempt == 1 or not challenge:
-                return response
-            response.close()
-            auth.forget(target.registry, scope)
-            authorization = auth.authorize(target.registry, scope, challenge)
-        raise AssertionError("unreachable")  # pragma: no cover
+            return self.client.send(
+                method, target.registry, target.repository, path, headers=headers, data=data
+            )
 
     # -- reading ----------------------------------------------------------------------------
 
     def tag_layers(
         self, target: ImageTarget, suffix: str
     ) -> tuple[Manifest, tuple[dict[str, Any], ...]] | None:
-        """The ``.<suffix>`` tag's manifest and its layer descriptors, or None when absent."""
+        """The ``.<suffix>`` tag's manifest and all its layer descriptors, or None when absent.
+
+        The list is bounded by the manifest size limit; callers apply their own caps.
+        """
         tag = tag_for(target.digest, suffix)
         with _registry(f"looking up {tag}"):
             manifest = self.client.try_get_manifest(target.registry, target.repository, tag)
         if manifest is None:
             return None
-        layers = _json(manifest.data).get("layers", [])
-        if not isinstance(layers, list):
-            layers = []
-        return manifest, tuple(d for d in layers[:MAX_LAYERS] if isinstance(d, dict))
+        return manifest, _layers(_json(manifest.data))
 
     def referrers(self, target: ImageTarget) -> tuple[Referrer, ...]:
-        """Artifacts whose subject is ``target``: referrers API, else the fallback tag."""
-        listed, via = self._referrers_api(target), "referrers-api"
-        if listed is None:
-            via = "referrers-tag"
-            with _registry("looking up the referrers tag"):
-                index = self.client.try_get_manifest(
-                    target.registry, target.repository, fallback_tag(target.digest)
-                )
-            listed = _json(index.data).get("manifests", []) if index is not None else []
-        found: list[Referrer] = []
-        for entry in (listed if isinstance(listed, list) else [])[:MAX_REFERRERS]:
-            digest = entry.get("digest") if isinstance(entry, dict) else None
-            if not isinstance(digest, str):
-                continue
-            try:
-                manifest = self.client.get_manifest(target.registry, target.repository, digest)
-            except NotFoundError:
-                continue
-            except RegistryError as exc:
-                raise StorageError(f"fetching referrer {digest[:80]}: {exc}") from None
-            document = _json(manifest.data)
-            subject = document.get("subject")
-            if not isinstance(subject, dict) or subject.get("digest") != target.digest:
-                continue  # an index entry may claim anything; the manifest must say so
-            config = document.get("config")
-            kind = document.get("artifactType") or (
-                config.get("mediaType") if isinstance(config, dict) else None
+        """Artifacts whose subject is ``target`` (the first :data:`MAX_REFERRERS` listed)."""
+        listed, via = self.referrer_listing(target)
+        found = (self.fetch_referrer(target, entry, via) for entry in listed[:MAX_REFERRERS])
+        return tuple(referrer for referrer in found if referrer is not None)
+
+    def referrer_listing(self, target: ImageTarget) -> tuple[list[Any], str]:
+        """The entries listing referrers of ``target`` and where the list came from: the
+        referrers API, else the fallback tag (``referrers-api`` / ``referrers-tag``)."""
+        listed = self._referrers_api(target)
+        if listed is not None:
+            return listed, "referrers-api"
+        with _registry("looking up the referrers tag"):
+            index = self.client.try_get_manifest(
+                target.registry, target.repository, fallback_tag(target.digest)
             )
-            layers = document.get("layers")
-            found.append(
-                Referrer(
-                    manifest,
-                    str(kind or ""),
-                    tuple(d for d in (layers or [])[:MAX_LAYERS] if isinstance(d, dict)),
-                    via,
-                )
-            )
-        return tuple(found)
+        entries = _json(index.data).get("manifests", []) if index is not None else []
+        return (entries if isinstance(entries, list) else []), "referrers-tag"
+
+    def fetch_referrer(self, target: ImageTarget, entry: Any, via: str) -> Referrer | None:
+        """The manifest a listing ``entry`` names, fetched by digest; None when it is gone,
+        malformed, or its own ``subject`` is not ``target`` (a listing may claim anything)."""
+        digest = entry.get("digest") if isinstance(entry, dict) else None
+        if not isinstance(digest, str):
+            return None
+        try:
+            manifest = self.client.get_manifest(target.registry, target.repository, digest)
+        except NotFoundError:
+            return None
+        except RegistryError as exc:
+            raise StorageError(f"fetching referrer {digest[:80]}: {exc}") from None
+        document = _json(manifest.data)
+        subject = document.get("subject")
+        if not isinstance(subject, dict) or subject.get("digest") != target.digest:
+            return None
+        config = document.get("config")
+        kind = document.get("artifactType") or (
+            config.get("mediaType") if isinstance(config, dict) else None
+        )
+        return Referrer(manifest, str(kind or ""), _layers(document), via)
 
     def _referrers_api(self, target: ImageTarget) -> list[Any] | None:
         """The referrers API's list, or None when the registry has no such API (404)."""
@@ -355,13 +321,18 @@ class SignatureStore:
         digest, size = descriptor.get("digest"), descriptor.get("size")
         if not isinstance(digest, str) or not isinstance(size, int) or isinstance(size, bool):
             raise StorageError("layer descriptor lacks digest or size")
-        if size > MAX_LAYER_BYTES:
-            raise StorageError(f"layer of {size} bytes is over {MAX_LAYER_BYTES}")
+        if size > MAX_PAYLOAD_BYTES:
+            raise StorageError(f"payload of {size} bytes is over the cap of {MAX_PAYLOAD_BYTES}")
         try:
             path = self.client.get_blob(target.registry, target.repository, digest, size)
         except RegistryError as exc:
             raise StorageError(f"layer {digest[:80]} not fetched: {exc}") from None
         return path.read_bytes()
+
+
+def _layers(document: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    layers = document.get("layers")
+    return tuple(d for d in layers if isinstance(d, dict)) if isinstance(layers, list) else ()
 
 
 def _json(data: bytes) -> dict[str, Any]:

@@ -11,16 +11,18 @@ may be used by policy. A lookup failure raises :class:`~supplychain.interface.Ve
 
 Evidence ``kind``: ``cosign-tag`` (``.sig`` signature), ``sigstore-bundle`` (a referrer bundle
 signing the image), ``attestation:att-tag`` and ``attestation:referrer``; for attestations the
-``reason`` starts with the predicate type followed by ``": "``.
+``reason`` starts with the predicate type followed by ``": "`` (except evidence that was not
+read: over a cap of :mod:`supplychain.stages.sigfetch`, or not fetched).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,8 @@ from supplychain.signatures.sigstore_verify import (
     verify_cosign_keyless,
 )
 from supplychain.signatures.statements import COSIGN_SIGN, KNOWN_PREDICATES, read_statement
-from supplychain.signatures.storage import SignatureStore, StorageError, tag_for
+from supplychain.signatures.storage import MAX_REFERRERS, SignatureStore, StorageError, tag_for
+from supplychain.stages.sigfetch import Fetches, Found, unverified
 
 __all__ = ["BUNDLE_TYPES", "SignatureVerifier", "TrustPolicy"]
 
@@ -81,23 +84,6 @@ class TrustPolicy:
         return cls(keys=keys, **options)
 
 
-@dataclass(frozen=True)
-class _Found:
-    """One fetched signature or attestation blob, before checking."""
-
-    kind: str
-    """Evidence kind (see the module doc)."""
-    reference: str
-    """Where it was found."""
-    digest: str
-    """Digest of the blob (a verified layer)."""
-    blob: bytes
-    """The blob's bytes."""
-
-
-_Check = Callable[[ImageTarget, _Found, dict[str, Any]], SignatureEvidence]
-
-
 class SignatureVerifier(Verifier):
     """Finds and checks cosign signatures, attestations and Sigstore bundles (module doc)."""
 
@@ -109,56 +95,59 @@ class SignatureVerifier(Verifier):
         return self.verify_target(image.target, image.manifest)
 
     def verify_target(self, target: ImageTarget, manifest: bytes) -> tuple[SignatureEvidence, ...]:
-        """Check everything stored for ``target`` whose manifest bytes are ``manifest``."""
+        """Check everything stored for ``target`` whose manifest bytes are ``manifest``.
+
+        Reads go through one :class:`~supplychain.stages.sigfetch.Fetches`: each blob once,
+        within the caps on signatures and payload bytes.
+        """
+        fetches = Fetches(self.store, target)
         found: list[SignatureEvidence] = []
         try:
-            found += self._tag(target, cosign.SIGNATURE_SUFFIX, self._simple_signing)
-            found += self._tag(target, cosign.ATTESTATION_SUFFIX, self._attestation_layer)
-            for referrer in self.store.referrers(target):
-                where = f"{target.registry}/{target.repository}@{referrer.manifest.digest}"
-                for layer in referrer.layers:
-                    if str(layer.get("mediaType", "")) in BUNDLE_TYPES:
-                        item = self._read(target, "sigstore-bundle", where, layer)
-                        found.append(
-                            item
-                            if isinstance(item, SignatureEvidence)
-                            else self._bundle(target, manifest, item)
-                        )
+            for suffix, kind, check in (
+                (cosign.SIGNATURE_SUFFIX, "cosign-tag", self._simple_signing),
+                (cosign.ATTESTATION_SUFFIX, "attestation:att-tag", self._attestation_layer),
+            ):
+                stored = self.store.tag_layers(target, suffix)
+                if stored is not None:
+                    tag = tag_for(target.digest, suffix)
+                    where = f"{target.registry}/{target.repository}:{tag}@{stored[0].digest}"
+                    found += fetches.check_layers(
+                        kind, where, stored[1], functools.partial(check, target)
+                    )
+            found += self._referrers(target, manifest, fetches)
         except StorageError as exc:
             raise VerifyError(f"looking up signatures of {target.pinned}: {exc}") from None
         return tuple(found)
 
-    # -- lookup -----------------------------------------------------------------------------
-
-    def _tag(self, target: ImageTarget, suffix: str, check: _Check) -> list[SignatureEvidence]:
-        stored = self.store.tag_layers(target, suffix)
-        if stored is None:
-            return []
-        manifest, layers = stored
-        tag = tag_for(target.digest, suffix)
-        where = f"{target.registry}/{target.repository}:{tag}@{manifest.digest}"
-        results: list[SignatureEvidence] = []
-        kind = "cosign-tag" if suffix == cosign.SIGNATURE_SUFFIX else "attestation:att-tag"
-        for layer in layers:
-            item = self._read(target, kind, where, layer)
-            found = item if isinstance(item, SignatureEvidence) else check(target, item, layer)
-            results.append(found)
-        return results
-
-    def _read(
-        self, target: ImageTarget, kind: str, where: str, layer: dict[str, Any]
-    ) -> _Found | SignatureEvidence:
-        """The layer's bytes, or evidence that it could not be fetched (kept as a failure)."""
-        digest = str(layer.get("digest", ""))[:80]
-        try:
-            return _Found(kind, where, digest, self.store.read_layer(target, layer))
-        except StorageError as exc:
-            return SignatureEvidence(kind, where, digest, False, f"not fetched: {exc}")
+    def _referrers(
+        self, target: ImageTarget, manifest: bytes, fetches: Fetches
+    ) -> list[SignatureEvidence]:
+        listed, via = self.store.referrer_listing(target)
+        found: list[SignatureEvidence] = []
+        if len(listed) > MAX_REFERRERS:
+            where = f"{target.registry}/{target.repository} ({via})"
+            reason = f"{len(listed) - MAX_REFERRERS} more referrers not checked: over the cap"
+            found.append(unverified("sigstore-bundle", where, "", f"{reason} of {MAX_REFERRERS}"))
+        for entry in listed[:MAX_REFERRERS]:
+            if fetches.full:
+                break
+            referrer = self.store.fetch_referrer(target, entry, via)
+            if referrer is None:
+                continue
+            where = f"{target.registry}/{target.repository}@{referrer.manifest.digest}"
+            bundles = [x for x in referrer.layers if str(x.get("mediaType", "")) in BUNDLE_TYPES]
+            found += fetches.check_layers(
+                "sigstore-bundle",
+                where,
+                bundles,
+                lambda item, _: self._bundle(target, manifest, item),
+            )
+        return found
 
     # -- checks -----------------------------------------------------------------------------
 
     def _simple_signing(
-        self, target: ImageTarget, item: _Found, layer: dict[str, Any]
+        self, target: ImageTarget, item: Found, layer: dict[str, Any]
     ) -> SignatureEvidence:
         if layer.get("mediaType") != cosign.SIMPLESIGNING_TYPE:
             return _result(item, False, f"layer type {str(layer.get('mediaType'))[:80]} ignored")
@@ -228,7 +217,7 @@ class SignatureVerifier(Verifier):
         return None, "; ".join(reasons)[:1000] or "certificate does not verify"
 
     def _attestation_layer(
-        self, target: ImageTarget, item: _Found, layer: dict[str, Any]
+        self, target: ImageTarget, item: Found, layer: dict[str, Any]
     ) -> SignatureEvidence:
         if layer.get("mediaType") != cosign.DSSE_TYPE:
             return _result(item, False, f"layer type {str(layer.get('mediaType'))[:80]} ignored")
@@ -258,7 +247,7 @@ class SignatureVerifier(Verifier):
     def _statement(
         self,
         target: ImageTarget,
-        item: _Found,
+        item: Found,
         payload_type: str | None,
         payload: bytes | None,
         signer: str | None,
@@ -272,7 +261,7 @@ class SignatureVerifier(Verifier):
             statement = None
         predicate = statement.predicate_type if statement else "unknown"
         kind = "sigstore-bundle" if predicate == COSIGN_SIGN else attestation
-        labelled = _Found(kind, item.reference, item.digest, item.blob)
+        labelled = Found(kind, item.reference, item.digest, item.blob)
         prefix = "" if kind == "sigstore-bundle" else f"{predicate[:200]}: "
         ptype = None if kind == "sigstore-bundle" else predicate[:512]
         if signer is None:
@@ -290,7 +279,7 @@ class SignatureVerifier(Verifier):
             return _result(labelled, False, prefix + "unknown predicate type", signer, ptype)
         return _result(labelled, True, prefix + f"verified: {why}", signer, ptype)
 
-    def _bundle(self, target: ImageTarget, manifest: bytes, item: _Found) -> SignatureEvidence:
+    def _bundle(self, target: ImageTarget, manifest: bytes, item: Found) -> SignatureEvidence:
         try:
             bundle = json.loads(item.blob)
             material = bundle["verificationMaterial"]
@@ -312,7 +301,7 @@ class SignatureVerifier(Verifier):
         return self._bundle_keyless(target, manifest, item, "dsseEnvelope" in bundle)
 
     def _message_with_keys(
-        self, target: ImageTarget, manifest: bytes, item: _Found, bundle: dict[str, Any]
+        self, target: ImageTarget, manifest: bytes, item: Found, bundle: dict[str, Any]
     ) -> SignatureEvidence:
         try:
             signature = base64.b64decode(bundle["messageSignature"]["signature"], validate=True)
@@ -326,7 +315,7 @@ class SignatureVerifier(Verifier):
         return _result(item, False, "message signature does not verify with any trusted key")
 
     def _bundle_keyless(
-        self, target: ImageTarget, manifest: bytes, item: _Found, is_dsse: bool
+        self, target: ImageTarget, manifest: bytes, item: Found, is_dsse: bool
     ) -> SignatureEvidence:
         if not self.trust.identities:
             return _result(item, False, "certificate-signed, not verified: no identity policy")
@@ -354,7 +343,7 @@ class SignatureVerifier(Verifier):
 
 
 def _result(
-    item: _Found,
+    item: Found,
     verified: bool,
     reason: str,
     signer: str | None = None,

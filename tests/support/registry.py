@@ -16,6 +16,7 @@ import http.client
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -105,13 +106,15 @@ class Registry:
         notifications: Sequence[Endpoint] = (),
         htpasswd: Mapping[str, str] | None = None,
         token: TokenAuth | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.root = root
+        self.tls = tls
         self.root.mkdir(parents=True, exist_ok=True)
         self.storage = root / "data"
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
+        self.url = f"{'https' if tls else 'http'}://{self.host}"
         self.notifications = notifications
         self.htpasswd = htpasswd
         self.token = token
@@ -128,6 +131,8 @@ class Registry:
             },
             "http": {"addr": self.host, "secret": uuid.uuid4().hex},
         }
+        if self.tls is not None:
+            config["http"]["tls"] = {"certificate": str(self.tls[0]), "key": str(self.tls[1])}
         if self.notifications:
             config["notifications"] = {
                 "endpoints": [
@@ -174,7 +179,15 @@ class Registry:
         return self
 
     def _answers(self) -> bool:
-        conn = http.client.HTTPConnection(self.host, timeout=2)
+        conn = (
+            http.client.HTTPSConnection(
+                self.host,
+                timeout=2,
+                context=ssl._create_unverified_context(),  # noqa: S323
+            )
+            if self.tls
+            else http.client.HTTPConnection(self.host, timeout=2)
+        )
         try:
             conn.request("GET", "/v2/")
             return conn.getresponse().status in (200, 401)
