@@ -25,6 +25,8 @@ from registry_hooks.sns import CONFIRMATION_TYPES, SnsVerifier, check_subscribe_
 log = logging.getLogger(__name__)
 
 ACTIONS = {"PUSH": "push", "DELETE": "delete"}
+MAX_MESSAGE = 256 * 1024
+"""SNS messages are at most 256 KiB."""
 
 
 class EcrAdapter(HookAdapter):
@@ -67,9 +69,10 @@ class EcrAdapter(HookAdapter):
         if kind in CONFIRMATION_TYPES or kind != "Notification":
             reason = f"SNS message type {kind!r} carries no event"
             return Delivery(ignored=(reason,), delivery_id=message_id, signed_at=signed_at)
-        inner = load_object(
-            (text(message.get("Message"), "Message", 256 * 1024) or "").encode(), "SNS Message"
-        )
+        raw = message.get("Message")  # a JSON document: newlines allowed, its strings checked
+        if not isinstance(raw, str) or len(raw) > MAX_MESSAGE:
+            raise HookError(f"SNS Message must be a string of at most {MAX_MESSAGE} characters")
+        inner = load_object(raw.encode(), "SNS Message")
         return self._event(inner, message_id, signed_at, extra)
 
     def _event(

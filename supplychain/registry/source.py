@@ -6,10 +6,12 @@ queues each platform manifest as its own target.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
+from registry_hooks.grammar import GrammarError, check_text
 from supplychain.interface import ImageSource, ImageTarget, Layer, PulledImage, SourceError
 from supplychain.jsonutil import json_object
 from supplychain.mediatypes import (
@@ -23,11 +25,18 @@ from supplychain.registry.client import RegistryClient
 from supplychain.registry.errors import BlobTooLargeError, NotAnImageError, RegistryError
 from supplychain.registry.layout import write_layout
 
-__all__ = ["MAX_CONFIG_BYTES", "MAX_LAYERS", "RegistrySource", "platform_manifests"]
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "MAX_LAYERS",
+    "RegistrySource",
+    "image_manifest",
+    "platform_manifests",
+]
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 MAX_LAYERS = 1000
 ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
+_PLATFORM_PART = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
 
 
 class RegistrySource(ImageSource):
@@ -47,14 +56,7 @@ class RegistrySource(ImageSource):
             raise RegistryError(
                 f"{target.pinned}: unsupported manifest type {manifest.media_type[:100]!r}"
             )
-        document = json_object(manifest.data, f"manifest {target.pinned}", RegistryError)
-        config_desc = _descriptor(document.get("config"), "config")
-        layer_list = document.get("layers")
-        if document.get("schemaVersion") != 2 or not isinstance(layer_list, list):
-            raise RegistryError(f"{target.pinned}: not a schema 2 image manifest")
-        if len(layer_list) > MAX_LAYERS:
-            raise RegistryError(f"{target.pinned}: {len(layer_list)} layers, over {MAX_LAYERS}")
-        layer_descs = [_descriptor(item, "layer") for item in layer_list]
+        document, config_desc, layer_descs = image_manifest(manifest.data, target.pinned)
         _require_image(target, document, config_desc[0], [d[0] for d in layer_descs])
         if config_desc[2] > MAX_CONFIG_BYTES:
             raise BlobTooLargeError(
@@ -99,6 +101,21 @@ class RegistrySource(ImageSource):
             layers=tuple(layers),
             layout_dir=work,
         )
+
+
+def image_manifest(
+    data: bytes, where: str
+) -> tuple[dict[str, object], tuple[str, str, int], list[tuple[str, str, int]]]:
+    """``(document, config, layers)`` of a schema 2 image manifest; each descriptor is
+    ``(mediaType, digest, size)``, validated. :class:`RegistryError` for anything else."""
+    document = json_object(data, f"manifest {where}", RegistryError)
+    config_desc = _descriptor(document.get("config"), "config")
+    layer_list = document.get("layers")
+    if document.get("schemaVersion") != 2 or not isinstance(layer_list, list):
+        raise RegistryError(f"{where}: not a schema 2 image manifest")
+    if len(layer_list) > MAX_LAYERS:
+        raise RegistryError(f"{where}: {len(layer_list)} layers, over {MAX_LAYERS}")
+    return document, config_desc, [_descriptor(item, "layer") for item in layer_list]
 
 
 def _require_image(
@@ -156,6 +173,10 @@ def _descriptor(value: object, what: str) -> tuple[str, str, int]:
     media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
     if not isinstance(media_type, str) or not isinstance(digest, str):
         raise RegistryError(f"malformed {what} descriptor")
+    try:
+        check_text(media_type, f"{what} mediaType", 255)
+    except GrammarError as exc:
+        raise RegistryError(str(exc)) from None
     check_digest(digest)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise RegistryError(f"{what} {digest}: invalid size")
@@ -163,14 +184,18 @@ def _descriptor(value: object, what: str) -> tuple[str, str, int]:
 
 
 def _platform(value: object) -> str | None:
-    """``os/architecture[/variant]`` of a config or index platform object, when it states one."""
+    """``os/architecture[/variant]`` of a config or index platform object, when it states one.
+
+    Each part must be a short word (``[A-Za-z0-9._-]{1,64}``): the platform is stored, shown and
+    matched against ``--platform``, so a slash, newline or bidi override in it is an error.
+    """
     if not isinstance(value, dict):
         return None
     os_name, arch, variant = value.get("os"), value.get("architecture"), value.get("variant")
     if not isinstance(os_name, str) or not isinstance(arch, str) or not os_name or not arch:
         return None
-    return (
-        f"{os_name}/{arch}/{variant}"
-        if isinstance(variant, str) and variant
-        else f"{os_name}/{arch}"
-    )
+    parts = [os_name, arch] + ([variant] if isinstance(variant, str) and variant else [])
+    for part in parts:
+        if _PLATFORM_PART.fullmatch(part) is None:
+            raise RegistryError(f"platform field {part[:64]!a} is not a platform name")
+    return "/".join(parts)
