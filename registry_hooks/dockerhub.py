@@ -14,20 +14,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from registry_hooks._common import child, load_object, make_event, text, unix_time
-from registry_hooks.auth import bearer_matches
+from registry_hooks.auth import BearerTokenAuth
 from registry_hooks.interface import RESOLVE_DIGEST, Delivery, HookAdapter, HookError
 
 REGISTRY = "docker.io"
 """Docker Hub's registry name, as image references write it."""
 
 
-class DockerHubAdapter(HookAdapter):
+class DockerHubAdapter(BearerTokenAuth, HookAdapter):
     """Adapter for Docker Hub push webhooks (unsigned, tag only)."""
 
     name = "dockerhub"
-
-    def authenticate(self, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
-        return bearer_matches(headers, secret)
 
     def read(self, headers: Mapping[str, str], body: bytes) -> Delivery:
         payload = load_object(body)

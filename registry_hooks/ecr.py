@@ -13,16 +13,14 @@ in the topic's region, is in :attr:`Delivery.confirm_url` for the operator or th
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from registry_hooks._common import child, iso_time, load_object, make_event, text
+from registry_hooks.auth import passes
 from registry_hooks.interface import Delivery, HookAdapter, HookError
 from registry_hooks.sns import CONFIRMATION_TYPES, SnsVerifier, check_subscribe_url
-
-log = logging.getLogger(__name__)
 
 ACTIONS = {"PUSH": "push", "DELETE": "delete"}
 MAX_MESSAGE = 256 * 1024
@@ -38,16 +36,14 @@ class EcrAdapter(HookAdapter):
         self.verifier = verifier
 
     def authenticate(self, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
-        try:
+        def check() -> None:
             message = load_object(body)
             sent_type = headers.get("x-amz-sns-message-type")
             if sent_type is not None and sent_type != message.get("Type"):
                 raise HookError("x-amz-sns-message-type does not match the message Type")
             self.verifier.verify(message)
-        except HookError as exc:
-            log.warning("SNS message refused: %s", exc)
-            return False
-        return True
+
+        return passes("SNS message", check)
 
     def read(self, headers: Mapping[str, str], body: bytes) -> Delivery:
         message = load_object(body)

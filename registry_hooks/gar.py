@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 from collections.abc import Mapping
 
 from registry_hooks._common import child, iso_time, load_object, make_event, split_reference, text
+from registry_hooks.auth import bearer_token, passes
 from registry_hooks.interface import RESOLVE_DIGEST, Delivery, HookAdapter, HookError
 from registry_hooks.oidc import PushTokenVerifier
-
-log = logging.getLogger(__name__)
 
 MAX_DATA = 64 * 1024
 
@@ -35,15 +33,8 @@ class GarAdapter(HookAdapter):
         self.verifier = verifier
 
     def authenticate(self, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return False
-        try:
-            self.verifier.verify(token.strip())
-        except HookError as exc:
-            log.warning("Pub/Sub push refused: %s", exc)
-            return False
-        return True
+        token = bearer_token(headers)
+        return token is not None and passes("Pub/Sub push", lambda: self.verifier.verify(token))
 
     def read(self, headers: Mapping[str, str], body: bytes) -> Delivery:
         envelope = load_object(body)

@@ -27,7 +27,7 @@ from registry_hooks._common import (
     text,
     unix_time,
 )
-from registry_hooks.auth import bearer_matches
+from registry_hooks.auth import BearerTokenAuth
 from registry_hooks.grammar import valid_digest
 from registry_hooks.interface import Delivery, HookAdapter, HookError, HookEvent
 
@@ -39,13 +39,10 @@ ACTIONS: dict[str, Literal["push", "delete"]] = {
 }
 
 
-class HarborAdapter(HookAdapter):
+class HarborAdapter(BearerTokenAuth, HookAdapter):
     """Adapter for Harbor's artifact push and delete notifications."""
 
     name = "harbor"
-
-    def authenticate(self, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
-        return bearer_matches(headers, secret)
 
     def read(self, headers: Mapping[str, str], body: bytes) -> Delivery:
         payload = load_object(body)

@@ -15,17 +15,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from registry_hooks._common import MAX_ITEMS, load_object, make_event, split_reference, text
-from registry_hooks.auth import bearer_matches
+from registry_hooks.auth import BearerTokenAuth
 from registry_hooks.interface import RESOLVE_DIGEST, Delivery, HookAdapter, HookError
 
 
-class QuayAdapter(HookAdapter):
+class QuayAdapter(BearerTokenAuth, HookAdapter):
     """Adapter for Quay ``repo_push`` notifications (unsigned, tags only)."""
 
     name = "quay"
-
-    def authenticate(self, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
-        return bearer_matches(headers, secret)
 
     def read(self, headers: Mapping[str, str], body: bytes) -> Delivery:
         payload = load_object(body)
