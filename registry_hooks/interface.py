@@ -1,21 +1,34 @@
 """The interface every registry webhook adapter implements.
 
-An adapter turns one webhook request into push events. It never fetches anything: the pull
-target is built later from the service's registry allowlist, not from URLs in the payload.
+An adapter turns one webhook request into a :class:`Delivery`: normalised push and delete
+events, and a reason for everything it ignored. It never fetches anything named by a payload:
+the pull target is built later from the service's registry allowlist. Every string in an event
+has passed :mod:`registry_hooks.grammar` (no control or bidi characters, reference grammar).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
 
-from supplychain.mediatypes import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES
+from registry_hooks.mediatypes import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES
 
-__all__ = ["HookAdapter", "HookError", "PushEvent"]
+__all__ = [
+    "RESOLVE_DIGEST",
+    "Delivery",
+    "HookAdapter",
+    "HookError",
+    "HookEvent",
+    "PushEvent",
+]
 
 MANIFEST_TYPES = frozenset(MANIFEST_MEDIA_TYPES)
 INDEX_TYPES = frozenset(INDEX_MEDIA_TYPES)
+RESOLVE_DIGEST = "resolve the digest at the registry before use"
+"""The note on an event that names a tag only: the tag may have moved since."""
 
 
 class HookError(ValueError):
@@ -23,8 +36,8 @@ class HookError(ValueError):
 
 
 @dataclass(frozen=True)
-class PushEvent:
-    """A manifest or index pushed to a registry, as a webhook reported it."""
+class HookEvent:
+    """One manifest or index pushed to, or deleted from, a registry, as a webhook reported it."""
 
     event_id: str | None
     """The sender's id for the event, used to drop repeated deliveries."""
@@ -35,9 +48,19 @@ class PushEvent:
     digest: str | None
     """Manifest digest, when the payload carries one (some formats only name tags)."""
     tag: str | None
-    """Tag pushed, if any."""
+    """Tag pushed or deleted, if any."""
     media_type: str | None
     """Manifest media type, when given."""
+    action: Literal["push", "delete"] = "push"
+    """``push`` becomes a scan job; ``delete`` is recorded, never scanned."""
+    actor: str | None = None
+    """Who pushed or deleted, as the sender names them (display only)."""
+    time: datetime | None = None
+    """When it happened, as the sender says (UTC); signed only where :attr:`Delivery.signed_at`."""
+    source: str = ""
+    """Name of the adapter that read the event."""
+    note: str | None = None
+    """What the consumer must do before use (:data:`RESOLVE_DIGEST` for tag-only events)."""
 
     @property
     def is_index(self) -> bool:
@@ -52,6 +75,39 @@ class PushEvent:
         return "image" if self.media_type in MANIFEST_TYPES else "manifest"
 
 
+PushEvent = HookEvent
+"""The name this type had when adapters reported pushes only."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Everything one webhook request said."""
+
+    events: tuple[HookEvent, ...] = ()
+    """Pushes and deletions, in payload order."""
+    ignored: tuple[str, ...] = ()
+    """Why each part of the payload that is not an event was ignored; never empty when
+    :attr:`events` is."""
+    delivery_id: str | None = None
+    """The sender's id for the whole request (``X-GitHub-Delivery``, SNS ``MessageId``…)."""
+    signed_at: datetime | None = None
+    """The send time covered by the sender's signature, when it signs one (SNS ``Timestamp``)."""
+    confirm_url: str | None = None
+    """SNS subscription confirmation URL; set only after it passed the SNS host check."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+    """Sender-specific facts worth storing (topic ARN, subscription…)."""
+
+    @property
+    def pushes(self) -> tuple[HookEvent, ...]:
+        """The push events: each becomes a job once its registry is allowed."""
+        return tuple(event for event in self.events if event.action == "push")
+
+    @property
+    def deletions(self) -> tuple[HookEvent, ...]:
+        """The delete events: recorded, never scanned."""
+        return tuple(event for event in self.events if event.action == "delete")
+
+
 class HookAdapter(ABC):
     """Reads one registry's webhook format."""
 
@@ -60,8 +116,14 @@ class HookAdapter(ABC):
 
     @abstractmethod
     def authenticate(self, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
-        """True when the request proves knowledge of ``secret`` (constant-time comparison)."""
+        """True when the request proves its origin (``secret`` compared in constant time, or the
+        sender's signature checked); ``headers`` keys are lower case. Never raises."""
 
     @abstractmethod
-    def parse(self, body: bytes, content_type: str | None) -> list[PushEvent]:
-        """Push events in ``body``; others are dropped. Raise :class:`HookError` if malformed."""
+    def read(self, headers: Mapping[str, str], body: bytes) -> Delivery:
+        """Everything in the request. Raise :class:`HookError` if it is malformed."""
+
+    def parse(self, body: bytes, content_type: str | None) -> list[HookEvent]:
+        """The push events of :meth:`read` (deletions and ignored parts left out)."""
+        headers = {"content-type": content_type} if content_type else {}
+        return list(self.read(headers, body).pushes)

@@ -1,16 +1,32 @@
-"""Manifest media types (OCI image spec and Docker's registry v2 formats)."""
+"""Manifest media types (OCI image spec and Docker's registry v2 formats).
+
+The four manifest and index types live in :mod:`registry_hooks.mediatypes` (webhooks name them
+too, and ``registry_hooks`` imports nothing from ``supplychain``); this module adds the rest.
+"""
 
 from __future__ import annotations
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+from registry_hooks.mediatypes import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    INDEX_MEDIA_TYPES,
+    MANIFEST_MEDIA_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 
-MANIFEST_MEDIA_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
-"""Single-platform image manifests."""
-INDEX_MEDIA_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
-"""Multi-platform indexes."""
+__all__ = [
+    "ALL_MANIFEST_TYPES",
+    "DOCKER_MANIFEST",
+    "DOCKER_MANIFEST_LIST",
+    "IMAGE_CONFIG_TYPES",
+    "INDEX_MEDIA_TYPES",
+    "LAYER_TYPE_PREFIXES",
+    "MANIFEST_MEDIA_TYPES",
+    "OCI_INDEX",
+    "OCI_MANIFEST",
+]
+
 ALL_MANIFEST_TYPES = MANIFEST_MEDIA_TYPES + INDEX_MEDIA_TYPES
 """Everything sent in ``Accept`` when fetching a manifest."""
 

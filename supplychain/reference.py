@@ -1,14 +1,27 @@
 """Parsing of image references: ``host[:port]/repo[:tag][@sha256:hex]``.
 
-The grammar follows distribution's ``reference`` package: the first path
-component is a registry host when it contains a dot or a colon or is
-``localhost``; otherwise the reference is on Docker Hub.
+The grammar is distribution's ``reference`` package, in :mod:`registry_hooks.grammar` (anchored
+with ``fullmatch``, ASCII only, length limits, no control or bidi characters). The first path
+component is a registry host when it contains a dot or a colon, is ``localhost`` or has an
+uppercase letter; otherwise the reference is on Docker Hub (``docker.io``, ``library/`` for a
+single component).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from registry_hooks.grammar import (
+    GrammarError,
+    check_digest,
+    check_tag,
+    check_text,
+    split_name,
+    valid_digest,
+    valid_repository,
+    valid_tag,
+)
 
 __all__ = [
     "DIGEST_RE",
@@ -21,26 +34,10 @@ __all__ = [
 ]
 
 DOCKER_HUB = "docker.io"
-DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPO_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_HOST_RE = re.compile(r"^(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?$")
-
-
-def valid_digest(value: str) -> bool:
-    """``sha256:<64 lowercase hex>``: the only digest form accepted."""
-    return bool(DIGEST_RE.match(value))
-
-
-def valid_repository(value: str) -> bool:
-    """A repository path as distribution accepts it."""
-    return len(value) <= 255 and bool(_REPO_RE.match(value))
-
-
-def valid_tag(value: str) -> bool:
-    """A tag as distribution accepts it."""
-    return bool(_TAG_RE.match(value))
+LEGACY_DOCKER_HUB = "index.docker.io"
+MAX_REFERENCE = 1024
+DIGEST_RE = re.compile(r"\Asha256:[a-f0-9]{64}\Z")
+"""``sha256:<64 lowercase hex>``, anchored at both ends (``$`` would accept a trailing newline)."""
 
 
 class ReferenceError(ValueError):
@@ -76,7 +73,7 @@ class ImageReference:
     def pinned(self, digest: str | None = None) -> str:
         """The reference pinned by digest: ``registry/repository@sha256:…``."""
         value = digest or self.digest
-        if value is None or not DIGEST_RE.match(value):
+        if value is None or not valid_digest(value):
             raise ReferenceError(f"no valid digest to pin {self}")
         return f"{self.name}@{value}"
 
@@ -90,32 +87,31 @@ class ImageReference:
 
 
 def parse_reference(text: str) -> ImageReference:
-    """Parse ``text`` into an :class:`ImageReference`; a missing tag means ``latest``."""
-    if not text or len(text) > 1024 or text != text.strip():
-        raise ReferenceError(f"invalid image reference {text!r}")
-    rest, digest = text, None
-    if "@" in rest:
-        rest, digest = rest.split("@", 1)
-        if not DIGEST_RE.match(digest):
-            raise ReferenceError(f"invalid digest in {text!r}: only sha256:<64 hex> is accepted")
-    first, _, remainder = rest.partition("/")
-    if remainder and ("." in first or ":" in first or first == "localhost"):
-        registry, path = first, remainder
-    else:
-        registry, path = DOCKER_HUB, rest
-    tag = None
-    last_slash = path.rfind("/")
-    colon = path.rfind(":")
-    if colon > last_slash:
-        path, tag = path[:colon], path[colon + 1 :]
-        if not _TAG_RE.match(tag):
-            raise ReferenceError(f"invalid tag {tag!r} in {text!r}")
-    if not _HOST_RE.match(registry):
-        raise ReferenceError(f"invalid registry host {registry!r} in {text!r}")
+    """Parse ``text`` into an :class:`ImageReference`; a missing tag means ``latest``.
+
+    Raises :class:`ReferenceError` (never anything else) for anything outside the grammar.
+    """
+    if not isinstance(text, str) or not text:
+        raise ReferenceError("empty image reference")
+    try:
+        check_text(text, "image reference", MAX_REFERENCE)
+        rest, at, digest = text.partition("@")
+        if at:
+            check_digest(digest, "image reference digest")
+        tag = None
+        colon, slash = rest.rfind(":"), rest.rfind("/")
+        if colon > slash:
+            rest, tag = rest[:colon], check_tag(rest[colon + 1 :], "image reference tag")
+        host, path = split_name(rest, "image reference name")
+    except GrammarError as exc:
+        raise ReferenceError(f"invalid image reference: {exc}") from None
+    registry = (host or DOCKER_HUB).lower()
+    if registry == LEGACY_DOCKER_HUB:
+        registry = DOCKER_HUB
     if registry == DOCKER_HUB and "/" not in path:
         path = f"library/{path}"
-    if not _REPO_RE.match(path) or len(path) > 255:
-        raise ReferenceError(f"invalid repository {path!r} in {text!r}")
-    if tag is None and digest is None:
+    if not valid_repository(path):
+        raise ReferenceError(f"invalid image reference: repository {path[:100]!a} is too long")
+    if tag is None and not at:
         tag = "latest"
-    return ImageReference(registry.lower(), path, tag, digest)
+    return ImageReference(registry, path, tag, digest if at else None)

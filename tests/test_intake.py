@@ -86,6 +86,9 @@ def test_missing_or_wrong_token_is_401_and_nothing_is_stored(
         (b'{"events": 3}', "envelope"),
         (envelope(event(digest="sha256:short")), "digest must be sha256"),
         (envelope(event(repository="../../etc")), "repository"),
+        (envelope(event(repository="team/app\n")), "control character U+000A"),
+        (envelope(event(tag="v1\u202e")), "bidirectional control U+202E"),
+        (envelope(event(repository="team/app\u0000")), "control character U+0000"),
     ],
 )
 def test_malformed_body_is_400_and_kept_for_audit(

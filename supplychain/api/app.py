@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,10 +19,11 @@ from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select, text
 
 from registry_hooks import ADAPTERS
+from registry_hooks.grammar import GrammarError, check_text, valid_digest
 from supplychain.api.bodylimit import BodyLimit, BodyTooLarge
 from supplychain.api.errors import GATE_PATH, install_error_handlers
 from supplychain.api.routemetrics import RouteMetrics
@@ -51,6 +53,11 @@ def body_limit(path: str) -> int:
     return MAX_HOOK_BODY if path.startswith(HOOKS_PATH) else MAX_API_BODY
 
 
+_PART = r"[A-Za-z0-9._-]{1,64}"
+PLATFORM = re.compile(rf"{_PART}/{_PART}(?:/{_PART})?", re.ASCII)
+"""``os/arch[/variant]``, as index entries and image configs state it."""
+
+
 class GateRequest(BaseModel):
     """Body of ``POST /v1/gate``."""
 
@@ -63,6 +70,22 @@ class GateRequest(BaseModel):
         description="seconds to wait while pending (default: SUPPLYCHAIN_GATE_WAIT_SECONDS)",
     )
     platform: str | None = Field(default=None, max_length=64, description="os/arch to decide on")
+
+    @field_validator("image")
+    @classmethod
+    def _safe_image(cls, value: str) -> str:
+        """No control or bidi character (the reference grammar is checked by the gate)."""
+        try:
+            return check_text(value, "image", 1024)
+        except GrammarError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str | None) -> str | None:
+        if value is not None and PLATFORM.fullmatch(value) is None:
+            raise ValueError("platform must be os/arch[/variant] (letters, digits, . _ -)")
+        return value
 
 
 def create_app(service: Service, *, workers: int = 0) -> FastAPI:
@@ -126,6 +149,13 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         context: str | None = Query(default=None, max_length=16),
         limit: int = Query(default=50, ge=1, le=1000),
     ) -> list[dict[str, Any]]:
+        if digest is not None and not valid_digest(digest):
+            raise HTTPException(400, "digest must be sha256:<64 lowercase hex>")
+        if context is not None:
+            try:
+                check_text(context, "context", 16)
+            except GrammarError as exc:
+                raise HTTPException(400, str(exc)) from None
         with service.db.session() as session:
             query = select(models.Verdict).order_by(models.Verdict.id.desc()).limit(limit)
             if digest:

@@ -12,9 +12,11 @@ Nested indexes are entries of kind ``index``; the caller follows them to a depth
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
+from registry_hooks.grammar import GrammarError, check_text
 from supplychain.jsonutil import json_object
 from supplychain.mediatypes import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES
 from supplychain.registry.cache import check_digest
@@ -36,6 +38,7 @@ REFERENCE_TYPE = "vnd.docker.reference.type"
 REFERENCE_DIGEST = "vnd.docker.reference.digest"
 ATTESTATION_MANIFEST = "attestation-manifest"
 IN_TOTO_LAYER = "application/vnd.in-toto+json"
+_PLATFORM_PART = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
 MAX_INDEX_ENTRIES = 256
 """Default limit on the entries of one image index (``SUPPLYCHAIN_INDEX_MAX_ENTRIES``)."""
 MAX_INDEX_DEPTH = 4
@@ -74,6 +77,10 @@ def descriptor(value: object, what: str) -> tuple[str, str, int]:
     media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
     if not isinstance(media_type, str) or not isinstance(digest, str):
         raise RegistryError(f"malformed {what} descriptor")
+    try:
+        check_text(media_type, f"{what} mediaType", 255)
+    except GrammarError as exc:
+        raise RegistryError(str(exc)) from None
     check_digest(digest)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise RegistryError(f"{what} {digest}: invalid size")
@@ -81,17 +88,21 @@ def descriptor(value: object, what: str) -> tuple[str, str, int]:
 
 
 def platform_of(value: object) -> str | None:
-    """``os/architecture[/variant]`` of a config or index platform object, when it states one."""
+    """``os/architecture[/variant]`` of a config or index platform object, when it states one.
+
+    Each part must be a short word (``[A-Za-z0-9._-]{1,64}``): the platform is stored, shown and
+    matched against ``--platform``, so a slash, newline or bidi override in it is an error.
+    """
     if not isinstance(value, dict):
         return None
     os_name, arch, variant = value.get("os"), value.get("architecture"), value.get("variant")
     if not isinstance(os_name, str) or not isinstance(arch, str) or not os_name or not arch:
         return None
-    return (
-        f"{os_name}/{arch}/{variant}"
-        if isinstance(variant, str) and variant
-        else f"{os_name}/{arch}"
-    )
+    parts = [os_name, arch] + ([variant] if isinstance(variant, str) and variant else [])
+    for part in parts:
+        if _PLATFORM_PART.fullmatch(part) is None:
+            raise RegistryError(f"platform field {part[:64]!a} is not a platform name")
+    return "/".join(parts)
 
 
 def _runnable(platform: str | None) -> bool:

@@ -25,7 +25,7 @@ from supplychain.registry.index import descriptor as _descriptor
 from supplychain.registry.index import platform_of as _platform
 from supplychain.registry.layout import write_layout
 
-__all__ = ["MAX_CONFIG_BYTES", "MAX_LAYERS", "RegistrySource"]
+__all__ = ["MAX_CONFIG_BYTES", "MAX_LAYERS", "RegistrySource", "image_manifest"]
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 MAX_LAYERS = 1000
@@ -48,14 +48,7 @@ class RegistrySource(ImageSource):
             raise RegistryError(
                 f"{target.pinned}: unsupported manifest type {manifest.media_type[:100]!r}"
             )
-        document = json_object(manifest.data, f"manifest {target.pinned}", RegistryError)
-        config_desc = _descriptor(document.get("config"), "config")
-        layer_list = document.get("layers")
-        if document.get("schemaVersion") != 2 or not isinstance(layer_list, list):
-            raise RegistryError(f"{target.pinned}: not a schema 2 image manifest")
-        if len(layer_list) > MAX_LAYERS:
-            raise RegistryError(f"{target.pinned}: {len(layer_list)} layers, over {MAX_LAYERS}")
-        layer_descs = [_descriptor(item, "layer") for item in layer_list]
+        document, config_desc, layer_descs = image_manifest(manifest.data, target.pinned)
         _require_image(target, document, config_desc[0], [d[0] for d in layer_descs])
         if config_desc[2] > MAX_CONFIG_BYTES:
             raise BlobTooLargeError(
@@ -100,6 +93,21 @@ class RegistrySource(ImageSource):
             layers=tuple(layers),
             layout_dir=work,
         )
+
+
+def image_manifest(
+    data: bytes, where: str
+) -> tuple[dict[str, object], tuple[str, str, int], list[tuple[str, str, int]]]:
+    """``(document, config, layers)`` of a schema 2 image manifest; each descriptor is
+    ``(mediaType, digest, size)``, validated. :class:`RegistryError` for anything else."""
+    document = json_object(data, f"manifest {where}", RegistryError)
+    config_desc = _descriptor(document.get("config"), "config")
+    layer_list = document.get("layers")
+    if document.get("schemaVersion") != 2 or not isinstance(layer_list, list):
+        raise RegistryError(f"{where}: not a schema 2 image manifest")
+    if len(layer_list) > MAX_LAYERS:
+        raise RegistryError(f"{where}: {len(layer_list)} layers, over {MAX_LAYERS}")
+    return document, config_desc, [_descriptor(item, "layer") for item in layer_list]
 
 
 def _require_image(
