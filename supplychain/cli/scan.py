@@ -55,7 +55,7 @@ def scan_image(settings: Settings, image: str, *, platform: str | None = None) -
         outcomes = [_run(service.pipeline.run, target) for target in targets]
     except Exception as exc:  # any failure is reported, and fails closed
         return {"image": image, "decision": "error", "error": f"{type(exc).__name__}: {exc}"}
-    with service.db.session() as session:
+    with service.db.session(write=True) as session:
         for record in expansion.indexes if expansion else ():
             record_index(
                 session,

@@ -84,7 +84,7 @@ def cmd_vulndb(args: argparse.Namespace) -> int:
         _migrate(settings, required=False)
         db = Database(settings.database_url)
         try:
-            with db.session() as session:
+            with db.session(write=True) as session:
                 origin = str(args.file) if args.action == "import" else repository
                 answer["new"] = record_db(session, info, source=args.action, origin=origin)
         finally:
@@ -165,7 +165,7 @@ def cmd_vex(args: argparse.Namespace) -> int:
     _migrate(settings, required=False)
     db = Database(settings.database_url)
     try:
-        with db.session() as session:
+        with db.session(write=True) as session:
             count = record_vex(session, args.file.read_bytes(), source="upload", image=args.image)
     except (OSError, VexError) as exc:
         print(f"supplychain: vex upload: {exc}", file=sys.stderr)

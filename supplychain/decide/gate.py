@@ -106,7 +106,7 @@ class Gate:
         try:
             descriptor = self.client.resolve(ref)
         except RegistryError as exc:
-            with self.db.session() as session:
+            with self.db.session(write=True) as session:
                 audit(session, "gate", "gate.error", image, reason=str(exc))
             raise GateError(f"could not resolve {image} at the registry: {exc}", 502) from None
         target = ImageTarget(ref.registry, ref.repository, descriptor.digest, ref.tag)
@@ -119,7 +119,7 @@ class Gate:
 
     def _evaluate(self, target: ImageTarget, media_type: str, platform: str | None) -> Verdict:
         """The one decision on the recorded facts; what is not recorded yet is queued."""
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             if target.tag:
                 record_tag(session, target, target.tag, source="gate")
             image = upsert_image(session, target, media_type=media_type)
@@ -143,7 +143,7 @@ class Gate:
         started: float,
     ) -> GateAnswer:
         elapsed = (time.perf_counter() - started) * 1000
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             row = find_image(session, target) if target is not None else None
             record_verdict(
                 session,

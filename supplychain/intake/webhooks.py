@@ -120,7 +120,7 @@ class Intake:
         outcome: str,
         detail: str,
     ) -> int:
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             return _delivery(session, source, body, content_type, remote, outcome, detail).id
 
     def _accept(
@@ -133,7 +133,7 @@ class Intake:
     ) -> IntakeResult:
         accepted = duplicates = 0
         refused: list[str] = []
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             delivery = _delivery(session, adapter.name, body, content_type, remote, "pending", None)
             delivery.events = len(events)
             for event in events:

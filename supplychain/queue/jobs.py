@@ -176,7 +176,7 @@ class JobQueue:
 
     def heartbeat(self, claim: ClaimedJob) -> bool:
         """Extend the lease; False when the lease was lost. Database errors propagate."""
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             now = utcnow()
             statement = self._fenced(claim).values(lease_until=now + self.lease, updated_at=now)
             return session.execute(statement).first() is not None
@@ -199,7 +199,7 @@ class JobQueue:
     def fail(self, claim: ClaimedJob, reason: str, *, retry: bool = True) -> str:
         """Record a failed attempt; requeue with backoff or fail for good. Returns the new state
         (``queued``, ``failed``, or ``lost`` when the lease was no longer ours)."""
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             now = utcnow()
             final = not retry or claim.attempt >= self._max_attempts(session, claim)
             values: dict[str, object] = {
@@ -222,7 +222,7 @@ class JobQueue:
         """End the attempt for a fault that is not the image's: retry later without spending an
         attempt, unless such faults have lasted longer than the retry window (then: :meth:`fail`).
         """
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             now = utcnow()
             row = session.execute(
                 select(Job.deferrals, Job.deferred_since).where(Job.id == claim.id)
@@ -251,7 +251,7 @@ class JobQueue:
 
     def release(self, claim: ClaimedJob, reason: str) -> str:
         """Give the job back for another worker to claim at once, without spending an attempt."""
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             now = utcnow()
             values: dict[str, object] = {
                 "state": "queued",

@@ -201,7 +201,7 @@ class Worker:
 
     def _skip(self, claim: ClaimedJob, reason: str) -> None:
         """A signature or other artifact pushed to the repository: nothing to scan."""
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             self.queue.complete(session, claim)
             audit(session, self.name, "job.skipped", claim.target.pinned, reason=reason)
         JOBS.labels(outcome="skipped").inc()
@@ -211,7 +211,7 @@ class Worker:
         JOBS.labels(outcome="failed" if state == "failed" else "retry").inc()
         log.warning("job failed", extra={"job": claim.id, "reason": reason, "state": state})
         if state == "failed":
-            with self.db.session() as session:
+            with self.db.session(write=True) as session:
                 audit(
                     session,
                     self.name,
@@ -242,7 +242,7 @@ class Worker:
     def _record(self, claim: ClaimedJob, watch: AttemptWatch, outcome: Outcome | None) -> Verdict:
         if watch.lost.is_set() or outcome is None:
             raise LeaseLostError(f"job {claim.id}: {watch.reason}")
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             image, scan_id = record_facts(session, outcome, job_id=claim.id, actor=self.name)
             verdict = self.decider.verdict(session, image)
             record_verdict(session, verdict, image=image, scan_id=scan_id, context="pipeline")
@@ -271,7 +271,7 @@ class Worker:
         except Exception as exc:  # signing must not lose the recorded verdict
             log.exception("signing failed", extra={"job": claim.id})
             action, details = "image.signing_failed", {"reason": f"{type(exc).__name__}: {exc}"}
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             audit(session, self.name, action, claim.target.pinned, job=claim.id, **details)
 
     def _fan_out(self, claim: ClaimedJob, index: Manifest) -> None:
@@ -285,7 +285,7 @@ class Worker:
             max_entries=self.limits.max_entries,
             max_depth=self.limits.max_depth,
         )
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             for record in found.indexes:
                 record_index(
                     session,

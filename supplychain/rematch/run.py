@@ -184,7 +184,7 @@ class Rematcher:
         items = iter(results)
         while chunk := list(itertools.islice(items, CHUNK)):
             changes: list[Revocation] = []
-            with self.db.session() as session:
+            with self.db.session(write=True) as session:
                 for scan_id, result, keep in chunk:
                     if isinstance(result, ScanError):
                         failed.append(f"scan {scan_id}: {result}")
@@ -212,7 +212,7 @@ class Rematcher:
 
     def advance(self, scan_ids: list[int], db_digest: str, updated_at: datetime | None) -> None:
         """Record that ``scan_ids`` were (provably unchanged) matched against the new DB."""
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             for start in range(0, len(scan_ids), 1000):
                 session.execute(
                     update(models.Scan)
@@ -328,7 +328,7 @@ class Rematcher:
             self.announcer.announce(revocation)
         except AnnounceError as exc:
             error = str(exc)
-        with self.db.session() as session:
+        with self.db.session(write=True) as session:
             change = session.get(models.VerdictChange, revocation.change_id)
             if change is not None:
                 change.announced_at = None if error else models.utcnow()
