@@ -35,7 +35,8 @@ def test_gate_requests_with_unsafe_strings_are_422(
 ) -> None:
     answer = client.post("/v1/gate", json=body)
     assert answer.status_code == 422
-    assert "decision" not in answer.json()
+    assert answer.json()["decision"] == "error"  # never an allow, and the reason is named
+    assert answer.json()["error"].startswith("invalid request:")
 
 
 def test_gate_reference_outside_the_grammar_is_an_error_not_an_allow(client: TestClient) -> None:
