@@ -22,6 +22,8 @@ CORE_COMMANDS = frozenset({"serve", "worker", "db", "gate", "scan"})
 EXTENSIONS = ("supplychain.cli.sbom", "supplychain.cli.signing", "supplychain.cli.vulndb")
 """Modules adding subcommands with ``add_parser(subparsers)``."""
 MAX_ANSWER = 4 * 1024 * 1024
+OUTPUTS = ("table", "json", "sarif", "junit", "markdown")
+"""``--output`` formats (:mod:`supplychain.report`)."""
 
 
 def _settings() -> Settings:
@@ -105,25 +107,9 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def _print_answer(answer: dict[str, Any], output: str) -> None:
-    if output == "json":
-        print(json.dumps(answer, indent=2))
-        return
-    print(f"decision: {answer.get('decision')}")
-    if answer.get("pinned"):
-        print(f"pinned:   {answer['pinned']}")
-    policy = answer.get("policy")
-    if isinstance(policy, dict):
-        print(f"policy:   {policy.get('name')} ({policy.get('digest')})")
-    for reason in answer.get("reasons") or []:
-        print(f"  - {reason}")
-    if answer.get("error"):
-        print(f"error:    {answer['error']}")
-    for finding in answer.get("findings") or []:
-        fixed = finding.get("fixed") or "-"
-        print(
-            f"  {finding['severity']:<9} {finding['id']:<20} "
-            f"{finding['package']} {finding['installed']} -> {fixed}"
-        )
+    from supplychain.report import render
+
+    sys.stdout.write(render(answer, output))
 
 
 def _post_json(url: str, body: dict[str, Any], timeout: float) -> Any:
@@ -200,7 +186,9 @@ def parser(*, extensions: bool = True) -> argparse.ArgumentParser:
     ):
         command = sub.add_parser(name, help=text)
         command.add_argument("image", help="host/repo:tag or host/repo@sha256:…")
-        command.add_argument("--output", choices=["table", "json"], default="table")
+        command.add_argument(
+            "--output", choices=OUTPUTS, default="table", help="answer format (default: table)"
+        )
         command.add_argument("--platform", help="os/arch of an index to decide on")
         command.set_defaults(func=func)
         if name == "gate":
