@@ -181,6 +181,14 @@ class Settings:
     """Deny decisions made on an advisory DB older than this (unless the policy sets its own)."""
     db_repository: str | None = None
     """OCI repository of an organisation's Trivy DB mirror, for ``vulndb update``."""
+    admission_mode: str = "enforce"
+    """Kubernetes admission: ``enforce`` denies, ``audit`` admits with warnings (errors deny)."""
+    admission_wait_seconds: float = 5.0
+    """Seconds one admission request may wait for pending verdicts (all its images together)."""
+    tls_cert: Path | None = None
+    """PEM certificate (chain) ``serve`` presents over HTTPS; with ``tls_key``."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert``."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -210,6 +218,10 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "revocation_webhook": _url,
     "revocation_webhook_secret": _secret,
     "max_db_age_hours": _optional_float,
+    "admission_mode": _choice("enforce", "audit"),
+    "admission_wait_seconds": _float,
+    "tls_cert": _optional_file,
+    "tls_key": _optional_file,
 }
 
 _DEFAULTS: dict[str, str] = {
@@ -235,6 +247,10 @@ _DEFAULTS: dict[str, str] = {
     "revocation_webhook": "",
     "revocation_webhook_secret": "",
     "max_db_age_hours": "",
+    "admission_mode": "enforce",
+    "admission_wait_seconds": "5",
+    "tls_cert": "",
+    "tls_key": "",
 }
 
 
@@ -305,6 +321,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"{PREFIX}CERTIFICATE_IDENTITY and {PREFIX}CERTIFICATE_OIDC_ISSUER (or their _REGEXP "
             "forms) go together"
         )
+    if (values["tls_cert"] is None) != (values["tls_key"] is None):
+        raise ConfigError(f"{PREFIX}TLS_CERT and {PREFIX}TLS_KEY go together")
+    if values["admission_wait_seconds"] > 25:
+        raise ConfigError(f"{PREFIX}ADMISSION_WAIT_SECONDS: at most 25 (webhooks time out at 30)")
     sign_key = raw.get("sign_key") or None
     if values["sign_after_allow"] and not sign_key:
         raise ConfigError(f"{PREFIX}SIGN_AFTER_ALLOW: needs {PREFIX}SIGN_KEY")

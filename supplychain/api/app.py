@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 
+from supplychain.api.admission import admission_router
 from supplychain.decide.gate import GateError
 from supplychain.evidence import models
 from supplychain.metrics import WEBHOOKS
@@ -57,6 +58,7 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
             thread.join(timeout=30)
 
     app = FastAPI(title="supplychain", version="0.1.0", lifespan=lifespan)
+    app.include_router(admission_router(service))
 
     @app.post("/v1/hooks/{source}", status_code=202)
     async def hook(source: str, request: Request) -> JSONResponse:

@@ -71,7 +71,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = settings.workers if args.workers is None else args.workers
     host, _, port = (args.listen or settings.listen).rpartition(":")
     app = create_app(service, workers=workers)
-    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_config=None, access_log=False)
+    cert = args.tls_cert or settings.tls_cert
+    key = args.tls_key or settings.tls_key
+    if (cert is None) != (key is None):
+        print("supplychain: --tls-cert and --tls-key go together", file=sys.stderr)
+        return EXIT_OTHER
+    uvicorn.run(
+        app,
+        host=host.strip("[]"),
+        port=int(port),
+        log_config=None,
+        access_log=False,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+    )
     return 0
 
 
@@ -171,6 +184,8 @@ def parser(*, extensions: bool = True) -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=int, help="in-process workers (default SUPPLYCHAIN_WORKERS)"
     )
+    serve.add_argument("--tls-cert", type=Path, help="serve HTTPS: PEM certificate chain")
+    serve.add_argument("--tls-key", type=Path, help="serve HTTPS: PEM private key")
     worker = sub.add_parser("worker", help="run workers only")
     worker.add_argument("--count", type=int, default=1)
     for command in (serve, worker):
