@@ -128,9 +128,11 @@ def _run(words: list[str], timeout: float = 1800) -> str:
 
 
 @pytest.mark.e2e
-def test_containerfile_builds_and_runs_as_non_root(buildah: list[str]) -> None:
+def test_containerfile_builds_and_runs_as_non_root(buildah: list[str], tmp_path: Path) -> None:
     base = f"localhost/debian-base-{uuid.uuid4().hex[:8]}"
-    container = _run([*buildah, "from", f"oci:{images.debian_base_layout()}:base"]).strip()
+    layout = tmp_path / "layout"  # buildah names the image after the path: no ".cache" in it
+    layout.symlink_to(images.debian_base_layout())
+    container = _run([*buildah, "from", "--name", "base", f"oci:{layout}:base"]).strip()
     _run([*buildah, "commit", "--quiet", container, base])
     tag = f"localhost/supplychain-test-{uuid.uuid4().hex[:8]}"
     _run([
