@@ -225,6 +225,14 @@ class Settings:
     registry_redirect_hosts: frozenset[str] = frozenset()
     """Hosts (``host[:port]``) a registry may redirect reads to besides allowlisted registries,
     e.g. the object storage serving its blobs; default none."""
+    admission_mode: str = "enforce"
+    """Kubernetes admission: ``enforce`` denies, ``audit`` admits with warnings (errors deny)."""
+    admission_wait_seconds: float = 5.0
+    """Seconds one admission request may wait for pending verdicts (all its images together)."""
+    tls_cert: Path | None = None
+    """PEM certificate (chain) ``serve`` presents over HTTPS; with ``tls_key``."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert``."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -264,6 +272,10 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "shutdown_grace_seconds": _float,
     "min_free_bytes": _int,
     "registry_redirect_hosts": _hosts,
+    "admission_mode": _choice("enforce", "audit"),
+    "admission_wait_seconds": _float,
+    "tls_cert": _optional_file,
+    "tls_key": _optional_file,
 }
 
 _DEFAULTS: dict[str, str] = {
@@ -299,6 +311,10 @@ _DEFAULTS: dict[str, str] = {
     "shutdown_grace_seconds": "30",
     "min_free_bytes": str(256 * 1024**2),
     "registry_redirect_hosts": "",
+    "admission_mode": "enforce",
+    "admission_wait_seconds": "5",
+    "tls_cert": "",
+    "tls_key": "",
 }
 
 
@@ -385,6 +401,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"{PREFIX}CERTIFICATE_IDENTITY and {PREFIX}CERTIFICATE_OIDC_ISSUER (or their _REGEXP "
             "forms) go together"
         )
+    if (values["tls_cert"] is None) != (values["tls_key"] is None):
+        raise ConfigError(f"{PREFIX}TLS_CERT and {PREFIX}TLS_KEY go together")
+    if values["admission_wait_seconds"] > 25:
+        raise ConfigError(f"{PREFIX}ADMISSION_WAIT_SECONDS: at most 25 (webhooks time out at 30)")
     sign_key = raw.get("sign_key") or None
     if values["sign_after_allow"] and not sign_key:
         raise ConfigError(f"{PREFIX}SIGN_AFTER_ALLOW: needs {PREFIX}SIGN_KEY")

@@ -24,6 +24,7 @@ from sqlalchemy import select, text
 
 from registry_hooks import ADAPTERS
 from registry_hooks.grammar import GrammarError, check_text, valid_digest
+from supplychain.api.admission import admission_router
 from supplychain.api.bodylimit import BodyLimit, BodyTooLarge
 from supplychain.api.errors import GATE_PATH, install_error_handlers
 from supplychain.api.routemetrics import RouteMetrics
@@ -112,6 +113,7 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
     app.add_middleware(BodyLimit, limit_for=body_limit)
     app.add_middleware(RouteMetrics)
     install_error_handlers(app)
+    app.include_router(admission_router(service))
 
     @app.post(f"{HOOKS_PATH}{{source}}", status_code=202)
     async def hook(source: str, request: Request) -> JSONResponse:

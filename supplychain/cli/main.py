@@ -23,6 +23,8 @@ CORE_COMMANDS = frozenset({"serve", "worker", "db", "gate", "scan"})
 EXTENSIONS = ("supplychain.cli.sbom", "supplychain.cli.signing", "supplychain.cli.vulndb")
 """Modules adding subcommands with ``add_parser(subparsers)``."""
 MAX_ANSWER = 4 * 1024 * 1024
+OUTPUTS = ("table", "json", "sarif", "junit", "markdown")
+"""``--output`` formats (:mod:`supplychain.report`)."""
 
 
 def _settings(*, writable: bool = True) -> Settings:
@@ -86,8 +88,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = settings.workers if args.workers is None else args.workers
     host, _, port = (args.listen or settings.listen).rpartition(":")
     app = create_app(service, workers=workers)
+    cert = args.tls_cert or settings.tls_cert
+    key = args.tls_key or settings.tls_key
+    if (cert is None) != (key is None):
+        print("supplychain: --tls-cert and --tls-key go together", file=sys.stderr)
+        return EXIT_OTHER
     # uvicorn turns SIGTERM into a graceful exit; the app's lifespan then shuts the workers down.
-    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_config=None, access_log=False)
+    uvicorn.run(
+        app,
+        host=host.strip("[]"),
+        port=int(port),
+        log_config=None,
+        access_log=False,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+    )
     return 0
 
 
@@ -121,25 +136,9 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def _print_answer(answer: dict[str, Any], output: str) -> None:
-    if output == "json":
-        print(json.dumps(answer, indent=2))
-        return
-    print(f"decision: {answer.get('decision')}")
-    if answer.get("pinned"):
-        print(f"pinned:   {answer['pinned']}")
-    policy = answer.get("policy")
-    if isinstance(policy, dict):
-        print(f"policy:   {policy.get('name')} ({policy.get('digest')})")
-    for reason in answer.get("reasons") or []:
-        print(f"  - {reason}")
-    if answer.get("error"):
-        print(f"error:    {answer['error']}")
-    for finding in answer.get("findings") or []:
-        fixed = finding.get("fixed") or "-"
-        print(
-            f"  {finding['severity']:<9} {finding['id']:<20} "
-            f"{finding['package']} {finding['installed']} -> {fixed}"
-        )
+    from supplychain.report import render
+
+    sys.stdout.write(render(answer, output))
 
 
 def _post_json(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -217,6 +216,8 @@ def parser(*, extensions: bool = True) -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=int, help="in-process workers (default SUPPLYCHAIN_WORKERS)"
     )
+    serve.add_argument("--tls-cert", type=Path, help="serve HTTPS: PEM certificate chain")
+    serve.add_argument("--tls-key", type=Path, help="serve HTTPS: PEM private key")
     worker = sub.add_parser("worker", help="run workers only")
     worker.add_argument("--count", type=int, default=1)
     for command in (serve, worker):
@@ -232,7 +233,9 @@ def parser(*, extensions: bool = True) -> argparse.ArgumentParser:
     ):
         command = sub.add_parser(name, help=text)
         command.add_argument("image", help="host/repo:tag or host/repo@sha256:…")
-        command.add_argument("--output", choices=["table", "json"], default="table")
+        command.add_argument(
+            "--output", choices=OUTPUTS, default="table", help="answer format (default: table)"
+        )
         command.add_argument("--platform", help="os/arch of an index to decide on")
         command.set_defaults(func=func)
         if name == "gate":

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from supplychain.decide.decision import IndexFacts, decide, decide_index
+from supplychain.decide.decision import ImageFacts, IndexFacts, decide, decide_index
 from supplychain.evidence import models
 from supplychain.evidence.load import load_facts
 from supplychain.interface import Policy, Verdict
@@ -31,8 +31,21 @@ class Decider:
         now: datetime | None = None,
     ) -> Verdict:
         """The verdict on ``image`` (a manifest or an index) at ``now`` (default: the clock)."""
+        return self.decide(self.load(session, image), platform=platform, now=now)
+
+    def load(self, session: Session, image: models.Image) -> ImageFacts | IndexFacts:
+        """The recorded facts about ``image``, as :meth:`verdict` reads them."""
+        return load_facts(session, image, max_depth=self.max_depth)
+
+    def decide(
+        self,
+        facts: ImageFacts | IndexFacts,
+        *,
+        platform: str | None = None,
+        now: datetime | None = None,
+    ) -> Verdict:
+        """The verdict on loaded ``facts`` at ``now`` (default: the clock)."""
         at = now or models.utcnow()
-        facts = load_facts(session, image, max_depth=self.max_depth)
         if isinstance(facts, IndexFacts):
             return decide_index(facts, self.policy, at, platform=platform)
         return decide(facts, self.policy, at)

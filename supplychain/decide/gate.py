@@ -9,11 +9,12 @@ from its own recorded entries, allowed only when every platform image is.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from supplychain.decide.decider import Decider
+from supplychain.decide.findings import GateFinding, findings_of
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit
 from supplychain.evidence.load import latest_scan_id
@@ -60,6 +61,8 @@ class GateAnswer:
     """Policy name."""
     policy_digest: str
     """SHA-256 of the policy."""
+    findings: tuple[GateFinding, ...] = field(default=())
+    """The vulnerabilities of the image(s) decided on, most severe first (from the same facts)."""
 
     def to_json(self) -> dict[str, Any]:
         """The API's JSON form."""
@@ -71,6 +74,7 @@ class GateAnswer:
             "reasons": list(self.reasons),
             "evaluated_at": self.evaluated_at.isoformat(),
             "policy": {"name": self.policy, "digest": self.policy_digest},
+            "findings": [finding.to_json() for finding in self.findings],
         }
 
 
@@ -102,7 +106,7 @@ class Gate:
             verdict = self._verdict(
                 "deny", [f"registry {ref.registry} is not in SUPPLYCHAIN_REGISTRIES"]
             )
-            return self._record(image, ref, None, verdict, started)
+            return self._record(image, ref, None, (verdict, ()), started)
         try:
             descriptor = self.client.resolve(ref)
         except RegistryError as exc:
@@ -112,13 +116,15 @@ class Gate:
         target = ImageTarget(ref.registry, ref.repository, descriptor.digest, ref.tag)
         deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT)
         while True:
-            verdict = self._evaluate(target, descriptor.media_type, platform)
-            if verdict.decision != "pending" or time.monotonic() >= deadline:
-                return self._record(image, ref, target, verdict, started)
+            decided = self._evaluate(target, descriptor.media_type, platform)
+            if decided[0].decision != "pending" or time.monotonic() >= deadline:
+                return self._record(image, ref, target, decided, started)
             time.sleep(POLL_SECONDS)
 
-    def _evaluate(self, target: ImageTarget, media_type: str, platform: str | None) -> Verdict:
-        """The one decision on the recorded facts; what is not recorded yet is queued."""
+    def _evaluate(
+        self, target: ImageTarget, media_type: str, platform: str | None
+    ) -> tuple[Verdict, tuple[GateFinding, ...]]:
+        """The one decision on the recorded facts, and their findings; the rest is queued."""
         with self.db.session(write=True) as session:
             if target.tag:
                 record_tag(session, target, target.tag, source="gate")
@@ -128,7 +134,9 @@ class Gate:
                     self.queue.enqueue(session, "index", target)
             elif latest_scan_id(session, image) is None:
                 self.queue.enqueue(session, "image", target)
-            return self.decider.verdict(session, image, platform=platform)
+            facts = self.decider.load(session, image)
+            verdict = self.decider.decide(facts, platform=platform)
+            return verdict, findings_of(facts, platform=platform)
 
     def _verdict(self, decision: Decision, reasons: list[str]) -> Verdict:
         policy = self.decider.policy
@@ -139,9 +147,10 @@ class Gate:
         image: str,
         ref: ImageReference,
         target: ImageTarget | None,
-        verdict: Verdict,
+        decided: tuple[Verdict, tuple[GateFinding, ...]],
         started: float,
     ) -> GateAnswer:
+        verdict, findings = decided
         elapsed = (time.perf_counter() - started) * 1000
         with self.db.session(write=True) as session:
             row = find_image(session, target) if target is not None else None
@@ -175,4 +184,5 @@ class Gate:
             verdict.evaluated_at or utcnow(),
             verdict.policy,
             verdict.policy_digest,
+            findings,
         )
