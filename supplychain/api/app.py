@@ -105,7 +105,7 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         pool.start()
         yield
         poller.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await poller
         await run_in_threadpool(pool.shutdown, settings.shutdown_grace_seconds)
 

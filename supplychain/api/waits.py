@@ -78,7 +78,13 @@ class Waits:
         """The poller; runs until cancelled."""
         with self._lock:
             self._loop = asyncio.get_running_loop()
-        self._floor = await run_in_threadpool(self._newest)
+        while True:  # the database may be down at start: keep trying
+            try:
+                self._floor = await run_in_threadpool(self._newest)
+                break
+            except Exception as exc:
+                log.warning("gate wait poll failed: %s", type(exc).__name__)
+                await asyncio.sleep(self.recheck_seconds)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kicked.wait(), self.recheck_seconds)
