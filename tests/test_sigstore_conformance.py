@@ -1,9 +1,9 @@
 """The Sigstore client conformance suite's bundle-verification cases, verified offline.
 
 The cases are copied into ``tests/data/conformance/sigstore-bundle-verify`` with their source
-and licence (see its README): one folder per case, a name ending in ``_fail`` must be rejected. Nothing is
-mocked: real bundles from Sigstore's production and staging instances are verified against
-the embedded public-good root or the case's own ``trusted_root.json``.
+and licence (see its README): one folder per case, a name ending in ``_fail`` must be rejected.
+Nothing is mocked: real bundles from Sigstore's production and staging instances are verified
+against the embedded public-good root or the case's own ``trusted_root.json``.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from supplychain.stages.source import RegistrySource
 from supplychain.stages.vulndb import VulnDbError, VulnDbStore
 from tests.support import images
 from tests.support.registry import Registry
+from tests.support.tools import trivy
 from tests.support.trivydb import Advisory, build_trivy_db, build_trivy_db_archive
 
 PIP = "pip::GitHub Security Advisory pip"
@@ -68,7 +69,7 @@ GITHUB_TOKEN = "ghp_" + "Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0Lz9Xc8"
 
 
 def trivy_version() -> str:
-    out = subprocess.run(["trivy", "version", "--format", "json"], capture_output=True, check=True)
+    out = subprocess.run([trivy(), "version", "--format", "json"], capture_output=True, check=True)
     return str(json.loads(out.stdout)["Version"])
 
 
@@ -85,7 +86,7 @@ def direct_trivy(layout: Path, snapshot: Path) -> dict[str, Any]:
     flags = ["--skip-db-update", "--skip-java-db-update", "--offline-scan", "--quiet"]
     out = subprocess.run(
         [
-            *("trivy", "image", "--input", str(layout), "--format", "json"),
+            *(trivy(), "image", "--input", str(layout), "--format", "json"),
             *("--scanners", "vuln,secret", "--cache-dir", str(snapshot)),
             *("--cache-backend", "memory", *flags),
         ],
