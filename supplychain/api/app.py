@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,14 +15,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 
+from supplychain import __version__
+from supplychain.api.accesslog import AccessLog
 from supplychain.decide.gate import GateError
 from supplychain.evidence import models
 from supplychain.metrics import WEBHOOKS
 from supplychain.service import Service
+from supplychain.stages.scanner import missing_db_advice
 
 __all__ = ["create_app"]
 
 MAX_HOOK_BODY = 1024 * 1024
+log = logging.getLogger("supplychain.api")
 
 
 class GateRequest(BaseModel):
@@ -52,11 +57,14 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         for thread in threads:
             thread.start()
         yield
+        if threads:
+            log.info("workers stopping", extra={"workers": len(threads)})
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
 
-    app = FastAPI(title="supplychain", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="supplychain", version=__version__, lifespan=lifespan)
+    app.add_middleware(AccessLog)
 
     @app.post("/v1/hooks/{source}", status_code=202)
     async def hook(source: str, request: Request) -> JSONResponse:
@@ -178,11 +186,9 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
                 problems.append("database not migrated: run `supplychain db upgrade`")
         except Exception as exc:
             problems.append(f"database unreachable: {type(exc).__name__}")
-        if (
-            not (service.trivy.cache_dir / "db" / "trivy.db").is_file()
-            and service.settings.trivy_offline
-        ):
-            problems.append("no Trivy DB in SUPPLYCHAIN_TRIVY_CACHE_DIR and updates are off")
+        if not service.trivy.has_db():
+            advice = missing_db_advice(service.settings.trivy_offline)
+            problems.append(f"no Trivy vulnerability DB: {advice}")
         status = 503 if problems else 200
         return JSONResponse(
             {"status": "not ready" if problems else "ready", "problems": problems},

@@ -96,7 +96,9 @@ def add_parser(subparsers: Any) -> None:
         "image", help="host/repo:tag, host/repo@sha256:…, oci:DIR[:TAG] or docker-archive:FILE.tar"
     )
     parser.add_argument("-o", "--output", help="write here instead of stdout")
-    parser.add_argument("--format", choices=FORMATS, default="cyclonedx-json")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="cyclonedx-json", help="document format"
+    )
     parser.add_argument("--cache-dir", help="per-layer and blob cache (default ~/.cache/…)")
     parser.add_argument(
         "--max-layer-bytes",
