@@ -1,0 +1,56 @@
+"""``supplychain scan`` on the local inputs ``supplychain sbom`` takes: an OCI layout and a
+``docker save``-style archive (made by skopeo), scanned by the real Trivy and recorded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.images import app_layout
+from tests.support.service import run_cli, service_env
+from tests.support.trivydb import build_trivy_db
+from tests.test_sbom_trivy import ADVISORIES, TAG
+
+pytestmark = pytest.mark.e2e
+
+
+def findings(answer: dict[str, object]) -> set[tuple[str, str]]:
+    items = answer["findings"]
+    assert isinstance(items, list)
+    return {(f["id"], f["package"]) for f in items}
+
+
+def test_scan_reads_an_oci_layout_and_a_docker_archive(tmp_path: Path, pg_url: str) -> None:
+    build_trivy_db(tmp_path / "trivy", ADVISORIES)
+    env = service_env(
+        {
+            "SUPPLYCHAIN_DATA_DIR": str(tmp_path / "data"),
+            "SUPPLYCHAIN_DATABASE_URL": pg_url,
+            "SUPPLYCHAIN_TRIVY_OFFLINE": "true",
+            "SUPPLYCHAIN_TRIVY_CACHE_DIR": str(tmp_path / "trivy"),
+        }
+    )
+    layout = app_layout()
+    archive = tmp_path / "app.tar"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", f"oci:{layout}:{TAG}", f"docker-archive:{archive}:app:v1"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    answers = {}
+    for image in (f"oci:{layout}:{TAG}", f"docker-archive:{archive}"):
+        done = run_cli(["scan", image, "--output", "json"], env)
+        assert done.returncode == 0, done.stdout + done.stderr  # HIGH/LOW only: allow
+        answers[image] = json.loads(done.stdout)
+        assert answers[image]["decision"] == "allow"
+        assert answers[image]["pinned"] is None  # nothing to deploy by this name
+    from_layout, from_archive = (findings(a) for a in answers.values())
+    assert from_layout == from_archive
+    assert {("CVE-2099-1001", "zlib1g"), ("CVE-2018-18074", "requests")} <= from_layout
+
+    missing = run_cli(["scan", f"oci:{tmp_path / 'absent'}"], env)
+    assert missing.returncode == 2 and "decision: error" in missing.stdout
