@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support.images import app_layout
+from tests.support.images import app_layout, docker_archive
 from tests.support.service import run_cli, service_env
 from tests.support.trivydb import build_trivy_db
 from tests.test_sbom_trivy import ADVISORIES, TAG
@@ -34,13 +33,7 @@ def test_scan_reads_an_oci_layout_and_a_docker_archive(tmp_path: Path, pg_url: s
         }
     )
     layout = app_layout()
-    archive = tmp_path / "app.tar"
-    subprocess.run(
-        ["skopeo", "copy", "--quiet", f"oci:{layout}:{TAG}", f"docker-archive:{archive}:app:v1"],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    archive = docker_archive(layout, TAG, tmp_path / "app.tar", "app:v1")
     answers = {}
     for image in (f"oci:{layout}:{TAG}", f"docker-archive:{archive}"):
         done = run_cli(["scan", image, "--output", "json"], env)
