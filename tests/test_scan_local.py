@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.images import app_layout, docker_archive
+from tests.support.registry import free_port
 from tests.support.service import run_cli, service_env
 from tests.support.trivydb import build_trivy_db
 from tests.test_sbom_trivy import ADVISORIES, TAG
@@ -47,3 +48,17 @@ def test_scan_reads_an_oci_layout_and_a_docker_archive(tmp_path: Path, pg_url: s
 
     missing = run_cli(["scan", f"oci:{tmp_path / 'absent'}"], env)
     assert missing.returncode == 2 and "decision: error" in missing.stdout
+
+
+def test_an_online_scan_without_a_db_says_what_to_run(tmp_path: Path, pg_url: str) -> None:
+    env = service_env(
+        {
+            "SUPPLYCHAIN_DATA_DIR": str(tmp_path / "data"),
+            "SUPPLYCHAIN_DATABASE_URL": pg_url,
+            "TRIVY_DB_REPOSITORY": f"127.0.0.1:{free_port()}/nothing/trivy-db:2",  # unreachable
+        }
+    )
+    done = run_cli(["scan", f"oci:{app_layout()}:{TAG}"], env)
+    assert done.returncode == 2 and "decision: error" in done.stdout
+    assert "no Trivy vulnerability DB installed, and Trivy's own download failed" in done.stdout
+    assert "run `supplychain vulndb update`" in done.stdout

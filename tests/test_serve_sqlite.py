@@ -75,6 +75,7 @@ def test_serve_migrates_sqlite_and_runs_the_pipeline(tmp_path: Path) -> None:
     assert ("GET", "/readyz", 200) in requests_seen
     assert all(r["duration_ms"] >= 0 for r in lines if r["message"] == "request")
     assert TOKEN not in server.log()  # the registry's Authorization header is never logged
+    assert "\x1b" not in server.log() and "\\u001b" not in server.log()  # no terminal colours
 
 
 def test_first_run_without_a_vulnerability_db_says_what_to_run(tmp_path: Path) -> None:

@@ -194,7 +194,17 @@ class TrivyRunner:
         ):
             advice = missing_db_advice(self.offline)
             raise ScanError(f"no Trivy vulnerability DB in {snapshot}: {advice}")
-        report = self.run([*args, "--format", "json", *self.common_flags(snapshot)])
+        installed = (snapshot / "db" / "trivy.db").is_file()
+        try:
+            report = self.run([*args, "--format", "json", *self.common_flags(snapshot)])
+        except ScanError as exc:
+            if installed:
+                raise
+            advice = missing_db_advice(self.offline)
+            raise ScanError(
+                f"no Trivy vulnerability DB installed, and Trivy's own download "
+                f"failed ({exc}): {advice}"
+            ) from None
         findings = parse_report(json_object(report, "trivy json output", ScanError))
         updated, digest = self.db_info(snapshot)
         if digest is None:
