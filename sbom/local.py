@@ -9,12 +9,15 @@ import json
 import re
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from sbom.generate import ImageInfo, LayerError, LayerInput
 from sbom.reader import blob_digest
 
-__all__ = ["LocalImageError", "docker_archive", "oci_layout"]
+__all__ = ["LOCAL_PREFIXES", "LocalImageError", "docker_archive", "oci_layout", "read_local"]
+
+LOCAL_PREFIXES = ("oci:", "docker-archive:")
+"""Image names that mean a local image, as skopeo spells them."""
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _INDEX_TYPES = (
@@ -88,8 +91,28 @@ def oci_layout(layout: Path, tag: str | None) -> tuple[list[LayerInput], ImageIn
     return layers, ImageInfo(name=layout.name or "image", digest=str(digest), tag=tag)
 
 
-def docker_archive(archive: Path) -> tuple[list[LayerInput], ImageInfo]:
-    """The layers of the (first) image of a ``docker save`` tar, read in place (not unpacked)."""
+def read_local(image: str) -> tuple[list[LayerInput], ImageInfo, bytes | None]:
+    """``oci:DIR[:TAG]`` or ``docker-archive:FILE``: layers, image info, and the config bytes of
+    a docker archive (an OCI layout's config is a blob of the layout)."""
+    if image.startswith("oci:"):
+        directory, colon, tag = image[4:].rpartition(":")
+        if not colon or "/" in tag:
+            directory, tag = image[4:], ""
+        return (*oci_layout(Path(directory), tag or None), None)
+    if image.startswith("docker-archive:"):
+        return docker_archive(Path(image[len("docker-archive:") :]), with_config=True)
+    raise LocalImageError(f"{image}: not oci:DIR[:TAG] or docker-archive:FILE")
+
+
+@overload
+def docker_archive(archive: Path) -> tuple[list[LayerInput], ImageInfo]: ...
+@overload
+def docker_archive(
+    archive: Path, *, with_config: Literal[True]
+) -> tuple[list[LayerInput], ImageInfo, bytes]: ...
+def docker_archive(archive: Path, *, with_config: bool = False) -> Any:
+    """The layers of the (first) image of a ``docker save`` tar, read in place (not unpacked);
+    ``with_config`` adds the image config's bytes (its digest is the image info's)."""
     try:
         with tarfile.open(archive, "r:") as tar:
             members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isreg()}
@@ -105,7 +128,10 @@ def docker_archive(archive: Path) -> tuple[list[LayerInput], ImageInfo]:
             if config_member is None:
                 raise LocalImageError(f"{archive}: config not in the archive")
             config = tar.extractfile(config_member)
-            config_digest = "sha256:" + hashlib.sha256(config.read() if config else b"").hexdigest()
+            config_bytes = config.read(_MAX_JSON + 1) if config else b""
+            if len(config_bytes) > _MAX_JSON:
+                raise LocalImageError(f"{archive}: config larger than {_MAX_JSON} bytes")
+            config_digest = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
             layers = []
             for name in entry.get("Layers") or []:
                 member = members.get(str(name).lstrip("./"))
@@ -118,4 +144,5 @@ def docker_archive(archive: Path) -> tuple[list[LayerInput], ImageInfo]:
         raise LocalImageError(f"{archive}: {exc}") from None
     tags = entry.get("RepoTags") or []
     name = str(tags[0]).rsplit(":", 1)[0] if tags else archive.stem
-    return layers, ImageInfo(name=name, digest=config_digest)
+    info = ImageInfo(name=name, digest=config_digest)
+    return (layers, info, config_bytes) if with_config else (layers, info)

@@ -1,4 +1,14 @@
-"""SPDX 2.3 JSON: the image is the described package, each package CONTAINS-related to it."""
+"""SPDX 2.3 JSON, read by Trivy and other consumers as they read our CycloneDX.
+
+The document DESCRIBES the image (``primaryPackagePurpose: CONTAINER``); the image CONTAINS the
+operating system (``OPERATING-SYSTEM``, SPDXID ``SPDXRef-OperatingSystem-…``, the prefix Trivy's
+SPDX decoder keys on), which CONTAINS the OS packages; the image CONTAINS the language packages;
+packages DEPENDS_ON what their package DB says they need (the graph of our CycloneDX). An OS
+package built from a source package says so in ``sourceInfo`` as Trivy writes and reads it:
+``built package from: NAME VERSION`` (OS advisories are matched by source package). Where a
+package came from (layer, file) is an annotation ``supplychain:layer_digest: …``, named as the
+CycloneDX property.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +20,7 @@ from datetime import UTC, datetime
 
 from license_expression import ExpressionError, Licensing, get_spdx_licensing
 
-from sbom.cyclonedx import TOOL_NAME, image_purl, tool_version
+from sbom.cyclonedx import _OS_TYPES, PROP, TOOL_NAME, _plan, tool_version
 from sbom.generate import SbomResult
 from sbom.interface import Package
 
@@ -19,6 +29,8 @@ __all__ = ["write_spdx"]
 _ID_CHARS = re.compile(r"[^A-Za-z0-9.-]")
 _SPDX_ID = re.compile(r"^[A-Za-z0-9.+()-]+$")
 _REF_CHARS = re.compile(r"[^A-Za-z0-9.-]+")
+SOURCE_PREFIX = "built package from: "
+"""``sourceInfo`` of a binary package built from a source package (Trivy's wording)."""
 
 
 @functools.cache
@@ -50,10 +62,33 @@ def _license(package: Package, extracted: dict[str, str]) -> str:
     return " AND ".join(parts)
 
 
+def _source_info(package: Package) -> str | None:
+    """``built package from: NAME VERSION`` for an OS package whose source package is known."""
+    if package.type not in _OS_TYPES or not package.source_name:
+        return None
+    return f"{SOURCE_PREFIX}{package.source_name} {package.source_version or package.version}"
+
+
+def _annotations(properties: tuple[tuple[str, str], ...], moment: str) -> list[dict[str, str]]:
+    """Our CycloneDX properties (layer, file, …) as ``name: value`` package annotations."""
+    return [
+        {
+            "annotator": f"Tool: {TOOL_NAME}-{tool_version()}",
+            "annotationDate": moment,
+            "annotationType": "OTHER",
+            "comment": f"{name}: {value}",
+        }
+        for name, value in properties
+        if name.startswith(PROP) and value
+    ]
+
+
 def write_spdx(result: SbomResult, created: datetime | None = None) -> bytes:
     """SPDX 2.3 JSON of ``result``."""
     moment = (created or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    plan = _plan(result)  # the same refs and graph as our CycloneDX
     image_id = "SPDXRef-Image"
+    ids = {plan.image_ref: image_id}
     namespace_seed = hashlib.sha256(f"{result.image.digest}{moment}".encode()).hexdigest()
     packages: list[dict[str, object]] = [
         {
@@ -67,11 +102,25 @@ def write_spdx(result: SbomResult, created: datetime | None = None) -> bytes:
                 {
                     "referenceCategory": "PACKAGE-MANAGER",
                     "referenceType": "purl",
-                    "referenceLocator": image_purl(result),
+                    "referenceLocator": plan.image_ref,
                 }
             ],
         }
     ]
+    if result.os_info is not None and plan.os_ref is not None:
+        os_id = "SPDXRef-OperatingSystem-" + _ID_CHARS.sub("-", plan.os_ref.removeprefix("os:"))
+        ids[plan.os_ref] = os_id
+        system: dict[str, object] = {
+            "SPDXID": os_id,
+            "name": result.os_info.family,
+            "versionInfo": result.os_info.version,
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": False,
+            "primaryPackagePurpose": "OPERATING-SYSTEM",
+        }
+        if result.os_info.name:
+            system["summary"] = result.os_info.name
+        packages.append(system)
     relationships: list[dict[str, str]] = [
         {
             "spdxElementId": "SPDXRef-DOCUMENT",
@@ -80,37 +129,46 @@ def write_spdx(result: SbomResult, created: datetime | None = None) -> bytes:
         }
     ]
     extracted: dict[str, str] = {}
-    for index, package in enumerate(result.packages):
+    for index, entry in enumerate(plan.entries):
+        package = entry.package
         spdx_id = f"SPDXRef-Package-{package.type}-{_ID_CHARS.sub('-', package.name)}-{index}"
+        ids[entry.ref] = spdx_id
         license_text = _license(package, extracted)
-        packages.append(
+        item: dict[str, object] = {
+            "SPDXID": spdx_id,
+            "name": package.name,
+            "versionInfo": package.version,
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": False,
+            "licenseConcluded": "NOASSERTION",
+            "licenseDeclared": license_text,
+            "copyrightText": "NOASSERTION",
+            "primaryPackagePurpose": "LIBRARY",
+            "externalRefs": [
+                {
+                    "referenceCategory": "PACKAGE-MANAGER",
+                    "referenceType": "purl",
+                    "referenceLocator": entry.purl,
+                }
+            ],
+        }
+        source = _source_info(package)
+        if source:
+            item["sourceInfo"] = source
+        annotations = _annotations(entry.properties, moment)
+        if annotations:
+            item["annotations"] = annotations
+        packages.append(item)
+    for parent, children in plan.dependencies.items():
+        kind = "CONTAINS" if parent in (plan.image_ref, plan.os_ref) else "DEPENDS_ON"
+        relationships += [
             {
-                "SPDXID": spdx_id,
-                "name": package.name,
-                "versionInfo": package.version,
-                "downloadLocation": "NOASSERTION",
-                "filesAnalyzed": False,
-                "licenseConcluded": "NOASSERTION",
-                "licenseDeclared": license_text,
-                "copyrightText": "NOASSERTION",
-                "primaryPackagePurpose": "LIBRARY",
-                "sourceInfo": f"layer {package.layer_digest} file /{package.path}",
-                "externalRefs": [
-                    {
-                        "referenceCategory": "PACKAGE-MANAGER",
-                        "referenceType": "purl",
-                        "referenceLocator": package.purl(),
-                    }
-                ],
+                "spdxElementId": ids[parent],
+                "relationshipType": kind,
+                "relatedSpdxElement": ids[child],
             }
-        )
-        relationships.append(
-            {
-                "spdxElementId": image_id,
-                "relationshipType": "CONTAINS",
-                "relatedSpdxElement": spdx_id,
-            }
-        )
+            for child in children
+        ]
     document = {
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",

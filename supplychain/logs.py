@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+_STANDARD.add("color_message")  # uvicorn's copy of the message with terminal colour codes
 
 
 class JsonFormatter(logging.Formatter):

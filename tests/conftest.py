@@ -1,7 +1,8 @@
 """Shared fixtures: every test runs against real PostgreSQL.
 
 A fresh database is created for the session (``SUPPLYCHAIN_TEST_PG`` names the server, default
-``postgresql://postgres@127.0.0.1:5432``), migrated once with our Alembic scripts, and emptied
+``postgresql://postgres@127.0.0.1:5432``; the database ``test`` administers them and is created
+if missing), migrated once with our Alembic scripts, and emptied
 with TRUNCATE between tests.
 """
 
@@ -24,11 +25,26 @@ PG_SERVER = os.environ.get("SUPPLYCHAIN_TEST_PG", "postgresql://postgres@127.0.0
 TOKEN = "test-webhook-token-0123456789"
 
 
+def _admin() -> psycopg.Connection[tuple[object, ...]]:
+    """A connection to the ``test`` database, created first (from ``postgres``) if missing."""
+    try:
+        return psycopg.connect(f"{PG_SERVER}/test", autocommit=True)
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        try:
+            conn.execute('CREATE DATABASE "test"')
+        except psycopg.errors.DuplicateDatabase:
+            pass  # a parallel session created it first
+    return psycopg.connect(f"{PG_SERVER}/test", autocommit=True)
+
+
 @contextmanager
 def new_database() -> Iterator[str]:
     """A new, migrated PostgreSQL database, dropped on exit."""
     name = f"sc_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{PG_SERVER}/test", autocommit=True) as conn:
+    with _admin() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = f"{PG_SERVER}/{name}"
     db = Database(url)
@@ -37,7 +53,7 @@ def new_database() -> Iterator[str]:
     try:
         yield url
     finally:
-        with psycopg.connect(f"{PG_SERVER}/test", autocommit=True) as conn:
+        with _admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

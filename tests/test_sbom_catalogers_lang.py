@@ -35,6 +35,7 @@ from sbom.catalogers.php import ComposerInstalledCataloger
 from sbom.catalogers.ruby import GemspecCataloger
 from sbom.catalogers.rust import CargoAuditableCataloger, CargoLockCataloger
 from sbom.interface import FileEntry, LayerCataloger, Package
+from tests.support.tools import trivy
 from tests.support.trivydb import build_trivy_db
 
 CATALOGERS: list[LayerCataloger] = [
@@ -58,7 +59,7 @@ COMMONS = "pkg:maven/org.apache.commons/commons-lang3@3.12.0"
 @pytest.fixture(autouse=True, scope="module")
 def _real_toolchains() -> None:
     """These tests build real artifacts: a missing toolchain is a failure, never a skip."""
-    missing = [t for t in ("go", "cargo", "objcopy", "trivy") if not shutil.which(t)]
+    missing = [t for t in ("go", "cargo", "objcopy") if not shutil.which(t)]
     missing += [str(JAR)] if not JAR.exists() else []
     missing += [] if any(GEM_DIRS[1].glob("rack-*.gemspec")) else ["ruby-rack gemspecs"]
     assert not missing, (
@@ -436,7 +437,7 @@ def trivy_purls(tmp_path: Path, root: Path) -> dict[str, set[str]]:
     build_trivy_db(cache, [])
     write_java_db(cache)
     out = run(
-        "trivy", "rootfs", "--quiet", "--disable-telemetry", "--format", "cyclonedx",
+        trivy(), "rootfs", "--quiet", "--disable-telemetry", "--format", "cyclonedx",
         "--offline-scan", "--skip-db-update", "--skip-java-db-update", "--cache-dir", cache, root,
     )  # fmt: skip
     report: dict[str, Any] = json.loads(out)

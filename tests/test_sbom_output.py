@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,14 @@ from sbom.interface import CATALOGERS
 from supplychain.cli.sbom import add_parser
 from supplychain.interface import ImageTarget, Layer, PulledImage
 from supplychain.stages.cataloger import OwnCataloger
-from tests.support.images import app_layout, layer_paths, layout_digest, push, tiny_layout
+from tests.support.images import (
+    app_layout,
+    docker_archive,
+    layer_paths,
+    layout_digest,
+    push,
+    tiny_layout,
+)
 from tests.support.registry import Registry
 
 TAG = "app-deleted"
@@ -147,13 +153,7 @@ def test_cli_reads_oci_layouts_docker_archives_and_registries(tmp_path: Path) ->
     out = tmp_path / "oci.json"
     assert run_cli(f"oci:{tiny}:tiny", "-o", str(out), "--cache-dir", str(tmp_path / "c")) == 0
     assert purls_in(out) == expected
-    archive = tmp_path / "tiny.tar"
-    subprocess.run(
-        ["skopeo", "copy", "--quiet", f"oci:{tiny}:tiny", f"docker-archive:{archive}:tiny:1"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    archive = docker_archive(tiny, "tiny", tmp_path / "tiny.tar", "tiny:1")
     out = tmp_path / "archive.json"
     assert (
         run_cli(f"docker-archive:{archive}", "-o", str(out), "--cache-dir", str(tmp_path / "c"))

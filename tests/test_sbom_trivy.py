@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-from sbom import ImageInfo, LayerInput, generate_sbom, write_cyclonedx
+from sbom import ImageInfo, LayerInput, SbomResult, generate_sbom, write_cyclonedx, write_spdx
 from tests.support.images import (
     PURGED_DEB_PACKAGE,
     app_layout,
     layer_paths,
     layout_digest,
 )
+from tests.support.tools import trivy
 from tests.support.trivydb import Advisory, build_trivy_db
 
 TAG = "app-deleted"
@@ -50,7 +51,7 @@ KNOWN_DIFFERENCES: dict[str, str] = {}
 
 
 def _trivy(cache: Path, *args: str) -> dict[str, Any]:
-    command = ["trivy", *args, "--cache-dir", str(cache), "--quiet", "--skip-version-check"]
+    command = [trivy(), *args, "--cache-dir", str(cache), "--quiet", "--skip-version-check"]
     command += ["--offline-scan", "--skip-db-update", "--skip-java-db-update"]
     done = subprocess.run(command, capture_output=True, timeout=300, check=True)
     value: dict[str, Any] = json.loads(done.stdout)
@@ -65,11 +66,15 @@ def trivy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ours(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def result(tmp_path_factory: pytest.TempPathFactory) -> SbomResult:
     layout = app_layout()
     layers = [LayerInput(f"sha256:{p.name}", p) for p in layer_paths(layout, TAG)]
     info = ImageInfo("127.0.0.1/app", layout_digest(layout, TAG), TAG, "127.0.0.1/app")
-    result = generate_sbom(layers, info, tmp_path_factory.mktemp("sbom-cache"))
+    return generate_sbom(layers, info, tmp_path_factory.mktemp("sbom-cache"))
+
+
+@pytest.fixture(scope="module")
+def ours(result: SbomResult) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(write_cyclonedx(result))
     return document
 
@@ -129,3 +134,63 @@ def test_trivy_finds_the_same_vulnerabilities_in_our_sbom(
         "CVE-2018-18074",
         "CVE-2020-8203",
     }
+
+
+def test_trivy_reads_our_spdx_as_our_cyclonedx(
+    result: SbomResult, trivy_cache: Path, tmp_path: Path
+) -> None:
+    """The same image in both our formats: `trivy sbom` finds the same vulnerabilities in each,
+    OS ones included (Debian's advisories are matched by source package: libsemanage2 is built
+    from libsemanage), and the same OS and packages."""
+    cdx, spdx = tmp_path / "ours.cdx.json", tmp_path / "ours.spdx.json"
+    cdx.write_bytes(write_cyclonedx(result))
+    spdx.write_bytes(write_spdx(result))
+    from_cdx = _trivy(trivy_cache, "sbom", "--format", "json", str(cdx))
+    from_spdx = _trivy(trivy_cache, "sbom", "--format", "json", str(spdx))
+    assert _vulns(from_spdx) == _vulns(from_cdx)
+    assert {v[:2] for v in _vulns(from_spdx)} >= {
+        ("CVE-2099-1001", "zlib1g"),
+        ("CVE-2099-1002", "libsemanage2"),
+        ("CVE-2018-18074", "requests"),
+    }
+    assert from_spdx["Metadata"]["OS"] == from_cdx["Metadata"]["OS"]
+    assert from_spdx["Metadata"]["OS"]["Family"] == "debian"
+
+    def packages(report: dict[str, Any]) -> set[tuple[str, str, str, str]]:
+        return {
+            (r["Class"], p["Name"], p["Version"], p.get("SrcName", ""))
+            for r in report.get("Results") or []
+            for p in r.get("Packages") or []
+        }
+
+    listed = ["sbom", "--format", "json", "--list-all-pkgs"]
+    cdx_packages = packages(_trivy(trivy_cache, *listed, str(cdx)))
+    assert packages(_trivy(trivy_cache, *listed, str(spdx))) == cdx_packages
+    assert ("os-pkgs", "libsemanage2", "3.4-1+b5", "libsemanage") in cdx_packages
+
+
+def test_our_spdx_states_os_source_packages_and_relationships(result: SbomResult) -> None:
+    document = json.loads(write_spdx(result))
+    by_id = {p["SPDXID"]: p for p in document["packages"]}
+    (system,) = [p for p in by_id.values() if p["primaryPackagePurpose"] == "OPERATING-SYSTEM"]
+    assert system["SPDXID"].startswith("SPDXRef-OperatingSystem-")
+    assert system["name"] == "debian" and system["versionInfo"].split(".")[0] == "12"
+    edges = {
+        (
+            r["spdxElementId"],
+            r["relationshipType"],
+            by_id.get(r["relatedSpdxElement"], {}).get("name"),
+        )
+        for r in document["relationships"]
+    }
+    assert ("SPDXRef-DOCUMENT", "DESCRIBES", "127.0.0.1/app") in edges
+    assert ("SPDXRef-Image", "CONTAINS", "debian") in edges
+    assert (system["SPDXID"], "CONTAINS", "libsemanage2") in edges
+    assert ("SPDXRef-Image", "CONTAINS", "requests") in edges
+    assert any(kind == "DEPENDS_ON" for _a, kind, _b in edges)
+    (libsemanage,) = [p for p in by_id.values() if p["name"] == "libsemanage2"]
+    assert libsemanage["sourceInfo"] == "built package from: libsemanage 3.4-1"
+    assert any(
+        a["comment"].startswith("supplychain:layer_digest: sha256:")
+        for a in libsemanage["annotations"]
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,37 @@ def test_serve_migrates_sqlite_and_runs_the_pipeline(tmp_path: Path) -> None:
             db.dispose()
         finally:
             server.stop()
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    messages = [line["message"] for line in lines]
+    assert messages.count("worker started") == 2  # SUPPLYCHAIN_WORKERS' default
+    assert "workers stopping" in messages and messages.count("worker stopped") == 2
+    requests_seen = {
+        (r["method"], r["path"], r["status"]) for r in lines if r["message"] == "request"
+    }
+    assert ("POST", "/v1/hooks/{source}", 202) in requests_seen  # the route, not the raw path
+    assert ("GET", "/readyz", 200) in requests_seen
+    assert all(r["duration_ms"] >= 0 for r in lines if r["message"] == "request")
+    assert TOKEN not in server.log()  # the registry's Authorization header is never logged
+    assert "\x1b" not in server.log() and "\\u001b" not in server.log()  # no terminal colours
+
+
+def test_first_run_without_a_vulnerability_db_says_what_to_run(tmp_path: Path) -> None:
+    env = service_env(
+        {"SUPPLYCHAIN_DATA_DIR": str(tmp_path / "data"), "SUPPLYCHAIN_WORKERS": "0"}
+    )  # online (the default): the advice is `vulndb update`
+    server = Server(env, tmp_path / "server.log")
+    try:
+        server.wait_ready()
+        ready = requests.get(f"{server.url}/readyz", timeout=5)
+        assert ready.status_code == 503 and ready.json()["status"] == "not ready"
+        (problem,) = ready.json()["problems"]
+        assert problem.startswith("no Trivy vulnerability DB: run `supplychain vulndb update`")
+    finally:
+        server.stop()
+    (warning,) = [
+        json.loads(line)
+        for line in server.log().splitlines()
+        if line.startswith("{") and "no Trivy vulnerability DB" in line
+    ]
+    assert warning["level"] == "warning" and str(tmp_path / "data" / "trivy") in warning["message"]
+    assert "supplychain vulndb import db.tar.gz" in warning["message"]  # the air-gapped way

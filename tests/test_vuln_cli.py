@@ -50,25 +50,46 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: Database, pg_url: s
 def test_import_status_and_age_limit(
     env: Path, db: Database, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code, answer = run(["vulndb", "status"], capsys)
-    assert (code, answer) == (2, {"installed": False})
+    code, answer = run(["vulndb", "status", "--output", "json"], capsys)
+    assert (code, answer["installed"]) == (2, False)
+    assert "supplychain vulndb import db.tar.gz" in str(answer["advice"])  # offline here
 
     archive = build_trivy_db_archive(env / "db.tar.gz", BASE_ADVISORIES, UPDATED)
-    code, answer = run(["vulndb", "import", str(archive)], capsys)
+    code, answer = run(["vulndb", "import", str(archive), "--output", "json"], capsys)
     assert code == 0 and answer["new"] is True
     assert answer["updated_at"] == UPDATED.isoformat()
     with db.session() as session:
         (row,) = session.scalars(select(models.VulnDatabase)).all()
         assert (row.digest, row.source, row.updated_at) == (answer["digest"], "import", UPDATED)
 
-    code, again = run(["vulndb", "import", str(archive)], capsys)
+    code, again = run(["vulndb", "import", str(archive), "--output", "json"], capsys)
     assert code == 0 and again["new"] is False and again["digest"] == answer["digest"]
 
-    code, status = run(["vulndb", "status"], capsys)
+    code, status = run(["vulndb", "status", "--output", "json"], capsys)
     assert code == 0 and status["digest"] == answer["digest"]
     monkeypatch.setenv("SUPPLYCHAIN_MAX_DB_AGE_HOURS", "1")  # UPDATED is long ago
-    code, status = run(["vulndb", "status"], capsys)
+    code, status = run(["vulndb", "status", "--output", "json"], capsys)
     assert code == 1 and status["max_age_hours"] == 1.0
+
+
+def test_status_for_people_says_what_to_run(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUPPLYCHAIN_TRIVY_OFFLINE", "false")
+    main = argparse.ArgumentParser(prog="supplychain")
+    add_parser(main.add_subparsers(dest="command", required=True))
+    args = main.parse_args(["vulndb", "status"])
+    assert args.func(args) == 2
+    out = capsys.readouterr().out
+    assert f"no Trivy vulnerability DB in {env / 'trivy'}" in out
+    assert "run `supplychain vulndb update`" in out
+    assert "SUPPLYCHAIN_TRIVY_OFFLINE=true" in out  # the air-gapped way too
+
+    archive = build_trivy_db_archive(env / "db.tar.gz", BASE_ADVISORIES, UPDATED)
+    args = main.parse_args(["vulndb", "import", str(archive)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert f"updated at: {UPDATED.isoformat()}" in out and "new:        yes" in out
 
 
 def test_a_bad_archive_is_refused(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,7 +100,7 @@ def test_a_bad_archive_is_refused(env: Path, capsys: pytest.CaptureFixture[str])
 
 def test_rescan_with_nothing_stored(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     archive = build_trivy_db_archive(env / "db.tar.gz", BASE_ADVISORIES, UPDATED)
-    run(["vulndb", "import", str(archive)], capsys)
+    run(["vulndb", "import", str(archive), "--output", "json"], capsys)
     code, report = run(["rescan", "--all"], capsys)
     assert code == 0 and report["selected"] == 0 and report["failed"] == []
 
@@ -139,14 +160,24 @@ def test_update_from_the_organisations_oci_mirror(
     with Registry(env / "registry") as registry:
         push_db_artifact(registry, "mirror/trivy-db", archive)
         code, answer = run(
-            ["vulndb", "update", "--repository", f"{registry.host}/mirror/trivy-db:2"], capsys
+            [
+                "vulndb",
+                "update",
+                "--output",
+                "json",
+                "--repository",
+                f"{registry.host}/mirror/trivy-db:2",
+            ],
+            capsys,
         )
         assert code == 0 and answer["digest"] == expected and answer["new"] is True
         code, _ = run(
             ["vulndb", "update", "--repository", f"{registry.host}/mirror/absent:2"], capsys
         )
         assert code == 2 and "DB download failed" in ERRORS[0]
-    code, status = run(["vulndb", "status"], capsys)
+        assert f"from {registry.host}/mirror/absent:2" in ERRORS[0]  # what was tried
+        assert "supplychain vulndb import" in ERRORS[0]  # and what to do instead
+    code, status = run(["vulndb", "status", "--output", "json"], capsys)
     assert code == 0 and status["digest"] == expected  # the failed update changed nothing
     with db.session() as session:
         (row,) = session.scalars(select(models.VulnDatabase)).all()

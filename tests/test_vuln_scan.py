@@ -27,6 +27,7 @@ from supplychain.stages.source import RegistrySource
 from supplychain.stages.vulndb import VulnDbError, VulnDbStore
 from tests.support import images
 from tests.support.registry import Registry
+from tests.support.tools import trivy
 from tests.support.trivydb import Advisory, build_trivy_db, build_trivy_db_archive
 
 PIP = "pip::GitHub Security Advisory pip"
@@ -68,7 +69,7 @@ GITHUB_TOKEN = "ghp_" + "Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0Lz9Xc8"
 
 
 def trivy_version() -> str:
-    out = subprocess.run(["trivy", "version", "--format", "json"], capture_output=True, check=True)
+    out = subprocess.run([trivy(), "version", "--format", "json"], capture_output=True, check=True)
     return str(json.loads(out.stdout)["Version"])
 
 
@@ -85,7 +86,7 @@ def direct_trivy(layout: Path, snapshot: Path) -> dict[str, Any]:
     flags = ["--skip-db-update", "--skip-java-db-update", "--offline-scan", "--quiet"]
     out = subprocess.run(
         [
-            *("trivy", "image", "--input", str(layout), "--format", "json"),
+            *(trivy(), "image", "--input", str(layout), "--format", "json"),
             *("--scanners", "vuln,secret", "--cache-dir", str(snapshot)),
             *("--cache-backend", "memory", *flags),
         ],
@@ -312,7 +313,7 @@ def test_corrupt_db_is_a_scan_error(pulled: PulledImage, tmp_path: Path) -> None
 
 def test_missing_db_is_a_scan_error_not_an_empty_scan(pulled: PulledImage, tmp_path: Path) -> None:
     runner = TrivyRunner(None, tmp_path / "no-db", offline=True, timeout=60)
-    with pytest.raises(ScanError, match="no advisory DB"):
+    with pytest.raises(ScanError, match=r"no Trivy vulnerability DB .*vulndb import"):
         TrivyScanner(runner).scan(pulled, None)  # type: ignore[arg-type]
 
 

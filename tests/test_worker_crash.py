@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,17 @@ from tests.support import images
 from tests.support.advisories import URLLIB3_HIGH
 from tests.support.registry import Registry
 from tests.support.service import Process, service_env, wait_for
+from tests.support.tools import trivy
 from tests.support.trivydb import build_trivy_db
 
 pytestmark = pytest.mark.e2e
 
 
 def test_killed_worker_job_finishes_on_next_claim_once(tmp_path: Path) -> None:
-    trivy = shutil.which("trivy")
-    assert trivy is not None
+    real_trivy = trivy()
     marker = tmp_path / "trivy-started"
     slow = tmp_path / "slow-trivy"
-    slow.write_text(f'#!/bin/sh\ntouch "{marker}"\nsleep 60\nexec "{trivy}" "$@"\n')
+    slow.write_text(f'#!/bin/sh\ntouch "{marker}"\nsleep 60\nexec "{real_trivy}" "$@"\n')
     slow.chmod(0o755)
     build_trivy_db(
         tmp_path / "trivy",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -24,6 +25,8 @@ from sqlalchemy import select, text
 
 from registry_hooks import ADAPTERS
 from registry_hooks.grammar import GrammarError, check_text, valid_digest
+from supplychain import __version__
+from supplychain.api.accesslog import AccessLog
 from supplychain.api.admission import admission_router
 from supplychain.api.bodylimit import BodyLimit, BodyTooLarge
 from supplychain.api.errors import GATE_PATH, install_error_handlers
@@ -35,6 +38,7 @@ from supplychain.metrics import WEBHOOKS
 from supplychain.queue.faults import DISK, FAULTS, short
 from supplychain.queue.pool import WorkerPool
 from supplychain.service import Service
+from supplychain.stages.scanner import missing_db_advice
 
 __all__ = ["MAX_API_BODY", "create_app"]
 
@@ -57,6 +61,8 @@ def body_limit(path: str) -> int:
 _PART = r"[A-Za-z0-9._-]{1,64}"
 PLATFORM = re.compile(rf"{_PART}/{_PART}(?:/{_PART})?", re.ASCII)
 """``os/arch[/variant]``, as index entries and image configs state it."""
+
+log = logging.getLogger("supplychain.api")
 
 
 class GateRequest(BaseModel):
@@ -109,7 +115,8 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
             await poller
         await run_in_threadpool(pool.shutdown, settings.shutdown_grace_seconds)
 
-    app = FastAPI(title="supplychain", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="supplychain", version=__version__, lifespan=lifespan)
+    app.add_middleware(AccessLog)
     app.add_middleware(BodyLimit, limit_for=body_limit)
     app.add_middleware(RouteMetrics)
     install_error_handlers(app)
@@ -237,11 +244,9 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         except Exception as exc:
             problems.append(f"database unreachable: {short(getattr(exc, 'orig', None) or exc)}")
         problems += _disk_problems(service)
-        if (
-            not (service.trivy.cache_dir / "db" / "trivy.db").is_file()
-            and service.settings.trivy_offline
-        ):
-            problems.append("no Trivy DB in SUPPLYCHAIN_TRIVY_CACHE_DIR and updates are off")
+        if not service.trivy.has_db():
+            advice = missing_db_advice(service.settings.trivy_offline)
+            problems.append(f"no Trivy vulnerability DB: {advice}")
         status = 503 if problems else 200
         return JSONResponse(
             {"status": "not ready" if problems else "ready", "problems": problems},

@@ -1,10 +1,15 @@
-"""The ``supplychain`` command: serve, worker, db, gate and scan."""
+"""supplychain: secure container images from registry to deploy.
+
+Exit codes: 0 allow (or done), 1 deny, 2 anything else (pending, timeout, error): fail closed.
+Settings come from SUPPLYCHAIN_* environment variables (see the README).
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -25,6 +30,8 @@ EXTENSIONS = ("supplychain.cli.sbom", "supplychain.cli.signing", "supplychain.cl
 MAX_ANSWER = 4 * 1024 * 1024
 OUTPUTS = ("table", "json", "sarif", "junit", "markdown")
 """``--output`` formats (:mod:`supplychain.report`)."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+log = logging.getLogger("supplychain.cli")
 
 
 def _settings(*, writable: bool = True) -> Settings:
@@ -74,6 +81,18 @@ def _upgrade_or_check(settings: Settings, *, required: bool) -> None:
         db.dispose()
 
 
+def _warn_without_db(service: Any) -> None:
+    """One start-up line when scans cannot run yet: no advisory DB, and the command to run."""
+    from supplychain.stages.scanner import missing_db_advice
+
+    if not service.trivy.has_db():
+        log.warning(
+            "no Trivy vulnerability DB in %s: %s",
+            service.trivy.cache_dir,
+            missing_db_advice(service.settings.trivy_offline),
+        )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -85,6 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     _migrate(settings, required=False)
     service = build_service(settings, policy_file=args.policy)
+    _warn_without_db(service)
     workers = settings.workers if args.workers is None else args.workers
     host, _, port = (args.listen or settings.listen).rpartition(":")
     app = create_app(service, workers=workers)
@@ -115,6 +135,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     _migrate(settings, required=False)
     service = build_service(settings, policy_file=args.policy)
+    _warn_without_db(service)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
@@ -123,6 +144,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     while not stopping.wait(1.0):
         if pool.wait(0):
             break
+    log.info("workers stopping", extra={"workers": args.count})
     pool.shutdown(settings.shutdown_grace_seconds)
     service.db.dispose()
     return 0
@@ -206,11 +228,15 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def parser(*, extensions: bool = True) -> argparse.ArgumentParser:
     """The argument parser; ``extensions`` adds the subcommands of :data:`EXTENSIONS`."""
-    main = argparse.ArgumentParser(prog="supplychain", description=__doc__)
-    sub = main.add_subparsers(dest="command", required=True)
-    if extensions:
-        for module in EXTENSIONS:
-            importlib.import_module(module).add_parser(sub)
+    from supplychain import __version__
+
+    main = argparse.ArgumentParser(
+        prog="supplychain",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    main.add_argument("--version", action="version", version=f"supplychain {__version__}")
+    sub = main.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the HTTP API with in-process workers")
     serve.add_argument("--listen", help="host:port (default SUPPLYCHAIN_LISTEN)")
     serve.add_argument(
@@ -218,23 +244,28 @@ def parser(*, extensions: bool = True) -> argparse.ArgumentParser:
     )
     serve.add_argument("--tls-cert", type=Path, help="serve HTTPS: PEM certificate chain")
     serve.add_argument("--tls-key", type=Path, help="serve HTTPS: PEM private key")
-    worker = sub.add_parser("worker", help="run workers only")
-    worker.add_argument("--count", type=int, default=1)
+    worker = sub.add_parser("worker", help="run workers only (no HTTP API)")
+    worker.add_argument("--count", type=int, default=1, help="worker threads (default 1)")
     for command in (serve, worker):
-        command.add_argument("--log-level", default="INFO")
+        command.add_argument(
+            "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="log level"
+        )
         command.add_argument("--policy", type=Path, help="policy YAML (default: deny CRITICAL)")
         command.set_defaults(func=cmd_serve if command is serve else cmd_worker)
     db = sub.add_parser("db", help="database administration")
-    db.add_argument("action", choices=["upgrade"])
+    db.add_argument("action", choices=["upgrade"], help="upgrade: migrate to the latest schema")
     db.set_defaults(func=cmd_db)
     for name, func, text in (
         ("gate", cmd_gate, "ask the service whether IMAGE may be deployed"),
         ("scan", cmd_scan, "run the pipeline on IMAGE in this process, without a server"),
     ):
         command = sub.add_parser(name, help=text)
-        command.add_argument("image", help="host/repo:tag or host/repo@sha256:…")
+        command.add_argument("image", help=IMAGE_HELP[name])
         command.add_argument(
-            "--output", choices=OUTPUTS, default="table", help="answer format (default: table)"
+            "--output",
+            choices=OUTPUTS,
+            default="table",
+            help="table for people (default), json for machines, sarif, junit or markdown for CI",
         )
         command.add_argument("--platform", help="os/arch of an index to decide on")
         command.set_defaults(func=func)
@@ -245,14 +276,59 @@ def parser(*, extensions: bool = True) -> argparse.ArgumentParser:
             command.add_argument(
                 "--wait", type=float, help="seconds to wait while pending (default: the server's)"
             )
+    if extensions:
+        for module in EXTENSIONS:
+            importlib.import_module(module).add_parser(sub)
+    for _path, command in commands(main):
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                action.required = False  # a group alone prints its help (see main)
     return main
+
+
+IMAGE_HELP = {
+    "gate": "host/repo:tag or host/repo@sha256:…",
+    "scan": "host/repo:tag, host/repo@sha256:…, oci:DIR[:TAG] or docker-archive:FILE.tar",
+}
+
+
+def commands(
+    top: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every parser under ``top`` with its words (``("vulndb", "update")``), ``top`` first."""
+    found = [(path, top)]
+    for action in top._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found += commands(child, (*path, name))
+    return found
+
+
+def _bare_group(top: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    """The parser of a command group named without its subcommand (``supplychain keys``)."""
+    current = top
+    while True:
+        group = next(
+            (a for a in current._actions if isinstance(a, argparse._SubParsersAction)), None
+        )
+        if group is None:
+            return None
+        chosen = getattr(args, group.dest, None)
+        if chosen is None:
+            return current
+        current = group.choices[chosen]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     words = sys.argv[1:] if argv is None else argv
     core = bool(words) and words[0] in CORE_COMMANDS  # keep `gate` fast: no extension imports
-    args = parser(extensions=not core).parse_args(words)
+    top = parser(extensions=not core)
+    args = top.parse_args(words)
+    bare = _bare_group(top, args)
+    if bare is not None:
+        bare.print_help()
+        return EXIT_OTHER
     code: int = args.func(args)
     return code
 

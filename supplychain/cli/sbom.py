@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sbom import FORMATS, ImageInfo, LayerError, LayerInput, generate_sbom, render
-from sbom.local import docker_archive, oci_layout
+from sbom.local import LOCAL_PREFIXES, read_local
 from supplychain.interface import ImageTarget, SourceError
 from supplychain.mediatypes import INDEX_MEDIA_TYPES
 from supplychain.reference import ReferenceError, parse_reference
@@ -64,13 +64,8 @@ def cmd_sbom(args: argparse.Namespace) -> int:
     image: str = args.image
     work = Path(tempfile.mkdtemp(prefix="sbom-"))
     try:
-        if image.startswith("oci:"):
-            directory, colon, tag = image[4:].rpartition(":")
-            if not colon or "/" in tag:
-                directory, tag = image[4:], ""
-            layers, info = oci_layout(Path(directory), tag or None)
-        elif image.startswith("docker-archive:"):
-            layers, info = docker_archive(Path(image[len("docker-archive:") :]))
+        if image.startswith(LOCAL_PREFIXES):
+            layers, info, _config = read_local(image)
         else:
             layers, info = _from_registry(image, cache_dir, work)
         result = generate_sbom(
@@ -96,7 +91,9 @@ def add_parser(subparsers: Any) -> None:
         "image", help="host/repo:tag, host/repo@sha256:…, oci:DIR[:TAG] or docker-archive:FILE.tar"
     )
     parser.add_argument("-o", "--output", help="write here instead of stdout")
-    parser.add_argument("--format", choices=FORMATS, default="cyclonedx-json")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="cyclonedx-json", help="document format"
+    )
     parser.add_argument("--cache-dir", help="per-layer and blob cache (default ~/.cache/…)")
     parser.add_argument(
         "--max-layer-bytes",

@@ -5,14 +5,16 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+from sbom.local import LOCAL_PREFIXES
 from supplychain.config import Settings
 from supplychain.evidence.recorder import record_facts, record_index, record_tag, upsert_image
-from supplychain.interface import ImageTarget
+from supplychain.interface import ImageTarget, Verdict
 from supplychain.mediatypes import INDEX_MEDIA_TYPES
 from supplychain.queue.expand import expand_index
 from supplychain.reference import ReferenceError, parse_reference
 from supplychain.service import build_service
-from supplychain.stages.pipeline import Outcome
+from supplychain.stages.localsource import LocalSource, NoSignatures
+from supplychain.stages.pipeline import Outcome, Pipeline
 
 __all__ = ["scan_image"]
 
@@ -20,10 +22,14 @@ __all__ = ["scan_image"]
 def scan_image(settings: Settings, image: str, *, platform: str | None = None) -> dict[str, Any]:
     """Pull, catalogue, scan, verify and decide on ``image``; record it; return the JSON answer.
 
-    The registry named on the command line is allowed for this run (the user asked for it). The
-    verdict is the one decision on the facts recorded (what the gate answers for this digest).
-    Errors come back as ``{"decision": "error", "error": …}``: never as an allow.
+    ``image`` is ``host/repo:tag``, ``host/repo@sha256:…``, ``oci:DIR[:TAG]`` or
+    ``docker-archive:FILE``. The registry named on the command line is allowed for this run (the
+    user asked for it). The verdict is the one decision on the facts recorded (what the gate
+    answers for this digest). Errors come back as ``{"decision": "error", "error": …}``: never as
+    an allow.
     """
+    if image.startswith(LOCAL_PREFIXES):
+        return _scan_local(settings, image)
     try:
         ref = parse_reference(image)
     except ReferenceError as exc:
@@ -70,10 +76,33 @@ def scan_image(settings: Settings, image: str, *, platform: str | None = None) -
         if ref.tag:
             record_tag(session, top, ref.tag, source="cli-scan")
         verdict = service.decider.verdict(session, row, platform=platform)
+    return _answer(image, descriptor.digest, ref.pinned(descriptor.digest), verdict, outcomes)
+
+
+def _scan_local(settings: Settings, image: str) -> dict[str, Any]:
+    """``oci:DIR[:TAG]`` or ``docker-archive:FILE``: the same stages, no registry, no signatures."""
+    service = build_service(settings)
+    try:
+        source = LocalSource(image, settings.data_dir / "work")
+        target = source.target()
+        stages = service.pipeline
+        pipeline = Pipeline(source, stages.cataloger, stages.scanner, NoSignatures())
+        outcome = _run(pipeline.run, target)
+    except Exception as exc:  # any failure is reported, and fails closed
+        return {"image": image, "decision": "error", "error": f"{type(exc).__name__}: {exc}"}
+    with service.db.session(write=True) as session:
+        row, _scan_id = record_facts(session, outcome, job_id=None, actor="cli-scan")
+        verdict = service.decider.verdict(session, row)
+    return _answer(image, target.digest, None, verdict, [outcome])
+
+
+def _answer(
+    image: str, digest: str, pinned: str | None, verdict: Verdict, outcomes: list[Outcome]
+) -> dict[str, Any]:
     return {
         "image": image,
-        "digest": descriptor.digest,
-        "pinned": ref.pinned(descriptor.digest),
+        "digest": digest,
+        "pinned": pinned,
         "decision": verdict.decision,
         "reasons": list(verdict.reasons),
         "policy": {"name": verdict.policy, "digest": verdict.policy_digest},

@@ -218,7 +218,12 @@ def _issuer_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--key", help="private key file (cosign.key or PEM) or hashivault://NAME")
     command.add_argument("--identity-token", help="OIDC token for keyless signing")
     command.add_argument("--trust-config", help="Sigstore ClientTrustConfig JSON (keyless)")
-    command.add_argument("--mode", choices=["tag", "referrers", "both"], default="tag")
+    command.add_argument(
+        "--mode",
+        choices=["tag", "referrers", "both"],
+        default="tag",
+        help="tag: cosign's .sig/.att tags; referrers: OCI 1.1 (tag-schema fallback); both",
+    )
 
 
 def add_parser(subparsers: Any) -> None:
@@ -226,9 +231,14 @@ def add_parser(subparsers: Any) -> None:
     keys = subparsers.add_parser("keys", help="manage signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     generate = keys_sub.add_parser("generate", help="write P.key (encrypted) and P.pub")
-    generate.add_argument("--output-prefix", default="cosign")
     generate.add_argument(
-        "--type", choices=["ecdsa-p256", "ecdsa-p384", "ed25519", "rsa-3072"], default="ecdsa-p256"
+        "--output-prefix", default="cosign", help="write PREFIX.key and PREFIX.pub (default cosign)"
+    )
+    generate.add_argument(
+        "--type",
+        choices=["ecdsa-p256", "ecdsa-p384", "ed25519", "rsa-3072"],
+        default="ecdsa-p256",
+        help="key algorithm (default ecdsa-p256, as cosign)",
     )
     generate.set_defaults(func=_guarded(cmd_keys_generate))
 
@@ -246,10 +256,14 @@ def add_parser(subparsers: Any) -> None:
     verify = subparsers.add_parser("verify", help="check IMAGE's signatures and attestations")
     verify.add_argument("image", help="host/repo:tag or host/repo@sha256:…")
     verify.add_argument("--key", action="append", help="trusted public key PEM (repeatable)")
-    verify.add_argument("--certificate-identity")
-    verify.add_argument("--certificate-identity-regexp")
-    verify.add_argument("--certificate-oidc-issuer")
-    verify.add_argument("--certificate-oidc-issuer-regexp")
+    verify.add_argument("--certificate-identity", help="keyless: the signer identity trusted")
+    verify.add_argument(
+        "--certificate-identity-regexp", help="keyless: identities trusted (full-match regexp)"
+    )
+    verify.add_argument("--certificate-oidc-issuer", help="keyless: the OIDC issuer trusted")
+    verify.add_argument(
+        "--certificate-oidc-issuer-regexp", help="keyless: OIDC issuers trusted (full-match regexp)"
+    )
     verify.add_argument("--trusted-root", help="Sigstore trusted_root.json")
     verify.add_argument(
         "--insecure-ignore-tlog",
@@ -257,6 +271,15 @@ def add_parser(subparsers: Any) -> None:
         help="accepted for cosign compatibility: key-signed signatures are checked without a log",
     )
     verify.add_argument("--allow-reference", action="append", help="other host/repo to accept")
-    verify.add_argument("--require-known-predicates", action="store_true")
-    verify.add_argument("--output", choices=["table", "json"], default="table")
+    verify.add_argument(
+        "--require-known-predicates",
+        action="store_true",
+        help="count attestations of unknown predicate types as failed",
+    )
+    verify.add_argument(
+        "--output",
+        choices=["table", "json"],
+        default="table",
+        help="table for people (default), json for machines",
+    )
     verify.set_defaults(func=_guarded(cmd_verify))

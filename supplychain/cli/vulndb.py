@@ -35,6 +35,26 @@ def _print(data: dict[str, Any]) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
+def _print_db(answer: dict[str, Any], output: str) -> None:
+    """The DB state, as JSON or for people."""
+    if output == "json":
+        _print(answer)
+        return
+    if not answer["installed"]:
+        print(f"no Trivy vulnerability DB in {answer['path']}")
+        print(f"  {answer['advice']}")
+        return
+    limit = answer["max_age_hours"]
+    verdict = "" if limit is None else (" (too old)" if answer["age_hours"] > limit else " (ok)")
+    print(f"updated at: {answer['updated_at']} ({answer['age_hours']:g} hours ago){verdict}")
+    if limit is not None:
+        print(f"max age:    {limit:g} hours (SUPPLYCHAIN_MAX_DB_AGE_HOURS)")
+    print(f"digest:     {answer['digest']}")
+    print(f"path:       {answer['path']} ({answer['versions']} versions kept)")
+    if "new" in answer:
+        print(f"new:        {'yes' if answer['new'] else 'no, already installed'}")
+
+
 def _store(settings: Settings) -> Any:
     from supplychain.stages.scanner import TrivyRunner
     from supplychain.stages.vulndb import VulnDbStore
@@ -51,6 +71,7 @@ def _store(settings: Settings) -> Any:
 def cmd_vulndb(args: argparse.Namespace) -> int:
     from supplychain.cli.main import _migrate, _settings
     from supplychain.evidence.database import Database
+    from supplychain.stages.scanner import missing_db_advice
     from supplychain.stages.vulndb import VulnDbError, record_db
 
     settings = _settings()
@@ -67,7 +88,9 @@ def cmd_vulndb(args: argparse.Namespace) -> int:
         print(f"supplychain: vulndb {args.action}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     if info is None:
-        _print({"installed": False})
+        advice = missing_db_advice(settings.trivy_offline)
+        missing = {"installed": False, "path": str(settings.trivy_cache_dir), "advice": advice}
+        _print_db(missing, args.output)
         return EXIT_ERROR
     limit = settings.max_db_age_hours
     age = info.age_hours()
@@ -90,7 +113,7 @@ def cmd_vulndb(args: argparse.Namespace) -> int:
         finally:
             db.dispose()
         answer["pruned"] = [str(p) for p in store.prune()]
-    _print(answer)
+    _print_db(answer, args.output)
     if args.action != "status" and args.rescan and answer["new"]:
         return _rescan(settings, scope_all=False, since=None, policy=args.policy)
     return 1 if limit is not None and age > limit else 0
@@ -180,13 +203,20 @@ def add_parser(sub: Any) -> None:
     """Add ``vulndb``, ``rescan`` and ``vex`` to the ``supplychain`` subcommands."""
     vulndb = sub.add_parser("vulndb", help="the shared Trivy advisory DB")
     actions = vulndb.add_subparsers(dest="action", required=True)
-    actions.add_parser("status", help="the DB scans use, its age and digest")
+    status = actions.add_parser("status", help="the DB scans use, its age and digest")
     update = actions.add_parser("update", help="download with Trivy (or from an OCI mirror)")
     update.add_argument(
         "--repository", help="OCI DB repository (default SUPPLYCHAIN_DB_REPOSITORY)"
     )
     imported = actions.add_parser("import", help="install a db.tar.gz (air-gapped sites)")
-    imported.add_argument("file", type=Path)
+    imported.add_argument("file", type=Path, help="Trivy DB archive (db.tar.gz)")
+    for command in (status, update, imported):
+        command.add_argument(
+            "--output",
+            choices=["table", "json"],
+            default="table",
+            help="table for people (default), json for machines",
+        )
     for command in (update, imported):
         command.add_argument(
             "--rescan", action="store_true", help="re-match SBOMs if the DB is new"
@@ -206,6 +236,6 @@ def add_parser(sub: Any) -> None:
     vex = sub.add_parser("vex", help="VEX documents")
     vex_actions = vex.add_subparsers(dest="action", required=True)
     upload = vex_actions.add_parser("upload", help="store an OpenVEX or CycloneDX VEX document")
-    upload.add_argument("file", type=Path)
+    upload.add_argument("file", type=Path, help="the VEX document (JSON)")
     upload.add_argument("--image", help="image digest the document is about (sha256:…)")
     vex.set_defaults(func=cmd_vex)

@@ -102,11 +102,11 @@ class Gate:
             ref = parse_reference(image)
         except ReferenceError as exc:
             raise GateError(str(exc), 400) from None
-        if ref.registry not in self.allowed:
-            verdict = self._verdict(
-                "deny", [f"registry {ref.registry} is not in SUPPLYCHAIN_REGISTRIES"]
-            )
-            return self._record(image, ref, None, (verdict, ()), started)
+        if ref.registry not in self.allowed:  # nothing was decided: an error, not a deny
+            reason = f"registry {ref.registry} is not in SUPPLYCHAIN_REGISTRIES"
+            with self.db.session(write=True) as session:
+                audit(session, "gate", "gate.error", image, reason=reason)
+            raise GateError(reason, 403)
         try:
             descriptor = self.client.resolve(ref)
         except RegistryError as exc:

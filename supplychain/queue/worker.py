@@ -107,6 +107,7 @@ class Worker:
     def run(self, stop: threading.Event, idle_seconds: float = 1.0) -> None:
         """Loop until ``stop`` is set; wait ``idle_seconds`` when there is no work."""
         idle = idle_seconds
+        log.info("worker started", extra={"worker": self.name})
         while not stop.is_set():
             try:
                 worked = self.run_once()
@@ -120,6 +121,7 @@ class Worker:
                 worked = False
             if not worked:
                 stop.wait(idle)
+        log.info("worker stopped", extra={"worker": self.name})
 
     def run_once(self) -> bool:
         """Claim and process one job; False when there was none."""

