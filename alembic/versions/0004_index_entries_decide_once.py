@@ -33,7 +33,9 @@ def upgrade() -> None:
             ["index_id"], ["images.id"], name=op.f("fk_index_entries_index_id_images")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_index_entries")),
-        sa.UniqueConstraint("index_id", "position", name=op.f("uq_index_entries_index_id_position")),
+        sa.UniqueConstraint(
+            "index_id", "position", name=op.f("uq_index_entries_index_id_position")
+        ),
     )
     with op.batch_alter_table("index_entries", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_index_entries_digest"), ["digest"], unique=False)
