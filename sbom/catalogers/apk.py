@@ -1,4 +1,10 @@
-"""Alpine packages: ``lib/apk/db/installed``."""
+"""Alpine packages: ``lib/apk/db/installed``, or ``usr/lib/apk/db/installed`` where apk-tools
+3 (Alpine >= 3.22 with the usr-merge, Chimera, Wolfi's newer images) keeps it; Trivy reads both.
+
+A package's ``L:`` field is an SPDX expression in current Alpine (``(Apache-2.0 OR MIT) AND
+MPL-2.0``) and a whitespace-separated list in old databases (``MIT BSD GPL2+``): the first is
+kept whole, the second is split.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,21 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from sbom.catalogers._common import distro_qualifier
-from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register
+from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
+from sbom.licenses import spdx, spdx_all
 
 log = logging.getLogger(__name__)
 
-INSTALLED = "lib/apk/db/installed"
+INSTALLED = ("lib/apk/db/installed", "usr/lib/apk/db/installed")
+
+
+def _licenses(field: str) -> tuple[str, ...]:
+    if not field.strip():
+        return ()
+    whole = spdx(field)
+    if whole != " ".join(field.split()) or " " not in whole:
+        return (whole,)  # an SPDX expression or a single name
+    return spdx_all(field.split())  # an old space-separated list
 
 
 def _records(text: str) -> list[list[tuple[str, str]]]:
@@ -31,11 +47,11 @@ class ApkCataloger(LayerCataloger):
     """Installed Alpine packages with origin, license, dependencies and files."""
 
     name = "apk"
-    version = 1
+    version = 2
     os_packages = True
 
     def wants(self, path: str) -> bool:
-        return path == INSTALLED
+        return path in INSTALLED
 
     def catalog(
         self, files: Sequence[FileEntry], os_info: OSInfo | None
@@ -51,7 +67,7 @@ class ApkCataloger(LayerCataloger):
             fields = dict(record)
             name, version = fields.get("P"), fields.get("V")
             if not name or not version:
-                log.warning("%s: skipped a record without P:/V:", entry.path)
+                warn(entry.path, "skipped a package record without P: and V:")
                 continue
             owned: list[str] = []
             directory = ""
@@ -71,7 +87,7 @@ class ApkCataloger(LayerCataloger):
                     version=version,
                     namespace=os_info.family if os_info else "alpine",
                     qualifiers=qualifiers + distro_qualifier(os_info),
-                    licenses=tuple(fields["L"].split()) if fields.get("L") else (),
+                    licenses=_licenses(fields.get("L", "")),
                     source_name=fields.get("o"),
                     source_version=version,
                     depends=depends,

@@ -3,6 +3,13 @@
 
 File lists and copyright files may sit in other layers than the status file, so they are
 returned as *records* (packages with an empty version) that the merge joins by name.
+
+Status files are parsed with python-debian's deb822 parser, and versions checked with its
+Debian version rules (a stanza with an invalid version is skipped with a warning, as Trivy
+does). Copyright files in the machine-readable format (DEP-5) are read with
+:mod:`debian.copyright`: each ``Files:`` paragraph's licence synopsis becomes one SPDX
+expression (DEP-5's commas bind looser than ``and``/``or``). Other copyright files give the
+``License:`` lines they have and their ``/usr/share/common-licenses/…`` references.
 """
 
 from __future__ import annotations
@@ -11,8 +18,13 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 
-from sbom.catalogers._common import distro_qualifier, normalise_license, stanzas
-from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register
+from debian import copyright as dep5
+from debian.deb822 import Packages
+from debian.debian_support import Version
+
+from sbom.catalogers._common import distro_qualifier
+from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
+from sbom.licenses import dep5_expression, spdx
 
 log = logging.getLogger(__name__)
 
@@ -20,27 +32,42 @@ STATUS = "var/lib/dpkg/status"
 STATUS_D = "var/lib/dpkg/status.d/"
 INFO = "var/lib/dpkg/info/"
 _COPYRIGHT = re.compile(r"usr/share/doc/([^/]+)/copyright")
-_DEP_NAME = re.compile(r"\s*([a-zA-Z0-9][a-zA-Z0-9.+-]*)")
+_COMMON_LICENSE = re.compile(r"/?usr/share/common-licenses/([0-9A-Za-z_.+-]+[0-9A-Za-z+])")
 
 
-def _depends(fields: Mapping[str, str]) -> tuple[str, ...]:
+def _depends(fields: Packages) -> tuple[str, ...]:
     names: list[str] = []
-    for key in ("Pre-Depends", "Depends"):
-        for clause in fields.get(key, "").split(","):
-            for alternative in clause.split("|")[:1]:  # the first alternative, as Trivy
-                match = _DEP_NAME.match(alternative)
-                if match and match.group(1) not in names:
-                    names.append(match.group(1))
+    for key in ("pre-depends", "depends"):
+        for alternatives in fields.relations[key] or ():
+            name = alternatives[0]["name"] if alternatives else ""  # the first, as Trivy
+            if name and name not in names:
+                names.append(name)
     return tuple(names)
+
+
+def _add(found: list[str], name: str) -> None:
+    if name and name not in found:
+        found.append(name)
 
 
 def _licenses(text: str) -> tuple[str, ...]:
     found: list[str] = []
+    try:
+        parsed = dep5.Copyright(text.splitlines(), strict=False)
+    except (dep5.NotMachineReadableError, dep5.MachineReadableFormatError, ValueError):
+        parsed = None
+    if parsed is not None:
+        paragraphs = [p.license for p in parsed.all_files_paragraphs()]
+        for license_ in [parsed.header.license, *paragraphs]:
+            synopsis = getattr(license_, "synopsis", "")  # (python-debian types it loosely)
+            if isinstance(synopsis, str) and synopsis:
+                _add(found, dep5_expression(synopsis))
+        return tuple(found)
     for line in text.splitlines():
         if line.startswith("License:"):
-            name = normalise_license(line[len("License:") :].strip())
-            if name and name not in found:
-                found.append(name)
+            _add(found, dep5_expression(line[len("License:") :]))
+        elif match := _COMMON_LICENSE.search(line):
+            _add(found, spdx(match.group(1)))
     return tuple(found)
 
 
@@ -49,7 +76,7 @@ class DpkgCataloger(LayerCataloger):
     """Installed Debian packages with source package, dependencies, files and licenses."""
 
     name = "dpkg"
-    version = 1
+    version = 2
     os_packages = True
 
     def wants(self, path: str) -> bool:
@@ -83,12 +110,17 @@ class DpkgCataloger(LayerCataloger):
     def _status(self, entry: FileEntry, text: str, os_info: OSInfo | None) -> list[Package]:
         packages: list[Package] = []
         namespace = os_info.family if os_info else "debian"
-        for fields in stanzas(text):
-            name, version = fields.get("Package"), fields.get("Version")
+        for fields in Packages.iter_paragraphs(text, use_apt_pkg=False):
+            name, version = fields.get("Package", ""), fields.get("Version", "")
             if not name or not version:
-                log.warning("%s: skipped a stanza without Package/Version", entry.path)
+                warn(entry.path, "skipped a stanza without Package and Version")
                 continue
             if "installed" not in fields.get("Status", "install ok installed").split():
+                continue
+            try:
+                Version(version)
+            except ValueError:
+                warn(entry.path, f"skipped {name}: invalid version {version!r}")
                 continue
             source, _, source_version = fields.get("Source", name).partition(" ")
             qualifiers = (

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from elftools.elf.elffile import ELFFile
 
-from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register
+from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
 
 __all__ = ["ElfCataloger", "GoBinaryCataloger", "each_file", "parse_build_info"]
 
@@ -78,7 +78,7 @@ def each_file(
         try:
             found[entry.path] = [replace(pkg, path=entry.path) for pkg in parse(entry)]
         except Exception as exc:
-            log.warning("skipping malformed %s %s: %s", kind, entry.path, exc)
+            warn(entry.path, f"skipped: not a readable {kind}: {exc}")
             found[entry.path] = []
     return found
 
