@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from sbom.catalogers._common import distro_qualifier
+from sbom.catalogers._common import distro_qualifier, purl_namespace
 from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
 from sbom.licenses import spdx, spdx_all
 
@@ -85,7 +85,7 @@ class ApkCataloger(LayerCataloger):
                     type="apk",
                     name=name,
                     version=version,
-                    namespace=os_info.family if os_info else "alpine",
+                    namespace=purl_namespace(os_info, "alpine"),
                     qualifiers=qualifiers + distro_qualifier(os_info),
                     licenses=_licenses(fields.get("L", "")),
                     source_name=fields.get("o"),

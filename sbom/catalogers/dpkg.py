@@ -22,7 +22,7 @@ from debian import copyright as dep5
 from debian.deb822 import Packages
 from debian.debian_support import Version
 
-from sbom.catalogers._common import distro_qualifier
+from sbom.catalogers._common import distro_qualifier, purl_namespace
 from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
 from sbom.licenses import dep5_expression, spdx
 
@@ -109,7 +109,7 @@ class DpkgCataloger(LayerCataloger):
 
     def _status(self, entry: FileEntry, text: str, os_info: OSInfo | None) -> list[Package]:
         packages: list[Package] = []
-        namespace = os_info.family if os_info else "debian"
+        namespace = purl_namespace(os_info, "debian")
         for fields in Packages.iter_paragraphs(text, use_apt_pkg=False):
             name, version = fields.get("Package", ""), fields.get("Version", "")
             if not name or not version:

@@ -11,7 +11,7 @@ import logging
 import struct
 from collections.abc import Mapping, Sequence
 
-from sbom.catalogers._common import distro_qualifier
+from sbom.catalogers._common import distro_qualifier, purl_namespace
 from sbom.catalogers._rpmdb import RpmDbError, header_blobs
 from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
 from sbom.licenses import spdx
@@ -114,7 +114,7 @@ class RpmCataloger(LayerCataloger):
             type="rpm",
             name=name,
             version=f"{epoch}:{full}" if epoch else full,
-            namespace=os_info.family if os_info else None,
+            namespace=purl_namespace(os_info, None),
             qualifiers=((("arch", arch),) if arch else ()) + distro_qualifier(os_info),
             licenses=(spdx(_first(tags, _LICENSE)),) if _first(tags, _LICENSE) else (),
             source_name=source_parts[0] if len(source_parts) == 3 else None,
