@@ -31,7 +31,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "rpmdb"
 SLES = b'NAME="SLES"\nVERSION="15-SP3"\nVERSION_ID="15.3"\nID="sles"\nID_LIKE="suse"\n'
 RHEL = b'NAME="Red Hat Enterprise Linux"\nVERSION_ID="8.8"\nID="rhel"\n'
 RHEL_RELEASE = b"Red Hat Enterprise Linux release 8.8 (Ootpa)\n"
-MARINER = b'NAME="Common Base Linux Mariner"\nVERSION="2.0.20220226"\nID=mariner\nVERSION_ID="2.0"\n'
+MARINER = b'NAME="Common Base Linux Mariner"\nID=mariner\nVERSION_ID="2.0"\n'
 APK = b"P:musl\nV:1.2.4-r2\nA:x86_64\nL:MIT\no:musl\n"
 
 
@@ -141,9 +141,11 @@ def test_berkeley_db_of_rhel_8_matches_go_rpmdb_and_trivy(
     assert (libuuid.source_name, libuuid.source_version) == ("util-linux", "2.32.1-42.el8_8")
     assert libuuid.licenses == ("BSD-3-Clause",)  # "BSD", as Trivy maps it
     assert "usr/lib64/libuuid.so.1" in libuuid.owned_files
-    assert rpm_purls(result) == trivy_rpm_purls(trivy(trivy_cache, layout)) == {
-        "pkg:rpm/redhat/libuuid@2.32.1-42.el8_8?arch=x86_64&distro=redhat-8.8"
-    }
+    assert (
+        rpm_purls(result)
+        == trivy_rpm_purls(trivy(trivy_cache, layout))
+        == {"pkg:rpm/redhat/libuuid@2.32.1-42.el8_8?arch=x86_64&distro=redhat-8.8"}
+    )
 
 
 def berkeley_db(source: Path, out: Path, page_size: int, order: str = "1234") -> None:
@@ -178,8 +180,10 @@ def test_berkeley_db_made_by_berkeley_db_matches_debians_rpm(
     )
     result = ours(layout)
     assert not result.warnings
-    assert nevras(result) == rpm_query(tmp_path / "db", "bdb_ro") == rpm_query(
-        sqlite_db.parent, "sqlite"
+    assert (
+        nevras(result)
+        == rpm_query(tmp_path / "db", "bdb_ro")
+        == rpm_query(sqlite_db.parent, "sqlite")
     )
     assert len(result.packages) == 129
 

@@ -63,7 +63,11 @@ class ApkCataloger(LayerCataloger):
 
     def _parse(self, entry: FileEntry, os_info: OSInfo | None) -> list[Package]:
         packages: list[Package] = []
-        for record in _records(entry.data.decode("utf-8", "replace")):
+        text = entry.data.decode("utf-8", "replace")
+        records = _records(text)
+        if not records and text.strip():
+            warn(entry.path, "skipped: no package record in it")
+        for record in records:
             fields = dict(record)
             name, version = fields.get("P"), fields.get("V")
             if not name or not version:

@@ -110,7 +110,9 @@ class DpkgCataloger(LayerCataloger):
     def _status(self, entry: FileEntry, text: str, os_info: OSInfo | None) -> list[Package]:
         packages: list[Package] = []
         namespace = purl_namespace(os_info, "debian")
+        stanzas = 0
         for fields in Packages.iter_paragraphs(text, use_apt_pkg=False):
+            stanzas += 1
             name, version = fields.get("Package", ""), fields.get("Version", "")
             if not name or not version:
                 warn(entry.path, "skipped a stanza without Package and Version")
@@ -142,4 +144,6 @@ class DpkgCataloger(LayerCataloger):
                     else (),
                 )
             )
+        if not stanzas and text.strip():
+            warn(entry.path, "skipped: no package stanza in it")
         return packages

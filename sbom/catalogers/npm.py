@@ -50,8 +50,10 @@ def parse_package_json(entry: FileEntry) -> list[Package]:
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     name, version = data.get("name"), data.get("version")
-    if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
+    if not name or not version:
         return []  # an application manifest without identity: nothing to report (as Trivy)
+    if not isinstance(name, str) or not isinstance(version, str):
+        raise ValueError("name and version are not strings")
     match = _NAME.fullmatch(name.strip())
     if match is None or len(name) > MAX_NAME or not version.strip():
         warn(entry.path, f"skipped: {name!r} is not a valid npm package name")

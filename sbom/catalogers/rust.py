@@ -90,8 +90,11 @@ class CargoAuditableCataloger(ElfCataloger):
 def parse_cargo_lock(text: str) -> list[Package]:
     """Every ``[[package]]`` of a ``Cargo.lock``."""
     document = tomllib.loads(text)
+    entries = document.get("package", [])
+    if not isinstance(entries, list):
+        raise ValueError("'package' is not an array of tables")
     packages = []
-    for entry in document.get("package", [])[:MAX_PACKAGES]:
+    for entry in entries[:MAX_PACKAGES]:
         if not isinstance(entry, dict):
             continue
         source = entry.get("source", "")
