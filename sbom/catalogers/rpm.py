@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from sbom.catalogers._common import distro_qualifier, purl_namespace
 from sbom.catalogers._rpmdb import RpmDbError, header_blobs
@@ -23,33 +23,40 @@ _DATABASES = frozenset(d + f for d in _DIRS for f in ("Packages", "Packages.db",
 _NAME, _VERSION, _RELEASE, _EPOCH, _LICENSE, _ARCH = 1000, 1001, 1002, 1003, 1014, 1022
 _SOURCERPM, _DIRINDEXES, _BASENAMES, _DIRNAMES, _REQUIRENAME = 1044, 1116, 1117, 1118, 1049
 _MAX_ENTRIES = 100_000
+_WANTED = frozenset({_NAME, _VERSION, _RELEASE, _EPOCH, _LICENSE, _ARCH, _SOURCERPM})
+_WANTED |= {_DIRINDEXES, _BASENAMES, _DIRNAMES, _REQUIRENAME}
 
 
-def parse_header(blob: bytes) -> dict[int, list[str] | list[int]]:
-    """Tags of an RPM header blob (strings, string arrays and int32 arrays)."""
+def parse_header(
+    blob: bytes, wanted: Collection[int] | None = None
+) -> dict[int, list[str] | list[int]]:
+    """Tags of an RPM header blob (strings, string arrays and int32 arrays); only the tags in
+    ``wanted`` when given (file digests, user names, changelogs… are most of a header)."""
     if len(blob) < 8:
         raise ValueError("short header")
-    count, size = struct.unpack(">II", blob[:8])
-    if count > _MAX_ENTRIES or 8 + count * 16 + size > len(blob):
+    count, size = struct.unpack_from(">II", blob)
+    start = 8 + count * 16
+    if count > _MAX_ENTRIES or start + size > len(blob):
         raise ValueError("header sizes out of range")
-    store = blob[8 + count * 16 : 8 + count * 16 + size]
     tags: dict[int, list[str] | list[int]] = {}
     for index in range(count):
         tag, kind, offset, number = struct.unpack_from(">iiii", blob, 8 + index * 16)
-        if not 0 <= offset < len(store) or not 0 < number <= _MAX_ENTRIES:
+        if wanted is not None and tag not in wanted:
             continue
+        if not 0 <= offset < size or not 0 < number <= _MAX_ENTRIES:
+            continue
+        offset += start
         if kind == 4:  # INT32
-            end = offset + 4 * number
-            if end <= len(store):
-                tags[tag] = list(struct.unpack_from(f">{number}i", store, offset))
+            if offset + 4 * number <= start + size:
+                tags[tag] = list(struct.unpack_from(f">{number}i", blob, offset))
         elif kind in (6, 8, 9):  # STRING, STRING_ARRAY, I18NSTRING
             strings: list[str] = []
             pos = offset
             for _ in range(number if kind != 6 else 1):
-                end = store.find(b"\0", pos)
+                end = blob.find(b"\0", pos, start + size)
                 if end < 0:
                     break
-                strings.append(store[pos:end].decode("utf-8", "replace"))
+                strings.append(blob[pos:end].decode("utf-8", "replace"))
                 pos = end + 1
             tags[tag] = strings
     return tags
@@ -91,7 +98,7 @@ class RpmCataloger(LayerCataloger):
 
     def _package(self, entry: FileEntry, blob: bytes, os_info: OSInfo | None) -> Package | None:
         try:
-            tags = parse_header(blob)
+            tags = parse_header(blob, _WANTED)
         except (ValueError, struct.error) as exc:
             warn(entry.path, f"skipped a malformed package header: {exc}")
             return None
