@@ -48,6 +48,15 @@ _ALIASES = {
     "boost software license": "BSL-1.0",
     "isc license (iscl)": "ISC",
     "iscl": "ISC",
+    # unversioned GNU licences mean "any version" (Trivy maps them the same way)
+    "lgpl": "LGPL-2.0-or-later",
+    "gnu lgpl": "LGPL-2.0-or-later",
+    "gnu lesser general public": "LGPL-2.0-or-later",
+    "gnu library or lesser general public license (lgpl)": "LGPL-2.0-or-later",
+    "gnu library or lesser general public": "LGPL-2.0-or-later",
+    "gnu general public license (gpl)": "GPL-1.0-or-later",
+    "gnu general public": "GPL-1.0-or-later",
+    "gnu gpl": "GPL-1.0-or-later",
     "mozilla public license 2.0 (mpl 2.0)": "MPL-2.0",
     "openssl": "OpenSSL",
     "sleepycat": "Sleepycat",
@@ -72,13 +81,51 @@ _GNU = re.compile(
     r"[ -]?(?:v|version |v\. ?)?(?P<version>[123](?:\.[01])?)(?:\.0)?"
     r"(?P<later>\+| or later| or any later version|-or-later| or newer)?(?:-only| only)?"
 )
-_GFDL = re.compile(r"gfdl[ -]?v?(?P<version>1\.[123])(?P<later>\+|-or-later)?(?:-only)?")
+_GFDL = re.compile(
+    r"gfdl(?P<niv>-niv)?[ -]?v?(?P<version>1\.[123])(?P<later>\+|-or-later)?(?:-only)?"
+)
+# "<licence> with <name> exception", as Debian writes it: the SPDX exception ids of the usual ones
+_WITH = re.compile(r"(?P<license>.+?) with (?P<name>[\w.-]+(?: [\w.-]+)?) exceptions?")
+_EXCEPTIONS = {
+    "bison": "Bison-exception-2.2",
+    "autoconf": "Autoconf-exception-generic",
+    "autoconf-data": "Autoconf-exception-generic",
+    "texinfo": "Texinfo-exception",
+    "gcc": "GCC-exception-3.1",
+    "gcc runtime library": "GCC-exception-3.1",
+    "classpath": "Classpath-exception-2.0",
+    "font": "Font-exception-2.0",
+    "openssl": "OpenSSL-exception",
+    "libtool": "Libtool-exception",
+    "linking": "Linking-exception",
+}
 _APACHE = re.compile(r"(?:the )?apache(?: software)?(?: license)?,?[ -]?(?:v|version )?2(?:\.0)?")
 _MPL = re.compile(r"(?:mozilla public license|mpl)[ -]?v?(?P<version>1\.[01]|2\.0|2)")
 _OPERATOR = re.compile(r"\s+(and|or|with)\s+|\s*([()])\s*", re.IGNORECASE)
 _DEP5_COMMA = re.compile(r",\s*(and|or)\s+", re.IGNORECASE)
 _TRAILING = " \t,;."
+_SPDX_CHARS = re.compile(r"[A-Za-z0-9.+() -]+")
 _PARENTHESISED = re.compile(r"\s*\([^()]*\)$")
+
+
+# Licence URLs packages give instead of a name (Maven <url>, OSGi Bundle-License), by host+path
+_URLS = {
+    "www.apache.org/licenses/license-2.0": "Apache-2.0",
+    "apache.org/licenses/license-2.0": "Apache-2.0",
+    "opensource.org/licenses/mit": "MIT",
+    "opensource.org/licenses/mit-license": "MIT",
+    "opensource.org/licenses/bsd-license": "BSD-2-Clause",
+    "opensource.org/licenses/bsd-3-clause": "BSD-3-Clause",
+    "www.eclipse.org/legal/epl-v10": "EPL-1.0",
+    "www.eclipse.org/legal/epl-2.0": "EPL-2.0",
+    "www.eclipse.org/org/documents/edl-v10": "BSD-3-Clause",
+    "www.gnu.org/licenses/lgpl": "LGPL-3.0-only",
+    "www.gnu.org/licenses/old-licenses/lgpl-2.1": "LGPL-2.1-only",
+    "www.gnu.org/licenses/old-licenses/gpl-2.0": "GPL-2.0-only",
+    "www.gnu.org/licenses/gpl-3.0": "GPL-3.0-only",
+    "www.mozilla.org/mpl/2.0": "MPL-2.0",
+}
+_URL = re.compile(r"https?://([^?#]+?)(?:\.txt|\.html?|\.php)?/?")
 
 
 @functools.cache
@@ -114,11 +161,17 @@ def _operand(text: str) -> str:
     key = key.removeprefix("the ").removesuffix(" license").removesuffix(" licence")
     if key in _ALIASES:
         return _ALIASES[key]
+    if (match := _URL.fullmatch(key)) is not None:
+        return _URLS.get(match.group(1), "")
     if (match := _GNU.fullmatch(key)) is not None:
         return _gnu(match)
     if (match := _GFDL.fullmatch(key)) is not None:
         later = "or-later" if match.group("later") else "only"
-        return f"GFDL-{match.group('version')}-{later}"
+        niv = "-no-invariants" if match.group("niv") else ""
+        return f"GFDL-{match.group('version')}{niv}-{later}"
+    if (match := _WITH.fullmatch(key)) is not None:
+        base, exception = _operand(match.group("license")), _EXCEPTIONS.get(match.group("name"))
+        return f"{base} WITH {exception}" if base and " " not in base and exception else ""
     if _APACHE.fullmatch(key):
         return "Apache-2.0"
     if (match := _MPL.fullmatch(key)) is not None:
@@ -180,5 +233,8 @@ def dep5_expression(synopsis: str) -> str:
 
 
 def is_spdx(text: str) -> bool:
-    """True when ``text`` is a valid SPDX identifier or expression (as the library checks it)."""
-    return bool(text.strip()) and _checked(text) is not None
+    """True when ``text`` is a valid SPDX identifier or expression of SPDX-listed licences
+    (a ``LicenseRef-`` would have to be declared in the document that uses it)."""
+    if not _SPDX_CHARS.fullmatch(text) or "licenseref" in text.lower():
+        return False
+    return _checked(text) is not None

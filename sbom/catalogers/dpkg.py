@@ -27,6 +27,8 @@ from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register,
 from sbom.licenses import dep5_expression, spdx
 
 log = logging.getLogger(__name__)
+# python-debian warns about each http:// Format URL it accepts: that is not our user's problem
+logging.getLogger(dep5.__name__).setLevel(logging.ERROR)
 
 STATUS = "var/lib/dpkg/status"
 STATUS_D = "var/lib/dpkg/status.d/"
