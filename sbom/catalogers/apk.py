@@ -9,23 +9,25 @@ kept whole, the second is split.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 
 from sbom.catalogers._common import distro_qualifier, purl_namespace
 from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
-from sbom.licenses import spdx, spdx_all
+from sbom.licenses import is_spdx, spdx, spdx_all
 
 log = logging.getLogger(__name__)
 
 INSTALLED = ("lib/apk/db/installed", "usr/lib/apk/db/installed")
+_OPERATOR = re.compile(r"[()]|\b(?:AND|OR|WITH)\b")
 
 
 def _licenses(field: str) -> tuple[str, ...]:
     if not field.strip():
         return ()
     whole = spdx(field)
-    if whole != " ".join(field.split()) or " " not in whole:
-        return (whole,)  # an SPDX expression or a single name
+    if is_spdx(whole) or _OPERATOR.search(field) or " " not in whole:
+        return (whole,)  # an SPDX expression (or one apk cannot parse either), or one name
     return spdx_all(field.split())  # an old space-separated list
 
 
