@@ -23,8 +23,9 @@ def purl_namespace(os_info: OSInfo | None, default: str | None) -> str | None:
     return _NAMESPACES.get(os_info.family, os_info.family)
 
 
-def distro_qualifier(os_info: OSInfo | None) -> tuple[tuple[str, str], ...]:
-    """``(("distro", "debian-12.10"),)`` or nothing when the OS is unknown."""
+def distro_qualifier(os_info: OSInfo | None, *, bare: bool = False) -> tuple[tuple[str, str], ...]:
+    """``(("distro", "debian-12.10"),)`` (``3.19.1`` when ``bare``), or nothing when the OS is
+    unknown."""
     if os_info is None or not os_info.version:
         return ()
-    return (("distro", f"{os_info.family}-{os_info.version}"),)
+    return (("distro", os_info.version if bare else f"{os_info.family}-{os_info.version}"),)

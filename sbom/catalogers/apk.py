@@ -92,7 +92,8 @@ class ApkCataloger(LayerCataloger):
                     name=name,
                     version=version,
                     namespace=purl_namespace(os_info, "alpine"),
-                    qualifiers=qualifiers + distro_qualifier(os_info),
+                    # Trivy writes apk's distro qualifier as the bare version (distro=3.19.1)
+                    qualifiers=qualifiers + (distro_qualifier(os_info, bare=True)),
                     licenses=_licenses(fields.get("L", "")),
                     source_name=fields.get("o"),
                     source_version=version,
