@@ -334,7 +334,7 @@ def test_status_d_apk_and_rpm_databases(tmp_path: Path) -> None:
     assert purls(result) == {
         "pkg:rpm/rocky/bash@5.1.8-6.el9?arch=x86_64&distro=rocky-9.3&epoch=1",
         "pkg:deb/rocky/tzdata@2024a-0?arch=all&distro=rocky-9.3",
-        "pkg:apk/rocky/musl@1.2.4-r2?arch=x86_64&distro=rocky-9.3",
+        "pkg:apk/rocky/musl@1.2.4-r2?arch=x86_64&distro=9.3",  # Trivy: bare version for apk
     }
     by_name = {p.name: p for p in result.packages}
     assert by_name["bash"].owned_files == ("usr/bin/bash",)
