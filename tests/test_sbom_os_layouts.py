@@ -34,6 +34,7 @@ def trivy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def scan(cache: Path, tmp_path: Path, files: dict[str, bytes]) -> tuple[SbomResult, set[str]]:
     """Our SbomResult and Trivy's purls for a one-layer image holding ``files``."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     layout = files_layout(tmp_path / "oci", "test", [files])
     command = ["trivy", "image", "--input", f"{layout}:test", "--format", "cyclonedx"]
     command += ["--cache-dir", str(cache), "--quiet", "--skip-version-check", "--offline-scan"]
@@ -95,3 +96,23 @@ def test_application_package_json_outside_node_modules(tmp_path: Path, trivy_cac
     assert ours == theirs == {"pkg:npm/%40acme/shop@2.1.0", "pkg:npm/left-pad@1.3.0"}
     (shop,) = [p for p in result.packages if p.name == "shop"]
     assert shop.licenses == ("MIT", "ISC")
+
+
+CARGO = Path(__file__).parent / "fixtures" / "cargo"
+
+
+def test_cargo_lock_pruned_by_cargo_toml_as_trivy_does(tmp_path: Path, trivy_cache: Path) -> None:
+    files = dict(DEBIAN)
+    for path in CARGO.rglob("Cargo.*"):
+        files[f"srv/{path.relative_to(CARGO).as_posix()}"] = path.read_bytes()
+    result, theirs = scan(trivy_cache, tmp_path / "pruned", files)
+    ours = {p.purl() for p in result.packages}
+    assert ours == {p for p in theirs if p.startswith("pkg:cargo/")}
+    assert not any("winapi" in p for p in ours)  # app's dev-dependency, and what it pulls in
+    assert {"pkg:cargo/gdb-command@0.7.6", "pkg:cargo/member2@0.1.0"} <= ours
+    # without a Cargo.toml beside it, a lock file gives every package (as Trivy)
+    lone = {**DEBIAN, "srv/lone/Cargo.lock": (CARGO / "app/Cargo.lock").read_bytes()}
+    result, theirs = scan(trivy_cache, tmp_path / "lone", lone)
+    ours_lone = {p.purl() for p in result.packages}
+    assert ours_lone == {p for p in theirs if p.startswith("pkg:cargo/")}
+    assert "pkg:cargo/winapi@0.3.9" in ours_lone and len(ours_lone) == 10
