@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +118,39 @@ def test_cargo_lock_pruned_by_cargo_toml_as_trivy_does(tmp_path: Path, trivy_cac
     ours_lone = {p.purl() for p in result.packages}
     assert ours_lone == {p for p in theirs if p.startswith("pkg:cargo/")}
     assert "pkg:cargo/winapi@0.3.9" in ours_lone and len(ours_lone) == 10
+
+
+def build_egg(work: Path) -> Path:
+    """A zipped egg made by setuptools' own ``bdist_egg``."""
+    (work / "hello").mkdir(parents=True)
+    (work / "hello/__init__.py").write_text("")
+    (work / "setup.py").write_text(
+        "from setuptools import setup\n"
+        'setup(name="hello-egg", version="1.2.3", packages=["hello"], license="MIT",\n'
+        '      classifiers=["License :: OSI Approved :: MIT License"])\n'
+    )
+    command = [sys.executable, "setup.py", "-q", "bdist_egg"]
+    subprocess.run(command, cwd=work, capture_output=True, timeout=120, check=True)
+    (egg,) = (work / "dist").glob("*.egg")
+    return egg
+
+
+def test_python_eggs_zipped_and_unzipped(tmp_path: Path, trivy_cache: Path) -> None:
+    egg = build_egg(tmp_path / "egg")
+    with zipfile.ZipFile(egg) as archive:
+        pkg_info = archive.read("EGG-INFO/PKG-INFO")
+    site = "usr/local/lib/python3.11/site-packages"
+    files = {
+        **DEBIAN,
+        f"{site}/{egg.name}": egg.read_bytes(),
+        f"{site}/other-2.0-py3.11.egg/EGG-INFO/PKG-INFO": pkg_info.replace(
+            b"hello-egg", b"other"
+        ).replace(b"1.2.3", b"2.0"),
+        f"{site}/broken-1.0-py3.11.egg": b"PK\x03\x04 not a zip",
+    }
+    result, theirs = scan(trivy_cache, tmp_path, files)
+    ours = {p.purl() for p in result.packages}
+    assert ours == theirs == {"pkg:pypi/hello-egg@1.2.3", "pkg:pypi/other@2.0"}
+    assert {p.licenses for p in result.packages} == {("MIT",)}
+    (warning,) = result.warnings
+    assert warning.startswith(f"{site}/broken-1.0-py3.11.egg: skipped: not a readable egg")

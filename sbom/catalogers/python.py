@@ -1,9 +1,13 @@
-"""Installed Python distributions: ``*.dist-info/METADATA`` and ``*.egg-info`` (file or dir)."""
+"""Installed Python distributions: ``*.dist-info/METADATA``, ``*.egg-info`` (file or dir) and
+eggs (``*.egg`` zip archives, read from memory with a cap on the metadata member, and unzipped
+``*.egg/EGG-INFO/PKG-INFO``), as Trivy's ``python-pkg`` analyzer reads them."""
 
 from __future__ import annotations
 
+import io
 import logging
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from email.parser import HeaderParser
 
@@ -14,6 +18,7 @@ log = logging.getLogger(__name__)
 
 _REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _CLASSIFIER = "License :: "
+MAX_METADATA = 1024 * 1024
 
 
 def _licenses(
@@ -43,19 +48,36 @@ def _licenses(
     return tuple(dict.fromkeys(named))
 
 
+def _metadata_text(entry: FileEntry) -> str:
+    """The metadata's text; for a zipped ``.egg``, its ``EGG-INFO/PKG-INFO`` (capped)."""
+    if not entry.path.endswith(".egg"):
+        return entry.data.decode("utf-8", "replace")
+    with zipfile.ZipFile(io.BytesIO(entry.data)) as archive:
+        try:
+            info = archive.getinfo("EGG-INFO/PKG-INFO")
+        except KeyError:
+            raise ValueError("no EGG-INFO/PKG-INFO in it") from None
+        if info.file_size > MAX_METADATA:
+            raise ValueError(f"EGG-INFO/PKG-INFO is {info.file_size} bytes")
+        with archive.open(info) as member:
+            return member.read(MAX_METADATA).decode("utf-8", "replace")
+
+
 @register
 class PythonCataloger(LayerCataloger):
     """Python packages from their installed metadata."""
 
     name = "python"
     version = 2
-    max_size = 4 * 1024 * 1024
+    max_size = 32 * 1024 * 1024  # eggs are whole archives
 
     def wants(self, path: str) -> bool:
         return (
             path.endswith(".dist-info/METADATA")
             or path.endswith(".egg-info/PKG-INFO")
             or path.endswith(".egg-info")
+            or path.endswith(".egg")  # a zipped egg: its EGG-INFO/PKG-INFO
+            or path.endswith(".egg/EGG-INFO/PKG-INFO")  # an unzipped egg
         )
 
     def catalog(
@@ -64,7 +86,13 @@ class PythonCataloger(LayerCataloger):
         out: dict[str, list[Package]] = {}
         parser = HeaderParser()
         for entry in files:
-            message = parser.parsestr(entry.data.decode("utf-8", "replace"))
+            try:
+                text = _metadata_text(entry)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
+                warn(entry.path, f"skipped: not a readable egg: {exc}")
+                out[entry.path] = []
+                continue
+            message = parser.parsestr(text)
             name, version = message.get("Name"), message.get("Version")
             if not name or not version:
                 warn(entry.path, "skipped: metadata without Name and Version")
