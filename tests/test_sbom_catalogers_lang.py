@@ -86,9 +86,9 @@ def catalog(cataloger: LayerCataloger, path: str, data: bytes, mode: int = 0o755
 # --- artifacts -------------------------------------------------------------------------------
 
 
-def build_go(work: Path) -> Path:
+def build_go(work: Path, goos: str = "linux", goarch: str = "amd64") -> Path:
     src = work / "gomod"
-    (src / "vendor/example.com/greet").mkdir(parents=True)
+    (src / "vendor/example.com/greet").mkdir(parents=True, exist_ok=True)
     (src / "go.mod").write_text(
         "module example.com/Hello\n\ngo 1.19\n\nrequire example.com/greet v1.2.3\n"
     )
@@ -107,8 +107,11 @@ def build_go(work: Path) -> Path:
         "GOCACHE": str(work / "gocache"),
         "GOFLAGS": "-mod=vendor",
         "GOPROXY": "off",
+        "GOOS": goos,
+        "GOARCH": goarch,
+        "CGO_ENABLED": "0",
     }
-    out = work / "hello"
+    out = work / ("hello" if goos == "linux" else f"hello-{goos}-{goarch}")
     run("go", "build", "-o", out, "-ldflags", "-X main.version=1.4.0", ".", cwd=src, env=env)
     return out
 
@@ -463,4 +466,38 @@ def test_purls_equal_trivys_for_each_ecosystem(tmp_path: Path, rootfs: Path) -> 
     assert len(mine["gem"]) > 40 and COMMONS in mine["maven"]
     assert "pkg:golang/golang.org/x/text@v0.3.7" in mine["golang"]
     for kind in LANG_TYPES:
+        assert mine[kind] == theirs[kind], kind
+
+
+def test_go_and_rust_binaries_in_pe_and_macho_as_trivy_reads_them(tmp_path: Path) -> None:
+    """Go cross-compiles to Windows (PE) and macOS (Mach-O) here; a cargo-auditable section is
+    added to the PE with objcopy (binutils writes PE, not Mach-O: Rust in Mach-O is untested)."""
+    windows = build_go(tmp_path, "windows", "amd64")
+    blob = tmp_path / "dep.json.z"
+    blob.write_bytes(zlib.compress(json.dumps(AUDIT).encode()))
+    audited = tmp_path / "audited.exe"
+    run("objcopy", "--add-section", f".dep-v0={blob}", windows, audited)
+    root = tmp_path / "root"
+    binaries = {
+        "opt/win/hello.exe": windows,
+        "opt/mac/hello-amd64": build_go(tmp_path, "darwin", "amd64"),
+        "opt/mac/hello-arm64": build_go(tmp_path, "darwin", "arm64"),
+        "opt/win/audited.exe": audited,
+    }
+    for rel, source in binaries.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, root / rel)
+        (root / rel).chmod(0o755)
+    mine: dict[str, set[str]] = {t: set() for t in LANG_TYPES}
+    by_file: dict[str, set[str]] = {}
+    for pkg in ours(root):
+        mine[pkg.type].add(KNOWN.get(pkg.purl(), pkg.purl()))
+        by_file.setdefault(pkg.path, set()).add(pkg.purl())
+    for rel in ("opt/win/hello.exe", "opt/mac/hello-amd64", "opt/mac/hello-arm64"):
+        assert {"pkg:golang/example.com/greet@v1.2.3", "pkg:golang/example.com/Hello@1.4.0"} <= (
+            by_file[rel]
+        ), rel
+    assert "pkg:cargo/serde@1.0.100" in by_file["opt/win/audited.exe"]
+    theirs = trivy_purls(tmp_path, root)
+    for kind in ("golang", "cargo"):
         assert mine[kind] == theirs[kind], kind

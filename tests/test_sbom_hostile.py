@@ -37,7 +37,7 @@ GOOD: dict[str, bytes] = {
 }
 GOOD_PURLS = {
     "pkg:deb/debian/zlib1g@1.2.13-1?arch=amd64&distro=debian-12&epoch=1",
-    "pkg:apk/debian/musl@1.2.4-r2?arch=x86_64&distro=debian-12",
+    "pkg:apk/debian/musl@1.2.4-r2?arch=x86_64&distro=12",
     "pkg:npm/lodash@4.17.15",
     "pkg:pypi/six@1.16.0",
     "pkg:composer/monolog/monolog@2.9.1",

@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sbom.catalogers._exe import Executable
 from sbom.catalogers.golang import ElfCataloger, each_file
 from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
 
@@ -78,16 +79,16 @@ class CargoAuditableCataloger(ElfCataloger):
     """Crates recorded by cargo-auditable in Rust executables."""
 
     name = "rustbinary"
-    version = 1
+    version = 2
     kind = "cargo-auditable binary"
-    marker = b".dep-v0\0"  # the section name in the section header string table
+    marker = b".dep-v0"  # the section's name (ELF string table, PE/Mach-O section header)
 
-    def parse_elf(self, elf: Any, entry: FileEntry) -> list[Package]:
-        """Packages from ``.dep-v0``; ``[]`` for other ELF files."""
-        section = elf.get_section_by_name(".dep-v0")
+    def parse_executable(self, executable: Executable, entry: FileEntry) -> list[Package]:
+        """Packages from ``.dep-v0``; ``[]`` for other executables."""
+        section = executable.section(".dep-v0")
         if section is None:
             return []
-        raw = decompress_capped(bytes(section.data()), MAX_AUDIT_JSON)
+        raw = decompress_capped(section, MAX_AUDIT_JSON)
         return parse_audit_json(json.loads(raw))
 
 
