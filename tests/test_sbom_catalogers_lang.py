@@ -501,3 +501,34 @@ def test_go_and_rust_binaries_in_pe_and_macho_as_trivy_reads_them(tmp_path: Path
     theirs = trivy_purls(tmp_path, root)
     for kind in ("golang", "cargo"):
         assert mine[kind] == theirs[kind], kind
+
+
+def test_go_replace_directives(tmp_path: Path) -> None:
+    """``replace`` by another module version wins over the module it replaces; a replacement by a
+    local directory names no module and is not a package (Trivy gives it no purl)."""
+    src = tmp_path / "app"
+    (src / "greet").mkdir(parents=True)
+    (src / "go.mod").write_text(
+        "module example.com/app\n\ngo 1.19\n\nrequire example.com/greet v1.2.3\n\n"
+        "replace example.com/greet => ./greet\n"
+    )
+    (src / "main.go").write_text(
+        'package main\n\nimport "example.com/greet"\n\nfunc main() { println(greet.Hi()) }\n'
+    )
+    (src / "greet/go.mod").write_text("module example.com/greet\n\ngo 1.19\n")
+    (src / "greet/greet.go").write_text('package greet\n\nfunc Hi() string { return "hi" }\n')
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GOCACHE": str(tmp_path / "c"),
+           "GOPROXY": "off", "GOFLAGS": "-mod=mod"}  # fmt: skip
+    run("go", "build", "-o", tmp_path / "app.bin", ".", cwd=src, env=env)
+    purls = catalog(GoBinaryCataloger(), "usr/bin/app", (tmp_path / "app.bin").read_bytes())
+    assert not any("greet" in purl for purl in purls)
+    assert "pkg:golang/example.com/app" in purls
+    # a module replaced by another module version: the replacement is what was compiled in
+    modinfo = "path\tx/cmd\nmod\tx\tv1.0.0\ndep\told/mod\tv1.0.0\n=>\tnew/mod\tv2.1.0\th1:x=\n"
+    found = {p.purl() for p in parse_build_info("go1.22.0", modinfo)}
+    assert "pkg:golang/new/mod@v2.1.0" in found and not any("old/mod" in p for p in found)
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    shutil.copy(tmp_path / "app.bin", root / "usr/bin/app")
+    (root / "usr/bin/app").chmod(0o755)
+    assert set(purls) == trivy_purls(tmp_path, root)["golang"]

@@ -274,7 +274,12 @@ def parse_build_info(go_version: str, modinfo: str) -> list[Package]:
             case ["build", setting] if setting.startswith("-ldflags="):
                 ldflags = _unquote(setting.removeprefix("-ldflags="))
     packages = [_golang("stdlib", stdlib, properties=(("go:toolchain", go_version),))]
-    packages += [_golang(p, "" if v == "(devel)" else v) for p, v in deps]
+    # a replacement by a local directory (``=> ./greet``) names no module: not a package (Trivy
+    # lists it without a purl)
+    local = ("./", "../", "/")
+    packages += [
+        _golang(p, "" if v == "(devel)" else v) for p, v in deps if not p.startswith(local)
+    ]
     if main_path:
         version = "" if main_version == "(devel)" else main_version
         from_flags = _ldflags_version(main_path, ldflags)
