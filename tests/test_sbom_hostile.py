@@ -7,18 +7,16 @@ stores), and every good package must still be in the SBOM.
 
 from __future__ import annotations
 
-import argparse
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from sbom import generate_sbom
 from sbom.local import oci_layout
-from supplychain.cli_sbom import add_parser
 from tests.support.images import files_layout
+from tests.test_sbom_catalogers_lang import zip_bytes
+from tests.test_sbom_output import run_cli
 
 SITE = "usr/local/lib/python3.11/site-packages"
 OS_RELEASE = b'ID=debian\nVERSION_ID="12"\n'
@@ -45,15 +43,7 @@ GOOD_PURLS = {
 }
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return out.getvalue()
-
-
-_JAR = _zip({"META-INF/maven/g/a/pom.properties": b"groupId=g\nartifactId=a\nversion=1\n"})
+_JAR = zip_bytes({"META-INF/maven/g/a/pom.properties": b"groupId=g\nartifactId=a\nversion=1\n"})
 BAD: dict[str, bytes] = {
     # dpkg: an invalid version (in the good status file, above), garbage, UTF-16
     "var/lib/dpkg/status.d/garbage": bytes(range(256)) * 8,
@@ -90,14 +80,6 @@ BAD: dict[str, bytes] = {
 # files that may be skipped without a word (none: a manifest with no name/version is silent,
 # as in Trivy, but none of these is one)
 SILENT: set[str] = set()
-
-
-def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["sbom", *argv])
-    code: int = args.func(args)
-    return code
 
 
 @pytest.fixture(scope="module")

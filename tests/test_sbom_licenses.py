@@ -3,9 +3,7 @@ machine has it (Debian's copyright files, jars and Python packages), and in both
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from sbom.licenses import dep5_expression, spdx
 from sbom.local import oci_layout
 from sbom.spdx import write_spdx
 from tests.support.images import app_layout
+from tests.test_sbom_catalogers_lang import zip_bytes
 
 
 @pytest.mark.parametrize(
@@ -103,14 +102,6 @@ def test_python_precedence_expression_classifiers_field_then_file_names() -> Non
     assert python("License: UNKNOWN", "License-File: COPYING") == ()
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return out.getvalue()
-
-
 def test_java_licences_from_pom_xml_and_bundle_license() -> None:
     jars = {  # Debian's jars (.ci/run installs them)
         "jansi-2.4.0.jar": ("Apache-2.0",),  # pom.xml <licenses>
@@ -122,7 +113,7 @@ def test_java_licences_from_pom_xml_and_bundle_license() -> None:
         assert licences(JavaArchiveCataloger(), f"srv/{name}", data) == expected, name
     bomb = b'<?xml version="1.0"?><!DOCTYPE p [<!ENTITY a "aaaaaaaaaa">'
     bomb += b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><project>&b;</project>'
-    hostile = _zip(
+    hostile = zip_bytes(
         {
             "META-INF/maven/g/a/pom.properties": b"groupId=g\nartifactId=a\nversion=1\n",
             "META-INF/maven/g/a/pom.xml": bomb,
