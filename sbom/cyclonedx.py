@@ -28,6 +28,7 @@ from packageurl import PackageURL
 
 from sbom.generate import SbomResult
 from sbom.interface import Package
+from sbom.licenses import is_spdx
 
 __all__ = [
     "TOOL_NAME",
@@ -92,8 +93,11 @@ def _properties(package: Package) -> Iterable[Property]:
 
 
 def _licenses(factory: LicenseFactory, texts: tuple[str, ...]) -> list[License]:
-    """One license or expression as stated; several become named/id licenses (CycloneDX does
-    not allow an expression next to other licenses)."""
+    """One license or expression as stated; several SPDX ones become one expression joined by
+    AND; otherwise each is an id or a name (CycloneDX does not allow an expression next to
+    other licenses)."""
+    if len(texts) > 1 and all(is_spdx(text) for text in texts):
+        texts = (" AND ".join(f"({t})" if " " in t else t for t in texts),)
     if len(texts) == 1:
         return [factory.make_from_string(texts[0])]
     made: list[License] = []

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import sbom.catalogers  # noqa: F401  (registers the catalogers)
 from sbom.cache import LayerCache, LayerResult
+from sbom.guard import run_cataloger
 from sbom.interface import CATALOGERS, CatalogerError, FileEntry, LayerCataloger, OSInfo, Package
 from sbom.merge import apply_deletions, merge_layers
 from sbom.osrelease import detect_os, wants_os_file
@@ -71,7 +72,8 @@ class SbomResult:
     layers: tuple[str, ...]
     """Layer digests, bottom first."""
     warnings: tuple[str, ...]
-    """Entries and files skipped, and why."""
+    """Entries and files skipped, and why (``path: problem``, one per skipped file or entry;
+    a malformed manifest costs only itself): keep them with the SBOM."""
     cached_layers: int
     """How many layers came from the cache."""
 
@@ -103,15 +105,14 @@ def _catalog(
         files = read.files.get(cataloger.name) or []
         if not files:
             continue
-        try:
-            found = cataloger.catalog(files, os_info)
+        try:  # a file that fails is skipped and named in the warnings (sbom/guard.py)
+            found, problems = run_cataloger(cataloger, files, os_info)
         except CatalogerError as exc:  # nothing usable in its files: said, not fatal
-            # (any other exception is a bug and fails the SBOM: an incomplete SBOM that looks
-            # complete would hide vulnerabilities)
             warnings.append(f"cataloger {cataloger.name} failed: {exc}")
             log.warning("layer %s: cataloger %s failed: %s", read.digest, cataloger.name, exc)
             continue
-        packages[cataloger.name] = {path: list(pkgs) for path, pkgs in found.items()}
+        warnings.extend(problems)
+        packages[cataloger.name] = found
     os_files = {f.path: f.data.decode("utf-8", "replace") for f in read.files.get(_OS) or []}
     return LayerResult(
         read.digest,

@@ -10,8 +10,11 @@ results. This file is the contract between the layer reader and the catalogers: 
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from packageurl import PackageURL
@@ -23,8 +26,33 @@ __all__ = [
     "LayerCataloger",
     "OSInfo",
     "Package",
+    "collect_warnings",
     "register",
+    "warn",
 ]
+
+log = logging.getLogger(__name__)
+_WARNINGS: ContextVar[list[str] | None] = ContextVar("sbom_warnings", default=None)
+
+
+def warn(path: str, problem: str) -> None:
+    """Say that ``path`` (or part of it) could not be read and was skipped: logged, and kept
+    as one of the SBOM's warnings when called under :func:`collect_warnings`."""
+    log.warning("%s: %s", path, problem)
+    found = _WARNINGS.get()
+    if found is not None:
+        found.append(f"{path}: {problem}")
+
+
+@contextmanager
+def collect_warnings() -> Iterator[list[str]]:
+    """The :func:`warn` calls made in this context (thread or task), in order."""
+    found: list[str] = []
+    token = _WARNINGS.set(found)
+    try:
+        yield found
+    finally:
+        _WARNINGS.reset(token)
 
 
 class CatalogerError(Exception):
@@ -127,7 +155,9 @@ class LayerCataloger(ABC):
 
         Return an entry (possibly an empty list) for every path that was read, so that an upper
         layer's file replaces what a lower layer's same path produced. Raise nothing for bad
-        entries: skip them (log a warning); raise :class:`CatalogerError` only if nothing is usable.
+        files or entries: skip them and say so with :func:`warn` (the SBOM carries it); raise
+        :class:`CatalogerError` only if nothing is usable. Whatever a cataloger raises anyway
+        costs only the file that caused it (the generator retries the others one by one).
         """
 
 

@@ -19,6 +19,19 @@ OS_FILES = (
 """Files read for OS detection (normalised paths)."""
 
 
+# os-release IDs Trivy names differently (pkg/fanal/analyzer/os/release; its family is the
+# distro qualifier's prefix, ``distro=cbl-mariner-2.0``)
+_FAMILIES = {
+    "rhel": "redhat",
+    "mariner": "cbl-mariner",
+    "opensuse": "opensuse.leap",
+    "opensuse-leap": "opensuse.leap",
+    "opensuse-tumbleweed": "opensuse.tumbleweed",
+    "amzn": "amazon",
+    "ol": "oracle",
+}
+
+
 def wants_os_file(path: str) -> bool:
     """True for the files :func:`detect_os` reads."""
     return path in OS_FILES
@@ -57,8 +70,7 @@ def detect_os(files: Mapping[str, bytes]) -> OSInfo | None:
         if alpine:
             version = alpine.decode("utf-8", "replace").strip() or version
         family = "alpine"
-    elif family in ("rhel", "redhat"):
-        family = "redhat"
+    family = _FAMILIES.get(family, family)
     if not family:
         return None
     return OSInfo(family=family, version=version, name=name)

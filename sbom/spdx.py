@@ -12,39 +12,22 @@ CycloneDX property.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
 from datetime import UTC, datetime
 
-from license_expression import ExpressionError, Licensing, get_spdx_licensing
-
 from sbom.cyclonedx import _OS_TYPES, PROP, TOOL_NAME, _plan, tool_version
 from sbom.generate import SbomResult
 from sbom.interface import Package
+from sbom.licenses import is_spdx
 
 __all__ = ["write_spdx"]
 
 _ID_CHARS = re.compile(r"[^A-Za-z0-9.-]")
-_SPDX_ID = re.compile(r"^[A-Za-z0-9.+()-]+$")
 _REF_CHARS = re.compile(r"[^A-Za-z0-9.-]+")
 SOURCE_PREFIX = "built package from: "
 """``sourceInfo`` of a binary package built from a source package (Trivy's wording)."""
-
-
-@functools.cache
-def _licensing() -> Licensing:
-    return get_spdx_licensing()  # 20 ms: only when an SPDX document is written
-
-
-def _is_spdx(text: str) -> bool:
-    if not _SPDX_ID.match(text.replace(" ", "")):
-        return False
-    try:
-        return not _licensing().validate(text).errors
-    except (ExpressionError, AttributeError):  # AttributeError: a bug in license-expression 30.4
-        return False
 
 
 def _license(package: Package, extracted: dict[str, str]) -> str:
@@ -53,7 +36,7 @@ def _license(package: Package, extracted: dict[str, str]) -> str:
         return "NOASSERTION"
     parts = []
     for text in package.licenses:
-        if not _is_spdx(text):
+        if not is_spdx(text):
             ref = "LicenseRef-" + _REF_CHARS.sub("-", text)[:64]
             extracted[ref] = text
             parts.append(ref)

@@ -17,7 +17,8 @@ set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 packages=(python3 python3-venv skopeo umoci docker-registry debootstrap golang-go binutils
-          openssl ruby-rack libcommons-lang3-java rpm postgresql)
+          openssl ruby-rack libcommons-lang3-java libjansi-java libguava-java rpm db-util
+          postgresql)
 command -v cargo >/dev/null 2>&1 || packages+=(cargo)  # a rustup cargo will do
 command -v npm >/dev/null 2>&1 || packages+=(npm)      # so will Node.js's own npm
 missing=()

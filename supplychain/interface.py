@@ -101,6 +101,8 @@ class Sbom:
     """The packages the document lists."""
     generator: str
     """Tool and version that made it."""
+    warnings: tuple[str, ...] = ()
+    """Files that could not be read (malformed, hostile), ``path: problem``; the rest is in it."""
 
 
 @dataclass(frozen=True)

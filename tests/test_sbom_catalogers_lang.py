@@ -87,9 +87,9 @@ def catalog(cataloger: LayerCataloger, path: str, data: bytes, mode: int = 0o755
 # --- artifacts -------------------------------------------------------------------------------
 
 
-def build_go(work: Path) -> Path:
+def build_go(work: Path, goos: str = "linux", goarch: str = "amd64") -> Path:
     src = work / "gomod"
-    (src / "vendor/example.com/greet").mkdir(parents=True)
+    (src / "vendor/example.com/greet").mkdir(parents=True, exist_ok=True)
     (src / "go.mod").write_text(
         "module example.com/Hello\n\ngo 1.19\n\nrequire example.com/greet v1.2.3\n"
     )
@@ -108,8 +108,11 @@ def build_go(work: Path) -> Path:
         "GOCACHE": str(work / "gocache"),
         "GOFLAGS": "-mod=vendor",
         "GOPROXY": "off",
+        "GOOS": goos,
+        "GOARCH": goarch,
+        "CGO_ENABLED": "0",
     }
-    out = work / "hello"
+    out = work / ("hello" if goos == "linux" else f"hello-{goos}-{goarch}")
     run("go", "build", "-o", out, "-ldflags", "-X main.version=1.4.0", ".", cwd=src, env=env)
     return out
 
@@ -465,3 +468,68 @@ def test_purls_equal_trivys_for_each_ecosystem(tmp_path: Path, rootfs: Path) -> 
     assert "pkg:golang/golang.org/x/text@v0.3.7" in mine["golang"]
     for kind in LANG_TYPES:
         assert mine[kind] == theirs[kind], kind
+
+
+def test_go_and_rust_binaries_in_pe_and_macho_as_trivy_reads_them(tmp_path: Path) -> None:
+    """Go cross-compiles to Windows (PE) and macOS (Mach-O) here; a cargo-auditable section is
+    added to the PE with objcopy (binutils writes PE, not Mach-O: Rust in Mach-O is untested)."""
+    windows = build_go(tmp_path, "windows", "amd64")
+    blob = tmp_path / "dep.json.z"
+    blob.write_bytes(zlib.compress(json.dumps(AUDIT).encode()))
+    audited = tmp_path / "audited.exe"
+    run("objcopy", "--add-section", f".dep-v0={blob}", windows, audited)
+    root = tmp_path / "root"
+    binaries = {
+        "opt/win/hello.exe": windows,
+        "opt/mac/hello-amd64": build_go(tmp_path, "darwin", "amd64"),
+        "opt/mac/hello-arm64": build_go(tmp_path, "darwin", "arm64"),
+        "opt/win/audited.exe": audited,
+    }
+    for rel, source in binaries.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, root / rel)
+        (root / rel).chmod(0o755)
+    mine: dict[str, set[str]] = {t: set() for t in LANG_TYPES}
+    by_file: dict[str, set[str]] = {}
+    for pkg in ours(root):
+        mine[pkg.type].add(KNOWN.get(pkg.purl(), pkg.purl()))
+        by_file.setdefault(pkg.path, set()).add(pkg.purl())
+    for rel in ("opt/win/hello.exe", "opt/mac/hello-amd64", "opt/mac/hello-arm64"):
+        assert {"pkg:golang/example.com/greet@v1.2.3", "pkg:golang/example.com/Hello@1.4.0"} <= (
+            by_file[rel]
+        ), rel
+    assert "pkg:cargo/serde@1.0.100" in by_file["opt/win/audited.exe"]
+    theirs = trivy_purls(tmp_path, root)
+    for kind in ("golang", "cargo"):
+        assert mine[kind] == theirs[kind], kind
+
+
+def test_go_replace_directives(tmp_path: Path) -> None:
+    """``replace`` by another module version wins over the module it replaces; a replacement by a
+    local directory names no module and is not a package (Trivy gives it no purl)."""
+    src = tmp_path / "app"
+    (src / "greet").mkdir(parents=True)
+    (src / "go.mod").write_text(
+        "module example.com/app\n\ngo 1.19\n\nrequire example.com/greet v1.2.3\n\n"
+        "replace example.com/greet => ./greet\n"
+    )
+    (src / "main.go").write_text(
+        'package main\n\nimport "example.com/greet"\n\nfunc main() { println(greet.Hi()) }\n'
+    )
+    (src / "greet/go.mod").write_text("module example.com/greet\n\ngo 1.19\n")
+    (src / "greet/greet.go").write_text('package greet\n\nfunc Hi() string { return "hi" }\n')
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GOCACHE": str(tmp_path / "c"),
+           "GOPROXY": "off", "GOFLAGS": "-mod=mod"}  # fmt: skip
+    run("go", "build", "-o", tmp_path / "app.bin", ".", cwd=src, env=env)
+    purls = catalog(GoBinaryCataloger(), "usr/bin/app", (tmp_path / "app.bin").read_bytes())
+    assert not any("greet" in purl for purl in purls)
+    assert "pkg:golang/example.com/app" in purls
+    # a module replaced by another module version: the replacement is what was compiled in
+    modinfo = "path\tx/cmd\nmod\tx\tv1.0.0\ndep\told/mod\tv1.0.0\n=>\tnew/mod\tv2.1.0\th1:x=\n"
+    found = {p.purl() for p in parse_build_info("go1.22.0", modinfo)}
+    assert "pkg:golang/new/mod@v2.1.0" in found and not any("old/mod" in p for p in found)
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    shutil.copy(tmp_path / "app.bin", root / "usr/bin/app")
+    (root / "usr/bin/app").chmod(0o755)
+    assert set(purls) == trivy_purls(tmp_path, root)["golang"]

@@ -1,16 +1,34 @@
-"""Alpine packages: ``lib/apk/db/installed``."""
+"""Alpine packages: ``lib/apk/db/installed``, or ``usr/lib/apk/db/installed`` where apk-tools
+3 (Alpine >= 3.22 with the usr-merge, Chimera, Wolfi's newer images) keeps it; Trivy reads both.
+
+A package's ``L:`` field is an SPDX expression in current Alpine (``(Apache-2.0 OR MIT) AND
+MPL-2.0``) and a whitespace-separated list in old databases (``MIT BSD GPL2+``): the first is
+kept whole, the second is split.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 
-from sbom.catalogers._common import distro_qualifier
-from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register
+from sbom.catalogers._common import distro_qualifier, purl_namespace
+from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
+from sbom.licenses import is_spdx, spdx, spdx_all
 
 log = logging.getLogger(__name__)
 
-INSTALLED = "lib/apk/db/installed"
+INSTALLED = ("lib/apk/db/installed", "usr/lib/apk/db/installed")
+_OPERATOR = re.compile(r"[()]|\b(?:AND|OR|WITH)\b")
+
+
+def _licenses(field: str) -> tuple[str, ...]:
+    if not field.strip():
+        return ()
+    whole = spdx(field)
+    if is_spdx(whole) or _OPERATOR.search(field) or " " not in whole:
+        return (whole,)  # an SPDX expression (or one apk cannot parse either), or one name
+    return spdx_all(field.split())  # an old space-separated list
 
 
 def _records(text: str) -> list[list[tuple[str, str]]]:
@@ -31,11 +49,11 @@ class ApkCataloger(LayerCataloger):
     """Installed Alpine packages with origin, license, dependencies and files."""
 
     name = "apk"
-    version = 1
+    version = 2
     os_packages = True
 
     def wants(self, path: str) -> bool:
-        return path == INSTALLED
+        return path in INSTALLED
 
     def catalog(
         self, files: Sequence[FileEntry], os_info: OSInfo | None
@@ -47,11 +65,15 @@ class ApkCataloger(LayerCataloger):
 
     def _parse(self, entry: FileEntry, os_info: OSInfo | None) -> list[Package]:
         packages: list[Package] = []
-        for record in _records(entry.data.decode("utf-8", "replace")):
+        text = entry.data.decode("utf-8", "replace")
+        records = _records(text)
+        if not records and text.strip():
+            warn(entry.path, "skipped: no package record in it")
+        for record in records:
             fields = dict(record)
             name, version = fields.get("P"), fields.get("V")
             if not name or not version:
-                log.warning("%s: skipped a record without P:/V:", entry.path)
+                warn(entry.path, "skipped a package record without P: and V:")
                 continue
             owned: list[str] = []
             directory = ""
@@ -69,9 +91,10 @@ class ApkCataloger(LayerCataloger):
                     type="apk",
                     name=name,
                     version=version,
-                    namespace=os_info.family if os_info else "alpine",
-                    qualifiers=qualifiers + distro_qualifier(os_info),
-                    licenses=tuple(fields["L"].split()) if fields.get("L") else (),
+                    namespace=purl_namespace(os_info, "alpine"),
+                    # Trivy writes apk's distro qualifier as the bare version (distro=3.19.1)
+                    qualifiers=qualifiers + (distro_qualifier(os_info, bare=True)),
+                    licenses=_licenses(fields.get("L", "")),
                     source_name=fields.get("o"),
                     source_version=version,
                     depends=depends,

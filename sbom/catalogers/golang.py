@@ -9,18 +9,19 @@ module the version then falls back to a semver set with ``-ldflags -X ….versio
 
 Both build-info layouts are read: Go >= 1.18 stores the version and module strings inline
 (varint length-prefixed), older linkers store pointers to Go string headers that must be
-mapped through the ELF program headers. Only ELF is supported (Linux images).
+mapped through the executable's address map. ELF, PE and Mach-O executables are read (see
+:mod:`._exe`): Linux images carry Windows and macOS binaries too (release archives, tools).
 
 Candidate files (shared with the Rust cataloger through :class:`ElfCataloger`): Trivy opens
 every file with an execute bit. The reader calls ``wants(path)`` without the mode, and what a
 cataloger wants is buffered in memory, so :meth:`ElfCataloger.wants` takes dot-less names
-outside data trees, and :meth:`ElfCataloger.catalog` then drops anything without an execute bit
-or the ELF magic before parsing. When the reader passes ``mode`` the check is exact.
+(and ``*.exe``) outside data trees, and :meth:`ElfCataloger.catalog` then drops anything
+without an execute bit or an executable's magic before parsing. When the reader passes ``mode``
+the check is exact.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
@@ -30,15 +31,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
-from elftools.elf.elffile import ELFFile
-
-from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register
+from sbom.catalogers._exe import Executable, open_executable
+from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
 
 __all__ = ["ElfCataloger", "GoBinaryCataloger", "each_file", "parse_build_info"]
 
 log = logging.getLogger(__name__)
 
-ELF_MAGIC = b"\x7fELF"
 _BUILDINFO_MAGIC = b"\xff Go buildinf:"
 _HEADER_SIZE = 32
 _ALIGN = 16
@@ -78,7 +77,7 @@ def each_file(
         try:
             found[entry.path] = [replace(pkg, path=entry.path) for pkg in parse(entry)]
         except Exception as exc:
-            log.warning("skipping malformed %s %s: %s", kind, entry.path, exc)
+            warn(entry.path, f"skipped: not a readable {kind}: {exc}")
             found[entry.path] = []
     return found
 
@@ -109,7 +108,8 @@ class ElfCataloger(LayerCataloger):
         if mode is not None:
             return is_executable(mode)
         base = path.rsplit("/", 1)[-1]
-        return "." not in base and not path.startswith(_SKIP_DIRS)
+        named = "." not in base or base.lower().endswith(".exe")
+        return named and not path.startswith(_SKIP_DIRS)
 
     def catalog(
         self, files: Sequence[FileEntry], os_info: OSInfo | None
@@ -118,42 +118,19 @@ class ElfCataloger(LayerCataloger):
         return each_file(files, self._parse_entry, self.kind)
 
     def _parse_entry(self, entry: FileEntry) -> list[Package]:
-        if not is_executable(entry.mode) or not entry.data.startswith(ELF_MAGIC):
+        if not is_executable(entry.mode) or self.marker not in entry.data:
+            return []  # (a C-speed scan for the marker, far cheaper than parsing the file)
+        executable = open_executable(entry.data)
+        if executable is None:
             return []
-        if self.marker not in entry.data:  # a C-speed scan, far cheaper than parsing the ELF
-            return []
-        return self.parse_elf(ELFFile(io.BytesIO(entry.data)), entry)
+        return self.parse_executable(executable, entry)
 
     @abstractmethod
-    def parse_elf(self, elf: Any, entry: FileEntry) -> list[Package]:
-        """Packages from one parsed ELF file (``elf`` is an ``elftools`` ``ELFFile``)."""
+    def parse_executable(self, executable: Executable, entry: FileEntry) -> list[Package]:
+        """Packages from one parsed executable (ELF, PE or Mach-O)."""
 
 
 # --- build info extraction ------------------------------------------------------------------
-
-
-def _read_vaddr(elf: Any, data: bytes, addr: int, size: int) -> bytes:
-    """``size`` bytes at virtual address ``addr`` (debug/buildinfo's elfExe.ReadData)."""
-    for seg in elf.iter_segments():
-        if seg["p_type"] != "PT_LOAD":
-            continue
-        start, filesz = int(seg["p_vaddr"]), int(seg["p_filesz"])
-        if start <= addr < start + filesz:
-            n = min(size, start + filesz - addr)
-            offset = int(seg["p_offset"]) + addr - start
-            return data[offset : offset + n]
-    raise ValueError(f"address {addr:#x} is not in a loaded segment")
-
-
-def _data_start(elf: Any) -> int:
-    section = elf.get_section_by_name(".go.buildinfo")
-    if section is not None:
-        return int(section["sh_addr"])
-    for seg in elf.iter_segments():
-        flags = int(seg["p_flags"])
-        if seg["p_type"] == "PT_LOAD" and flags & 0x3 == 0x2:  # PF_W without PF_X
-            return int(seg["p_vaddr"])
-    raise ValueError("no data segment")
 
 
 def _uvarint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -175,9 +152,9 @@ def _inline_string(buf: bytes, pos: int) -> tuple[bytes, int]:
     return buf[pos : pos + length], pos + length
 
 
-def raw_build_info(elf: Any, data: bytes) -> tuple[str, str] | None:
-    """``(go version, modinfo text)`` of a Go ELF binary, or None when it is not one."""
-    window = _read_vaddr(elf, data, _data_start(elf), _SEARCH_WINDOW)
+def raw_build_info(exe: Executable) -> tuple[str, str] | None:
+    """``(go version, modinfo text)`` of a Go executable, or None when it is not one."""
+    window = exe.read(exe.data_start(), _SEARCH_WINDOW)
     pos = 0
     while True:
         i = window.find(_BUILDINFO_MAGIC, pos)
@@ -202,11 +179,11 @@ def raw_build_info(elf: Any, data: bytes) -> tuple[str, str] | None:
             return int.from_bytes(buf[at : at + ptr_size], order)
 
         def go_string(addr: int) -> bytes:
-            hdr = _read_vaddr(elf, data, addr, 2 * ptr_size)
+            hdr = exe.read(addr, 2 * ptr_size)
             length = ptr(hdr, ptr_size)
             if length > _MAX_STRING:
                 raise ValueError("string too long")
-            out = _read_vaddr(elf, data, ptr(hdr), length)
+            out = exe.read(ptr(hdr), length)
             if len(out) != length:
                 raise ValueError("truncated string")
             return out
@@ -297,7 +274,12 @@ def parse_build_info(go_version: str, modinfo: str) -> list[Package]:
             case ["build", setting] if setting.startswith("-ldflags="):
                 ldflags = _unquote(setting.removeprefix("-ldflags="))
     packages = [_golang("stdlib", stdlib, properties=(("go:toolchain", go_version),))]
-    packages += [_golang(p, "" if v == "(devel)" else v) for p, v in deps]
+    # a replacement by a local directory (``=> ./greet``) names no module: not a package (Trivy
+    # lists it without a purl)
+    local = ("./", "../", "/")
+    packages += [
+        _golang(p, "" if v == "(devel)" else v) for p, v in deps if not p.startswith(local)
+    ]
     if main_path:
         version = "" if main_version == "(devel)" else main_version
         from_flags = _ldflags_version(main_path, ldflags)
@@ -312,13 +294,13 @@ class GoBinaryCataloger(ElfCataloger):
     """Modules compiled into Go executables."""
 
     name = "gobinary"
-    version = 1
+    version = 2
     kind = "Go binary"
     marker = _BUILDINFO_MAGIC
 
-    def parse_elf(self, elf: Any, entry: FileEntry) -> list[Package]:
-        """Build info packages, or ``[]`` for an ELF file the Go linker did not write."""
-        info = raw_build_info(elf, entry.data)
+    def parse_executable(self, executable: Executable, entry: FileEntry) -> list[Package]:
+        """Build info packages, or ``[]`` for an executable the Go linker did not write."""
+        info = raw_build_info(executable)
         if info is None:
             return []
         return parse_build_info(*info)

@@ -5,6 +5,8 @@ Follows Trivy's ``jar`` parser (pkg/dependency/parser/java/jar):
 * every ``pom.properties`` with ``groupId``, ``artifactId`` and ``version`` is a package
   (shaded/uber jars carry several);
 * nested archives (``WEB-INF/lib/*.jar`` …) are opened recursively;
+* licences come from the ``pom.xml`` next to each ``pom.properties`` (``<licenses>``), and
+  from ``Bundle-License`` for manifest coordinates (Trivy reads neither);
 * ``MANIFEST.MF`` (main section) is the fallback when the archive has no usable
   ``pom.properties``: group from ``Implementation-Vendor-Id`` / ``Bundle-SymbolicName`` /
   ``Implementation-Vendor`` / ``Specification-Vendor``, artifact from ``Implementation-Title`` /
@@ -29,10 +31,14 @@ import re
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from xml.etree.ElementTree import ParseError
+
+from defusedxml import ElementTree
 
 from sbom.catalogers.golang import each_file
-from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register
+from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
+from sbom.licenses import spdx_all
 
 __all__ = ["JavaArchiveCataloger", "parse_archive"]
 
@@ -84,6 +90,8 @@ class _Coordinates:
     """version."""
     source: str = "pom.properties"
     """Which file the coordinates came from."""
+    licenses: tuple[str, ...] = ()
+    """Licences the archive states for it (``pom.xml`` ``<licenses>``, ``Bundle-License``)."""
 
     def valid(self) -> bool:
         return bool(self.group and self.artifact and self.version)
@@ -99,6 +107,11 @@ class _Manifest:
     def first(self, *names: str) -> str:
         return next((self.attributes[n] for n in names if self.attributes.get(n)), "")
 
+    def licenses(self) -> tuple[str, ...]:
+        """``Bundle-License`` (OSGi: comma-separated names or URLs), as SPDX."""
+        stated = self.attributes.get("Bundle-License", "")
+        return spdx_all([part for part in stated.split(",") if part.strip()])
+
     def coordinates(self) -> _Coordinates | None:
         group = self.attributes.get("Implementation-Vendor-Id", "")
         if not group and (symbolic := self.attributes.get("Bundle-SymbolicName", "")):
@@ -107,7 +120,7 @@ class _Manifest:
         group = group or self.first("Implementation-Vendor", "Specification-Vendor")
         artifact = self.first("Implementation-Title", "Specification-Title", "Bundle-Name")
         version = self.first("Implementation-Version", "Specification-Version", "Bundle-Version")
-        found = _Coordinates(group, artifact, version, source="MANIFEST.MF")
+        found = _Coordinates(group, artifact, version, "MANIFEST.MF", self.licenses())
         if not found.valid() or any(" " in v or "\t" in v for v in (group, artifact, version)):
             return None
         return found
@@ -144,6 +157,26 @@ def parse_manifest(text: str) -> _Manifest:
     return manifest
 
 
+def parse_pom_licenses(data: bytes) -> tuple[str, ...]:
+    """The ``<licenses><license><name>`` (or ``<url>``) entries of a ``pom.xml``, as SPDX.
+
+    The file is capped at :data:`MAX_METADATA` before it gets here, and parsed with defusedxml
+    (no entity expansion, no external entities, no DTD tricks).
+    """
+    try:
+        root = ElementTree.fromstring(data)
+    except (ParseError, ValueError) as exc:  # defusedxml's refusals are ValueErrors
+        raise ValueError(f"pom.xml: {exc}") from None
+    texts = []
+    for element in root.iter():
+        if element.tag.rsplit("}", 1)[-1] != "license":
+            continue
+        fields = {child.tag.rsplit("}", 1)[-1]: (child.text or "").strip() for child in element}
+        if fields.get("name") or fields.get("url"):
+            texts.append(fields.get("name") or fields.get("url", ""))
+    return spdx_all(texts)
+
+
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes | None:
     if info.file_size > limit:
         log.warning("skipping %s: %d bytes exceeds %d", info.filename, info.file_size, limit)
@@ -158,6 +191,7 @@ def _maven(found: _Coordinates, archive_path: str) -> Package:
         namespace=found.group,
         name=found.artifact,
         version=found.version,
+        licenses=found.licenses,
         properties=(("java:archive", archive_path), ("java:metadata", found.source)),
     )
 
@@ -175,7 +209,8 @@ def parse_archive(
         infos = archive.infolist()
         if len(infos) > MAX_ENTRIES:
             raise ValueError(f"{len(infos)} entries exceed {MAX_ENTRIES}")
-        packages: list[Package] = []
+        packages: list[_Coordinates] = []
+        poms: dict[str, tuple[str, ...]] = {}  # directory → licences of its pom.xml
         nested: list[Package] = []
         manifest = _Manifest()
         for info in infos:
@@ -187,17 +222,29 @@ def parse_archive(
                     raw = _read_member(archive, info, MAX_METADATA)
                     found = parse_pom_properties(raw.decode("utf-8", "replace") if raw else "")
                     if found.valid():
-                        packages.append(_maven(found, archive_path))
+                        packages.append(replace(found, source=posixpath.dirname(info.filename)))
+                elif base == "pom.xml" and info.filename.startswith("META-INF/maven/"):
+                    raw = _read_member(archive, info, MAX_METADATA)
+                    poms[posixpath.dirname(info.filename)] = parse_pom_licenses(raw or b"")
                 elif base == "MANIFEST.MF":
                     raw = _read_member(archive, info, MAX_METADATA)
                     manifest = parse_manifest(raw.decode("utf-8", "replace")) if raw else manifest
                 elif base.lower().endswith(ARCHIVE_SUFFIXES):
                     nested += _nested(archive, info, archive_path, depth, budget)
             except _BAD_ZIP as exc:
-                log.warning("skipping %s in %s: %s", info.filename, archive_path, exc)
+                warn(archive_path, f"skipped {info.filename}: {exc}")
+    # the manifest describes the archive: its licence is the one artifact's when there is one
+    fallback = manifest.licenses() if len(packages) == 1 else ()
+    found_packages = [
+        _maven(
+            replace(c, source="pom.properties", licenses=poms.get(c.source) or fallback),
+            archive_path,
+        )
+        for c in packages
+    ]
     if not packages and (found_mf := manifest.coordinates()) is not None:
-        packages.append(_maven(found_mf, archive_path))
-    return _unique(packages + nested)
+        found_packages.append(_maven(found_mf, archive_path))
+    return _unique(found_packages + nested)
 
 
 def _nested(
@@ -242,7 +289,7 @@ class JavaArchiveCataloger(LayerCataloger):
     """Maven artifacts in JAR, WAR, EAR and PAR files."""
 
     name = "jar"
-    version = 1
+    version = 2
     max_size = 512 * 1024 * 1024
 
     def wants(self, path: str) -> bool:

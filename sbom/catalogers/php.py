@@ -9,25 +9,31 @@ package objects. Both are read (Trivy 0.76 reads only the Composer 2 form). Each
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 
 from sbom.catalogers.golang import each_file
-from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register
+from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
+from sbom.licenses import spdx_all
 
 __all__ = ["ComposerInstalledCataloger", "parse_installed_json"]
 
 MAX_PACKAGES = 100_000
+# Composer's rule for package names: vendor/project, both non-empty, no further slash.
+_NAME = re.compile(
+    r"([a-z0-9](?:[_.-]?[a-z0-9]+)*)/([a-z0-9](?:(?:[_.]|-{1,2})?[a-z0-9]+)*)", re.IGNORECASE
+)
 
 
 def _licenses(value: object) -> tuple[str, ...]:
-    if isinstance(value, str) and value:
-        return (value,)
+    if isinstance(value, str):
+        return spdx_all([value])
     if isinstance(value, list):
-        return tuple(item for item in value if isinstance(item, str) and item)
+        return spdx_all([item for item in value if isinstance(item, str)])
     return ()
 
 
-def parse_installed_json(document: object) -> list[Package]:
+def parse_installed_json(document: object, path: str = "installed.json") -> list[Package]:
     """Packages from a decoded ``installed.json`` (v1 array or v2 object)."""
     if isinstance(document, dict):
         document = document.get("packages")
@@ -40,12 +46,15 @@ def parse_installed_json(document: object) -> list[Package]:
         full, version = entry.get("name"), entry.get("version")
         if not isinstance(full, str) or not isinstance(version, str) or not full or not version:
             continue
-        vendor, _, name = full.rpartition("/")
+        match = _NAME.fullmatch(full.strip())
+        if match is None:
+            warn(path, f"skipped: {full!r} is not a Composer package name (vendor/name)")
+            continue
         packages.append(
             Package(
                 type="composer",
-                namespace=vendor or None,
-                name=name,
+                namespace=match.group(1),
+                name=match.group(2),
                 version=version,
                 licenses=_licenses(entry.get("license")),
             )
@@ -58,7 +67,7 @@ class ComposerInstalledCataloger(LayerCataloger):
     """Composer's record of installed vendor packages."""
 
     name = "composer-installed"
-    version = 1
+    version = 2
     max_size = 32 * 1024 * 1024
 
     def wants(self, path: str) -> bool:
@@ -70,5 +79,5 @@ class ComposerInstalledCataloger(LayerCataloger):
     ) -> Mapping[str, list[Package]]:
         """Packages per ``installed.json``."""
         return each_file(
-            files, lambda f: parse_installed_json(json.loads(f.data)), "installed.json"
+            files, lambda f: parse_installed_json(json.loads(f.data), f.path), "installed.json"
         )

@@ -77,6 +77,8 @@ def cmd_sbom(args: argparse.Namespace) -> int:
         return 2
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    for warning in result.warnings:  # files skipped (malformed, hostile): the rest is in the SBOM
+        print(f"supplychain sbom: warning: {warning}", file=sys.stderr)
     if args.output in (None, "-"):
         sys.stdout.buffer.write(document)
     else:

@@ -235,6 +235,8 @@ class Scan(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     stage_seconds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    sbom_warnings: Mapped[list[Any]] = mapped_column(default=list)
+    """Files the SBOM could not read (``path: problem``): stored with the scan, shown to people."""
     scanner: Mapped[str] = mapped_column(String(64))
     scanner_version: Mapped[str] = mapped_column(String(64))
     db_updated_at: Mapped[datetime | None]

@@ -149,6 +149,7 @@ def record_facts(
         job_id=job_id,
         finished_at=utcnow(),
         stage_seconds=dict(outcome.stage_seconds),
+        sbom_warnings=list(outcome.sbom.warnings[:1000]),
         scanner=scan.scanner,
         scanner_version=scan.scanner_version,
         db_updated_at=scan.db_updated_at,

@@ -70,4 +70,5 @@ class OwnCataloger(Cataloger):
             document=write_cyclonedx(result),
             components=components_of(result),
             generator=f"{TOOL_NAME} {tool_version()}",
+            warnings=result.warnings,
         )

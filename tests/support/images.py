@@ -283,25 +283,46 @@ TINY_FILES: dict[str, str] = {
 }
 
 
-def _tiny_tar(path: Path) -> None:
+def write_layer_tar(
+    path: Path, files: dict[str, bytes], modes: dict[str, int] | None = None
+) -> None:
+    """A layer tar holding ``files`` (path → content, mode 0644 unless ``modes`` says) and
+    their parent directories."""
     mtime = 1_700_000_000
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-        dirs = sorted({str(p) for f in TINY_FILES for p in Path(f).parents if str(p) != "."})
+        dirs = sorted({str(p) for f in files for p in Path(f).parents if str(p) != "."})
         for name in dirs:
             info = tarfile.TarInfo(name)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, mtime
             tar.addfile(info)
-        for name, text in sorted(TINY_FILES.items()):
-            data = text.encode()
+        for name, data in sorted(files.items()):
             info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, mtime
+            info.size, info.mtime = len(data), mtime
+            info.mode = (modes or {}).get(name, 0o644)
             tar.addfile(info, io.BytesIO(data))
+
+
+def files_layout(
+    layout: Path, tag: str, layers: list[dict[str, bytes]], modes: dict[str, int] | None = None
+) -> Path:
+    """A new OCI layout at ``layout`` whose image ``tag`` has one layer per ``layers`` item
+    (bottom first), made by umoci like the other test images."""
+    _run("umoci init --layout", layout)
+    _run("umoci new --image", f"{layout}:{tag}")
+    for index, files in enumerate(layers):
+        tar = layout.parent / f".{layout.name}-layer{index}.tar"
+        write_layer_tar(tar, files, modes)
+        history = ["--history.created_by", f"test layer {index}"]
+        _run("umoci raw add-layer", *history, "--image", f"{layout}:{tag}", tar)
+        tar.unlink()
+    _run("umoci gc --layout", layout)
+    return layout
 
 
 def _build_tiny(layout: Path, work: Path) -> None:
     _run("umoci init --layout", layout)
     _run("umoci new --image", f"{layout}:empty")
-    _tiny_tar(work / "layer.tar")
+    write_layer_tar(work / "layer.tar", {k: v.encode() for k, v in TINY_FILES.items()})
     history = ["--history.created_by", "tiny test layer"]
     _run(
         "umoci raw add-layer --tag tiny", *history, "--image", f"{layout}:empty", work / "layer.tar"

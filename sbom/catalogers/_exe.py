@@ -1,0 +1,198 @@
+"""Sections and address mapping of executables: ELF (pyelftools), PE and Mach-O (read here).
+
+Go's ``debug/buildinfo`` and cargo-auditable need only three things from an executable: where
+its writable data starts, the bytes at a virtual address, and a section by name. PE and
+Mach-O headers are small fixed layouts (the PE/COFF section table; Mach-O ``LC_SEGMENT_64`` /
+``LC_SEGMENT`` load commands), read here with :mod:`struct` rather than adding a dependency
+for each; every count and offset is checked against the file.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from elftools.elf.elffile import ELFFile
+
+__all__ = ["Executable", "open_executable"]
+
+ELF_MAGIC = b"\x7fELF"
+_MACHO = {
+    b"\xcf\xfa\xed\xfe": ("<", True),
+    b"\xce\xfa\xed\xfe": ("<", False),
+    b"\xfe\xed\xfa\xcf": (">", True),
+    b"\xfe\xed\xfa\xce": (">", False),
+}
+_LC_SEGMENT, _LC_SEGMENT_64 = 0x1, 0x19
+_MAX_SECTIONS = 4096
+# PE section characteristics Go's debug/buildinfo looks for: initialised, readable, writable data
+_PE_DATA = 0x00000040 | 0x40000000 | 0x80000000
+_PE_ALIGN_32 = 0x00600000
+
+
+@dataclass(frozen=True)
+class _Section:
+    name: str
+    address: int  # virtual address
+    size: int  # bytes in the file
+    offset: int  # file offset
+    writable_data: bool = False
+
+
+@dataclass(frozen=True)
+class Executable:
+    """An executable's sections (name, address, file extent), format-independent."""
+
+    format: str
+    """``elf``, ``pe`` or ``macho``."""
+    sections: tuple[_Section, ...]
+    """Sections (for Mach-O, segments too, named ``segment:<name>``)."""
+    data: bytes
+    """The file."""
+
+    def section(self, name: str) -> bytes | None:
+        """The file bytes of the section called ``name``, or None."""
+        for section in self.sections:
+            if section.name == name:
+                return self.data[section.offset : section.offset + section.size]
+        return None
+
+    def read(self, address: int, size: int) -> bytes:
+        """Up to ``size`` file bytes at virtual ``address``."""
+        for section in self.sections:
+            if section.address <= address < section.address + section.size:
+                start = section.offset + address - section.address
+                end = min(start + size, section.offset + section.size)
+                return self.data[start:end]
+        raise ValueError(f"address {address:#x} is not in the file")
+
+    def data_start(self) -> int:
+        """Where Go's linker puts the build info: as debug/buildinfo finds it per format."""
+        names = {"elf": ".go.buildinfo", "macho": "__go_buildinfo"}
+        for section in self.sections:
+            if section.name == names.get(self.format):
+                return section.address
+        for section in self.sections:
+            if section.writable_data:
+                return section.address
+        raise ValueError("no data section")
+
+
+def _elf(data: bytes) -> Executable:
+    elf: Any = ELFFile(io.BytesIO(data))
+    sections = []
+    for segment in elf.iter_segments():
+        if segment["p_type"] == "PT_LOAD":
+            flags = int(segment["p_flags"])
+            sections.append(
+                _Section(
+                    "segment:load",
+                    int(segment["p_vaddr"]),
+                    int(segment["p_filesz"]),
+                    int(segment["p_offset"]),
+                    writable_data=flags & 0x3 == 0x2,  # PF_W without PF_X
+                )
+            )
+    for section in elf.iter_sections():
+        if section["sh_type"] != "SHT_NOBITS":
+            sections.append(
+                _Section(
+                    section.name,
+                    int(section["sh_addr"]),
+                    int(section["sh_size"]),
+                    int(section["sh_offset"]),
+                )
+            )
+    # sections first for names, load segments first for addresses: order the address map
+    named = [s for s in sections if s.name != "segment:load"]
+    loads = [s for s in sections if s.name == "segment:load"]
+    return Executable("elf", tuple(loads + named), data)
+
+
+def _pe(data: bytes) -> Executable:
+    (pe_offset,) = struct.unpack_from("<I", data, 0x3C)
+    if data[pe_offset : pe_offset + 4] != b"PE\0\0":
+        raise ValueError("not a PE file")
+    count, _, _, _, optional_size = struct.unpack_from("<HIIIH", data, pe_offset + 6)
+    optional = pe_offset + 24
+    magic = struct.unpack_from("<H", data, optional)[0]
+    if magic == 0x20B:  # PE32+
+        (image_base,) = struct.unpack_from("<Q", data, optional + 24)
+    elif magic == 0x10B:
+        (image_base,) = struct.unpack_from("<I", data, optional + 28)
+    else:
+        raise ValueError(f"unknown PE optional header {magic:#x}")
+    if count > _MAX_SECTIONS:
+        raise ValueError("too many PE sections")
+    table = optional + optional_size
+    sections = []
+    for index in range(count):
+        raw_name, virtual_size, address, raw_size, raw_offset = struct.unpack_from(
+            "<8sIIII", data, table + 40 * index
+        )
+        (flags,) = struct.unpack_from("<I", data, table + 40 * index + 36)
+        sections.append(
+            _Section(
+                raw_name.rstrip(b"\0").decode("latin-1"),
+                image_base + address,
+                min(virtual_size or raw_size, raw_size),
+                raw_offset,
+                writable_data=bool(address and raw_size and flags & ~_PE_ALIGN_32 == _PE_DATA),
+            )
+        )
+    return Executable("pe", tuple(sections), data)
+
+
+def _macho(data: bytes) -> Executable:
+    order, wide = _MACHO[data[:4]]
+    ncmds = struct.unpack_from(order + "I", data, 16)[0]
+    position = 32 if wide else 28
+    if ncmds > _MAX_SECTIONS:
+        raise ValueError("too many Mach-O load commands")
+    sections: list[_Section] = []
+    for _ in range(ncmds):
+        command, size = struct.unpack_from(order + "II", data, position)
+        if size < 8 or position + size > len(data):
+            raise ValueError("corrupt Mach-O load command")
+        if command in (_LC_SEGMENT, _LC_SEGMENT_64):
+            wide_segment = command == _LC_SEGMENT_64
+            head = "16s4Q4I" if wide_segment else "16s4I4I"
+            name, address, _vmsize, offset, filesize, _, _, nsects, _ = struct.unpack_from(
+                order + head, data, position + 8
+            )
+            segment = name.rstrip(b"\0").decode("latin-1")
+            sections.append(_Section(f"segment:{segment}", address, filesize, offset))
+            first = position + 8 + struct.calcsize(head)
+            for index in range(min(nsects, _MAX_SECTIONS)):
+                entry = first + index * (80 if wide_segment else 68)
+                fields = "16s16sQQI" if wide_segment else "16s16sIII"
+                sect, _seg, s_address, s_size, s_offset = struct.unpack_from(
+                    order + fields, data, entry
+                )
+                sections.append(
+                    _Section(
+                        sect.rstrip(b"\0").decode("latin-1"),
+                        s_address,
+                        s_size,
+                        s_offset,
+                        writable_data=segment == "__DATA" and index == 0,
+                    )
+                )
+        position += size
+    return Executable("macho", tuple(sections), data)
+
+
+def open_executable(data: bytes) -> Executable | None:
+    """The executable in ``data`` (ELF, PE or Mach-O), or None when it is none of them."""
+    try:
+        if data.startswith(ELF_MAGIC):
+            return _elf(data)
+        if data.startswith(b"MZ") and len(data) > 0x40:
+            return _pe(data)
+        if data[:4] in _MACHO:
+            return _macho(data)
+    except struct.error as exc:
+        raise ValueError(f"truncated executable: {exc}") from None
+    return None
