@@ -1,4 +1,4 @@
-"""Benchmark: re-match 10,000 stored SBOMs against a changed advisory DB (goal: ≤ 60 s).
+"""Benchmark: rematch 10,000 stored SBOMs against a changed advisory DB (goal: ≤ 60 s).
 
 Realistic SBOMs: each is Trivy's own CycloneDX SBOM of the test image (Debian bookworm minbase: its
 real Debian packages, unchanged) whose PyPI and npm packages are replaced by a random draw from the
@@ -7,14 +7,14 @@ most downloaded PyPI and npm packages at their current versions (the package lis
 service stores them (scans.sbom, components, findings, a pipeline verdict each).
 
 Then the DB changes (new CRITICAL advisories for two popular PyPI packages, a severity raised on an
-npm one) and three ways to re-match are measured:
+npm one) and three ways to rematch are measured:
 
-* ``narrowed``: what ``supplychain rescan`` does: diff the two DBs, pick the SBOMs naming a changed
+* ``narrowed``: what ``supplychain rematch`` does: diff the two DBs, pick the SBOMs naming a changed
   package with one query over the components table, match the changed packages' distinct package
   URLs in one Trivy run, record findings, verdicts and revocations; the other SBOMs only move to
   the new DB. Run over all N SBOMs.
 * ``naive``: one ``trivy sbom`` process per SBOM, sequentially (timed on a sample, extrapolated).
-* ``whole``: our whole-SBOM re-match (``Rematcher.run``, a Trivy process per SBOM on all cores,
+* ``whole``: our whole-SBOM rematch (``Rematcher.run``, a Trivy process per SBOM on all cores,
   with the database writes), timed on a sample, extrapolated.
 
 Run: ``python3 bench/rematch_bench.py [--count 10000] [--sample 40]`` from the repository root.

@@ -1,4 +1,4 @@
-"""``supplychain vulndb status|import``, ``rescan`` and ``vex upload`` as a user runs them."""
+"""``supplychain vulndb status|import``, ``rematch`` and ``vex upload`` as a user runs them."""
 
 from __future__ import annotations
 
@@ -98,10 +98,10 @@ def test_a_bad_archive_is_refused(env: Path, capsys: pytest.CaptureFixture[str])
     assert code == 2 and "not a readable DB archive" in ERRORS[0]
 
 
-def test_rescan_with_nothing_stored(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rematch_with_nothing_stored(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     archive = build_trivy_db_archive(env / "db.tar.gz", BASE_ADVISORIES, UPDATED)
     run(["vulndb", "import", str(archive), "--output", "json"], capsys)
-    code, report = run(["rescan", "--all"], capsys)
+    code, report = run(["rematch", "--all"], capsys)
     assert code == 0 and report["selected"] == 0 and report["failed"] == []
 
 

@@ -1,4 +1,4 @@
-"""Re-matching stored SBOMs when the DB changes: revocations, announcements, VEX, failed jobs.
+"""Rematching stored SBOMs when the DB changes: revocations, announcements, VEX, failed jobs.
 
 Real parts: distribution registry, PostgreSQL, the Trivy binary and DBs built by the test. The
 revocation webhook's receiver is a small HTTP server on loopback standing in for the

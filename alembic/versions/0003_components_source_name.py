@@ -1,4 +1,4 @@
-"""Components record their source package, so OS advisory changes narrow re-matches.
+"""Components record their source package, so OS advisory changes narrow rematches.
 
 Revision ID: 0003
 Revises: 0002

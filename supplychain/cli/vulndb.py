@@ -1,6 +1,6 @@
-"""``supplychain vulndb status|update|import FILE``, ``supplychain rescan`` and ``vex upload``.
+"""``supplychain vulndb status|update|import FILE``, ``supplychain rematch`` and ``vex upload``.
 
-Exit codes: 0 done; 1 a revocation happened (``rescan``) or the DB is older than allowed
+Exit codes: 0 done; 1 a revocation happened (``rematch``) or the DB is older than allowed
 (``vulndb status``); 2 an error (nothing was changed).
 """
 
@@ -114,12 +114,12 @@ def cmd_vulndb(args: argparse.Namespace) -> int:
             db.dispose()
         answer["pruned"] = [str(p) for p in store.prune()]
     _print_db(answer, args.output)
-    if args.action != "status" and args.rescan and answer["new"]:
-        return _rescan(settings, scope_all=False, since=None, policy=args.policy)
+    if args.action != "status" and args.rematch and answer["new"]:
+        return _rematch(settings, scope_all=False, since=None, policy=args.policy)
     return 1 if limit is not None and age > limit else 0
 
 
-def _rescan(
+def _rematch(
     settings: Settings, *, scope_all: bool, since: datetime | None, policy: Path | None
 ) -> int:
     from supplychain.cli.main import _migrate
@@ -129,7 +129,7 @@ def _rescan(
     _migrate(settings, required=False)
     current = _store(settings).current()
     if current is None:
-        print("supplychain: rescan: no advisory DB installed", file=sys.stderr)
+        print("supplychain: rematch: no advisory DB installed", file=sys.stderr)
         return EXIT_ERROR
     service = build_service(settings, policy_file=policy)
     try:
@@ -169,14 +169,14 @@ def _rescan(
     return 1 if report.revocations else 0
 
 
-def cmd_rescan(args: argparse.Namespace) -> int:
+def cmd_rematch(args: argparse.Namespace) -> int:
     from supplychain.cli.main import _settings
 
     since = None
     if args.since:
         since = datetime.fromisoformat(args.since)
         since = since if since.tzinfo else since.replace(tzinfo=UTC)
-    return _rescan(_settings(), scope_all=args.all, since=since, policy=args.policy)
+    return _rematch(_settings(), scope_all=args.all, since=since, policy=args.policy)
 
 
 def cmd_vex(args: argparse.Namespace) -> int:
@@ -200,7 +200,7 @@ def cmd_vex(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    """Add ``vulndb``, ``rescan`` and ``vex`` to the ``supplychain`` subcommands."""
+    """Add ``vulndb``, ``rematch`` and ``vex`` to the ``supplychain`` subcommands."""
     vulndb = sub.add_parser("vulndb", help="the shared Trivy advisory DB")
     actions = vulndb.add_subparsers(dest="action", required=True)
     status = actions.add_parser("status", help="the DB scans use, its age and digest")
@@ -219,19 +219,19 @@ def add_parser(sub: Any) -> None:
         )
     for command in (update, imported):
         command.add_argument(
-            "--rescan", action="store_true", help="re-match SBOMs if the DB is new"
+            "--rematch", action="store_true", help="rematch SBOMs if the DB is new"
         )
-        command.add_argument("--policy", type=Path, help="policy YAML for the re-match")
+        command.add_argument("--policy", type=Path, help="policy YAML for the rematch")
     vulndb.set_defaults(func=cmd_vulndb)
 
-    rescan = sub.add_parser(
-        "rescan", help="re-match stored SBOMs against the current DB (default: not yet matched)"
+    rematch = sub.add_parser(
+        "rematch", help="rematch stored SBOMs against the current DB (default: not yet matched)"
     )
-    scope = rescan.add_mutually_exclusive_group()
+    scope = rematch.add_mutually_exclusive_group()
     scope.add_argument("--all", action="store_true", help="every image's latest SBOM")
     scope.add_argument("--since", help="SBOMs stored since this ISO date/time")
-    rescan.add_argument("--policy", type=Path, help="policy YAML (default: deny CRITICAL)")
-    rescan.set_defaults(func=cmd_rescan)
+    rematch.add_argument("--policy", type=Path, help="policy YAML (default: deny CRITICAL)")
+    rematch.set_defaults(func=cmd_rematch)
 
     vex = sub.add_parser("vex", help="VEX documents")
     vex_actions = vex.add_subparsers(dest="action", required=True)

@@ -248,7 +248,7 @@ class Scan(Base):
     sbom_encoding: Mapped[str | None] = mapped_column(String(16))
     report: Mapped[bytes | None] = mapped_column(LargeBinary)
     matched_at: Mapped[datetime | None]
-    """When the stored SBOM was last re-matched against a new advisory DB (null: never)."""
+    """When the stored SBOM was last rematched against a new advisory DB (null: never)."""
 
     image: Mapped[Image] = relationship()
 
@@ -336,7 +336,7 @@ class VulnDatabase(Base):
 
 
 class VerdictChange(Base):
-    """A verdict that changed when an image's stored SBOM was re-matched; allow → deny revokes."""
+    """A verdict that changed when an image's stored SBOM was rematched; allow → deny revokes."""
 
     __tablename__ = "verdict_changes"
 

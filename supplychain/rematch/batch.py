@@ -1,4 +1,4 @@
-"""Partial re-match in one Trivy run: only the packages a DB change touches, across all SBOMs.
+"""Partial rematch in one Trivy run: only the packages a DB change touches, across all SBOMs.
 
 Whether a language package (PyPI, npm, Go …) is vulnerable depends on its package URL alone. So
 when a DB change names only language packages
@@ -72,7 +72,7 @@ def match_packages(
             handle.flush()
             result = runner.scan_report(["sbom", "--scanners", "vuln", handle.name])
         if runner.snapshot() != snapshot:
-            raise ScanError("the advisory DB changed during the re-match; run it again")
+            raise ScanError("the advisory DB changed during the rematch; run it again")
         for finding in result.findings:
             if isinstance(finding, TrivyFinding) and finding.bom_ref:
                 found.setdefault(finding.bom_ref, []).append(finding)
@@ -91,9 +91,9 @@ def _keep(keys: set[Key]) -> Keep:
 def rematch_packages(
     rematcher: Rematcher, runner: TrivyRunner, scan_ids: list[int], keys: set[Key]
 ) -> RematchReport:
-    """Re-match, in ``scan_ids``, the findings of the language packages ``keys`` only."""
+    """Rematch, in ``scan_ids``, the findings of the language packages ``keys`` only."""
     if any(name == "*" for _, name in keys):
-        raise ValueError("OS package changes need whole-SBOM re-matching")
+        raise ValueError("OS package changes need whole-SBOM rematching")
     wanted = sorted({(kind, name.lower()) for kind, name in keys})
     components: dict[int, list[tuple[str, str | None]]] = {}
     with rematcher.db.session() as session:

@@ -1,4 +1,4 @@
-"""Which packages two Trivy DBs disagree about: the input that narrows a re-match.
+"""Which packages two Trivy DBs disagree about: the input that narrows a rematch.
 
 Reads Trivy's bbolt file directly (read-only, memory-mapped; format of go.etcd.io/bbolt): root
 buckets are advisory sources (``"debian 12"``, ``"pip::GitHub Security Advisory pip"``), each
@@ -93,7 +93,7 @@ class DbDiff:
 
     @property
     def narrowable(self) -> bool:
-        """True when the re-match may be limited to :attr:`packages`."""
+        """True when the rematch may be limited to :attr:`packages`."""
         return not self.unknown_sources
 
 

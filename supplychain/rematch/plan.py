@@ -1,7 +1,7 @@
-"""Which stored SBOMs a re-match must look at: every image's latest scan, narrowed by the DB diff.
+"""Which stored SBOMs a rematch must look at: every image's latest scan, narrowed by the DB diff.
 
 One query over the components table turns the packages a DB change names
-(:func:`supplychain.rematch.dbdiff.changed_packages`) into the scans to re-match; the other
+(:func:`supplychain.rematch.dbdiff.changed_packages`) into the scans to rematch; the other
 scans' matches
 provably cannot change.
 """
@@ -58,7 +58,7 @@ def select_scans(
     stale_for: str | None = None,
     packages: Iterable[tuple[str, str]] | None = None,
 ) -> list[int]:
-    """Latest scans to re-match: all, or those with a component ``(type, name)`` in ``packages``
+    """Latest scans to rematch: all, or those with a component ``(type, name)`` in ``packages``
     (name ``*``: any component of that type; ``src:<name>``: an OS package built from that source
     package, or any OS package of that type whose source was not recorded).
 
@@ -92,7 +92,7 @@ def select_scans(
 
 @dataclass(frozen=True)
 class RematchPlan:
-    """Which stale scans need a re-match, and which the DB diff proves unchanged."""
+    """Which stale scans need a rematch, and which the DB diff proves unchanged."""
 
     match: tuple[int, ...]
     """Scans whose SBOM names a package the changed advisories touch (or that cannot be told)."""
@@ -103,7 +103,7 @@ class RematchPlan:
 def plan_rematch(
     session: Session, snapshots: Path, current_digest: str, current_db: Path
 ) -> RematchPlan:
-    """Plan a re-match of the scans not matched against ``current_digest`` yet.
+    """Plan a rematch of the scans not matched against ``current_digest`` yet.
 
     Scans are grouped by the DB they were matched with; when that DB's snapshot is still in the
     store (``snapshots/<hex>/db/trivy.db``) the two DBs are diffed and one query over the

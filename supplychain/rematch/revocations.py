@@ -1,4 +1,4 @@
-"""Announcing revocations: an earlier ``allow`` that a re-match turned into ``deny``.
+"""Announcing revocations: an earlier ``allow`` that a rematch turned into ``deny``.
 
 Every revocation is logged (a ``warning`` JSON line). When an outgoing webhook is configured
 (``SUPPLYCHAIN_REVOCATION_WEBHOOK``; the URL comes from configuration only, never from anything a
@@ -37,7 +37,7 @@ class AnnounceError(Exception):
 
 @dataclass(frozen=True)
 class Revocation:
-    """One verdict changed by a re-match, as announced."""
+    """One verdict changed by a rematch, as announced."""
 
     change_id: int
     """Id of the ``verdict_changes`` row."""

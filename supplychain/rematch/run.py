@@ -1,4 +1,4 @@
-"""Re-matching stored SBOMs when the advisory DB changes: no image pull.
+"""Rematching stored SBOMs when the advisory DB changes: no image pull.
 
 For each image's latest scan (or only those whose components the changed advisories name, see
 :func:`select_scans`) the stored CycloneDX SBOM is matched again (``trivy sbom``), the scan's
@@ -74,10 +74,10 @@ class TrivySbomMatcher(SbomMatcher):
 
 @dataclass(frozen=True)
 class RematchReport:
-    """What one re-match run did."""
+    """What one rematch run did."""
 
     selected: int
-    """Scans selected for re-matching."""
+    """Scans selected for rematching."""
     rematched: int
     """Scans matched and updated."""
     changed: int
@@ -124,7 +124,7 @@ def _fill_layers(session: Session, scan_id: int, rows: list[models.Finding]) -> 
 
 
 class Rematcher:
-    """Re-matches stored SBOMs, records findings, verdicts and changes, announces revocations."""
+    """Rematches stored SBOMs, records findings, verdicts and changes, announces revocations."""
 
     def __init__(
         self,
@@ -164,7 +164,7 @@ class Rematcher:
             yield from zip(scan_ids, pool.map(self._match, scan_ids), strict=True)
 
     def run(self, scan_ids: list[int]) -> RematchReport:
-        """Re-match ``scan_ids`` whole, one SBOM per Trivy run."""
+        """Rematch ``scan_ids`` whole, one SBOM per Trivy run."""
         return self.record(((i, r, None) for i, r in self._results(scan_ids)), len(scan_ids))
 
     def record(
@@ -175,7 +175,7 @@ class Rematcher:
         """Store each ``(scan, new findings or error, rows to keep)``; announce revocations.
 
         ``keep`` (None: none) says which of the scan's vulnerability findings stay as they are:
-        a partial re-match replaces only the findings of the packages it matched again. Scans are
+        a partial rematch replaces only the findings of the packages it matched again. Scans are
         written :data:`CHUNK` to a transaction; revocations are announced once it committed.
         """
         start = time.perf_counter()
@@ -188,7 +188,7 @@ class Rematcher:
                 for scan_id, result, keep in chunk:
                     if isinstance(result, ScanError):
                         failed.append(f"scan {scan_id}: {result}")
-                        log.error("re-match failed", extra={"scan": scan_id, "error": str(result)})
+                        log.error("rematch failed", extra={"scan": scan_id, "error": str(result)})
                         audit(
                             session,
                             self.actor,

@@ -2,7 +2,7 @@
 
 Trivy reads the OCI layout we already pulled (``trivy image --input DIR``): no second pull. The
 first scan of an image runs ``--scanners vuln,secret`` over the layout, because secrets can only be
-found in the layers' files; re-matches (:mod:`supplychain.rematch.run`) run ``trivy sbom`` over the
+found in the layers' files; rematches (:mod:`supplychain.rematch.run`) run ``trivy sbom`` over the
 stored SBOM, which needs no pull (measurements: docs/benchmarks.md).
 
 Every run reads the advisory DB through :meth:`TrivyRunner.snapshot`: one immutable, versioned DB
