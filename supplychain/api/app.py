@@ -110,6 +110,8 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         pool = WorkerPool(lambda: service.worker(on_job_done=waits.kick), workers)
         pool.start()
         yield
+        if workers:
+            log.info("workers stopping", extra={"workers": workers})
         poller.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await poller
@@ -254,7 +256,7 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         )
 
     @app.get("/metrics")
-    def metrics() -> Response:
+    async def metrics() -> Response:  # cheap and in-memory: never queued behind gate calls
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
