@@ -9,15 +9,12 @@ is up. Runs on PostgreSQL and on SQLite.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import requests
 from sqlalchemy import select
 
 from supplychain.evidence.database import Database
@@ -41,29 +38,13 @@ class Env:
     clean: str
 
     def blob(self, data: bytes) -> dict[str, Any]:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        start = requests.post(f"{self.registry.url}/v2/{REPO}/blobs/uploads/", timeout=30)
-        assert start.status_code == 202, start.text
-        location = start.headers["Location"]
-        location = self.registry.url + location if location.startswith("/") else location
-        sep = "&" if "?" in location else "?"
-        done = requests.put(f"{location}{sep}digest={digest}", data=data, timeout=60)
-        assert done.status_code == 201, done.text
-        return {"digest": digest, "size": len(data)}
+        return self.registry.push_blob(REPO, data)
 
     def manifest(self, tag: str, config: dict[str, Any], layers: list[Any], **extra: Any) -> str:
-        body = json.dumps(
-            {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers}
-            | extra
-        ).encode()
-        put = requests.put(
-            f"{self.registry.url}/v2/{REPO}/manifests/{tag}",
-            data=body,
-            headers={"Content-Type": OCI_MANIFEST},
-            timeout=60,
+        document = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config}
+        return self.registry.put_manifest(
+            REPO, tag, document | {"layers": layers} | extra, OCI_MANIFEST
         )
-        assert put.status_code == 201, put.text[:500]
-        return "sha256:" + hashlib.sha256(body).hexdigest()
 
     def decide(self, tag: str) -> tuple[str, tuple[str, ...], str | None]:
         """Gate, let the worker run what it queued, gate again: (decision, reasons, job error)."""

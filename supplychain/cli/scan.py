@@ -7,7 +7,7 @@ from typing import Any
 
 from sbom.local import LOCAL_PREFIXES
 from supplychain.config import Settings
-from supplychain.evidence.recorder import record_facts, record_index, record_tag, upsert_image
+from supplychain.evidence.recorder import record_facts, record_tag, upsert_image
 from supplychain.interface import ImageTarget, Verdict
 from supplychain.mediatypes import INDEX_MEDIA_TYPES
 from supplychain.queue.expand import expand_index
@@ -62,14 +62,8 @@ def scan_image(settings: Settings, image: str, *, platform: str | None = None) -
     except Exception as exc:  # any failure is reported, and fails closed
         return {"image": image, "decision": "error", "error": f"{type(exc).__name__}: {exc}"}
     with service.db.session(write=True) as session:
-        for record in expansion.indexes if expansion else ():
-            record_index(
-                session,
-                record.target,
-                media_type=record.media_type,
-                entries=record.entries,
-                error=record.error,
-            )
+        if expansion is not None:
+            expansion.record(session)
         for outcome in outcomes:
             record_facts(session, outcome, job_id=None, actor="cli-scan")
         row = upsert_image(session, top, media_type=descriptor.media_type)

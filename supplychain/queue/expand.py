@@ -6,13 +6,17 @@ attestation only if its layers are in-toto statements; otherwise it is an image 
 Nested indexes are followed to ``max_depth``; all levels together may list at most
 ``max_entries`` entries. Beyond a limit, or when a child is missing at the registry, the index is
 recorded with that reason, which the decision turns into a deny; nothing is queued for it.
-Network faults propagate (the job retries); nothing here touches the database.
+Network faults propagate (the job retries); the database is touched only by
+:meth:`Expansion.record`, after the network work.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from sqlalchemy.orm import Session
+
+from supplychain.evidence.recorder import record_index, upsert_image
 from supplychain.interface import ImageTarget
 from supplychain.registry import (
     IndexEntry,
@@ -48,6 +52,19 @@ class Expansion:
     """Indexes to record, nested ones before the index that lists them."""
     images: list[ImageTarget] = field(default_factory=list)
     """Platform images to queue (each once)."""
+
+    def record(self, session: Session) -> None:
+        """Record every index found (entries, or why it cannot be used) and each image's row."""
+        for found in self.indexes:
+            record_index(
+                session,
+                found.target,
+                media_type=found.media_type,
+                entries=found.entries,
+                error=found.error,
+            )
+        for image in self.images:
+            upsert_image(session, image)
 
 
 class _Walk:

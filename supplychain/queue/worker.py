@@ -20,9 +20,7 @@ from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit
 from supplychain.evidence.recorder import (
     record_facts,
-    record_index,
     record_verdict,
-    upsert_image,
 )
 from supplychain.interface import (
     CatalogError,
@@ -288,16 +286,8 @@ class Worker:
             max_depth=self.limits.max_depth,
         )
         with self.db.session(write=True) as session:
-            for record in found.indexes:
-                record_index(
-                    session,
-                    record.target,
-                    media_type=record.media_type,
-                    entries=record.entries,
-                    error=record.error,
-                )
+            found.record(session)
             for child in found.images:
-                upsert_image(session, child)
                 self.queue.enqueue(session, "image", child)
             error = found.indexes[-1].error if found.indexes else None
             audit(

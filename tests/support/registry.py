@@ -184,6 +184,34 @@ class Registry:
     def log(self) -> str:
         return self._log_path.read_text(errors="replace") if self._log_path.exists() else ""
 
+    def push_blob(self, repository: str, data: bytes) -> dict[str, Any]:
+        """Upload ``data`` as a blob (monolithic POST + PUT); ``{"digest", "size"}``."""
+        import requests
+
+        digest = sha256_digest(data)
+        start = requests.post(f"{self.url}/v2/{repository}/blobs/uploads/", timeout=30)
+        assert start.status_code == 202, start.text
+        location = start.headers["Location"]
+        location = self.url + location if location.startswith("/") else location
+        sep = "&" if "?" in location else "?"
+        done = requests.put(f"{location}{sep}digest={digest}", data=data, timeout=60)
+        assert done.status_code == 201, done.text
+        return {"digest": digest, "size": len(data)}
+
+    def put_manifest(self, repository: str, tag: str, document: Any, media_type: str) -> str:
+        """PUT ``document`` (JSON) as the manifest ``tag``; its digest."""
+        import requests
+
+        body = json.dumps(document).encode()
+        put = requests.put(
+            f"{self.url}/v2/{repository}/manifests/{tag}",
+            data=body,
+            headers={"Content-Type": media_type},
+            timeout=60,
+        )
+        assert put.status_code == 201, put.text[:500]
+        return sha256_digest(body)
+
     def blob_data(self, digest: str) -> Path:
         """The file distribution stores a blob's bytes in."""
         hexdigest = digest.removeprefix("sha256:")
