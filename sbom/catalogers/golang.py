@@ -13,14 +13,13 @@ mapped through the ELF program headers. Only ELF is supported (Linux images).
 
 Candidate files (shared with the Rust cataloger through :class:`ElfCataloger`): Trivy opens
 every file with an execute bit. The reader calls ``wants(path)`` without the mode, and what a
-cataloger wants is buffered in memory, so :meth:`ElfCataloger.wants` takes dot-less names
+cataloger wants is kept until catalogued, so :meth:`ElfCataloger.wants` takes dot-less names
 outside data trees, and :meth:`ElfCataloger.catalog` then drops anything without an execute bit
 or the ELF magic before parsing. When the reader passes ``mode`` the check is exact.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
@@ -28,7 +27,7 @@ import shlex
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from elftools.elf.elffile import ELFFile
 
@@ -43,6 +42,7 @@ _BUILDINFO_MAGIC = b"\xff Go buildinf:"
 _HEADER_SIZE = 32
 _ALIGN = 16
 _SEARCH_WINDOW = 64 * 1024  # what debug/buildinfo scans from the data start
+_CHUNK = 1 << 20
 _MAX_STRING = 1 << 24  # a modinfo string bigger than 16 MiB is not a real build info
 _FLAG_BIG_ENDIAN = 0x1
 _FLAG_INLINE = 0x2
@@ -118,11 +118,15 @@ class ElfCataloger(LayerCataloger):
         return each_file(files, self._parse_entry, self.kind)
 
     def _parse_entry(self, entry: FileEntry) -> list[Package]:
-        if not is_executable(entry.mode) or not entry.data.startswith(ELF_MAGIC):
+        if not is_executable(entry.mode):
             return []
-        if self.marker not in entry.data:  # a C-speed scan, far cheaper than parsing the ELF
-            return []
-        return self.parse_elf(ELFFile(io.BytesIO(entry.data)), entry)
+        with entry.open() as stream:  # streamed: a binary may be hundreds of MiB
+            if stream.read(len(ELF_MAGIC)) != ELF_MAGIC:
+                return []
+            if not contains(stream, self.marker):  # far cheaper than parsing the ELF
+                return []
+            stream.seek(0)
+            return self.parse_elf(ELFFile(stream), entry)
 
     @abstractmethod
     def parse_elf(self, elf: Any, entry: FileEntry) -> list[Package]:
@@ -132,7 +136,17 @@ class ElfCataloger(LayerCataloger):
 # --- build info extraction ------------------------------------------------------------------
 
 
-def _read_vaddr(elf: Any, data: bytes, addr: int, size: int) -> bytes:
+def contains(stream: IO[bytes], marker: bytes) -> bool:
+    """True when ``marker`` occurs in the rest of ``stream`` (read in 1 MiB chunks)."""
+    tail = b""
+    while chunk := stream.read(_CHUNK):
+        if marker in tail + chunk[: len(marker)] or marker in chunk:
+            return True
+        tail = chunk[-len(marker) :] if marker else b""
+    return False
+
+
+def _read_vaddr(elf: Any, addr: int, size: int) -> bytes:
     """``size`` bytes at virtual address ``addr`` (debug/buildinfo's elfExe.ReadData)."""
     for seg in elf.iter_segments():
         if seg["p_type"] != "PT_LOAD":
@@ -140,8 +154,8 @@ def _read_vaddr(elf: Any, data: bytes, addr: int, size: int) -> bytes:
         start, filesz = int(seg["p_vaddr"]), int(seg["p_filesz"])
         if start <= addr < start + filesz:
             n = min(size, start + filesz - addr)
-            offset = int(seg["p_offset"]) + addr - start
-            return data[offset : offset + n]
+            elf.stream.seek(int(seg["p_offset"]) + addr - start)
+            return bytes(elf.stream.read(n))
     raise ValueError(f"address {addr:#x} is not in a loaded segment")
 
 
@@ -175,9 +189,9 @@ def _inline_string(buf: bytes, pos: int) -> tuple[bytes, int]:
     return buf[pos : pos + length], pos + length
 
 
-def raw_build_info(elf: Any, data: bytes) -> tuple[str, str] | None:
+def raw_build_info(elf: Any) -> tuple[str, str] | None:
     """``(go version, modinfo text)`` of a Go ELF binary, or None when it is not one."""
-    window = _read_vaddr(elf, data, _data_start(elf), _SEARCH_WINDOW)
+    window = _read_vaddr(elf, _data_start(elf), _SEARCH_WINDOW)
     pos = 0
     while True:
         i = window.find(_BUILDINFO_MAGIC, pos)
@@ -202,11 +216,11 @@ def raw_build_info(elf: Any, data: bytes) -> tuple[str, str] | None:
             return int.from_bytes(buf[at : at + ptr_size], order)
 
         def go_string(addr: int) -> bytes:
-            hdr = _read_vaddr(elf, data, addr, 2 * ptr_size)
+            hdr = _read_vaddr(elf, addr, 2 * ptr_size)
             length = ptr(hdr, ptr_size)
             if length > _MAX_STRING:
                 raise ValueError("string too long")
-            out = _read_vaddr(elf, data, ptr(hdr), length)
+            out = _read_vaddr(elf, ptr(hdr), length)
             if len(out) != length:
                 raise ValueError("truncated string")
             return out
@@ -318,7 +332,7 @@ class GoBinaryCataloger(ElfCataloger):
 
     def parse_elf(self, elf: Any, entry: FileEntry) -> list[Package]:
         """Build info packages, or ``[]`` for an ELF file the Go linker did not write."""
-        info = raw_build_info(elf, entry.data)
+        info = raw_build_info(elf)
         if info is None:
             return []
         return parse_build_info(*info)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from sbom.catalogers._common import distro_qualifier
 from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register
@@ -82,15 +83,22 @@ class RpmCataloger(LayerCataloger):
         return out
 
     def _sqlite(self, entry: FileEntry, os_info: OSInfo | None) -> list[Package]:
-        data = bytearray(entry.data)
-        if data[:16] == b"SQLite format 3\0" and data[18:20] == b"\2\2":
-            data[18:20] = b"\1\1"  # WAL mode (as rpm leaves it) cannot be opened in memory
-        conn = sqlite3.connect(":memory:")
-        try:
+        if isinstance(entry.source, Path):  # the reader's own copy: read in place, never written
+            conn = sqlite3.connect(f"{entry.source.as_uri()}?mode=ro&immutable=1", uri=True)
+        else:
+            data = bytearray(entry.source)
+            if data[:16] == b"SQLite format 3\0" and data[18:20] == b"\2\2":
+                data[18:20] = b"\1\1"  # WAL mode (as rpm leaves it) cannot be opened in memory
+            conn = sqlite3.connect(":memory:")
             conn.deserialize(bytes(data))
-            rows = conn.execute("SELECT blob FROM Packages").fetchall()
+        try:
+            return self._packages(entry, conn.execute("SELECT blob FROM Packages"), os_info)
         finally:
             conn.close()
+
+    def _packages(
+        self, entry: FileEntry, rows: Iterable[tuple[bytes]], os_info: OSInfo | None
+    ) -> list[Package]:
         packages: list[Package] = []
         for (blob,) in rows:
             try:

@@ -83,6 +83,8 @@ class CargoAuditableCataloger(ElfCataloger):
         section = elf.get_section_by_name(".dep-v0")
         if section is None:
             return []
+        if int(section["sh_size"]) > MAX_AUDIT_JSON:  # never read a hostile size into memory
+            raise ValueError(f".dep-v0 section of {section['sh_size']} bytes")
         raw = decompress_capped(bytes(section.data()), MAX_AUDIT_JSON)
         return parse_audit_json(json.loads(raw))
 
