@@ -412,25 +412,40 @@ CASES: dict[str, Case] = {
 
 
 # The peak RSS a parent reads with wait4 (or RUSAGE_CHILDREN) includes the parent's own RSS when
-# it forked: Linux carries the old address space's high-water mark across exec. So the command runs
-# under a small launcher (a fresh Python process, ~10 MiB), which reports its child's figure.
+# it forked: Linux carries the old address space's high-water mark across exec. So commands run
+# under a small launcher (a fresh Python process, ~10 MiB) that reports its child's figure, and
+# kills it (exit -9) when its RSS passes a cap.
 _LAUNCHER = """
-import json, os, subprocess, sys
-proc = subprocess.Popen(sys.argv[2:])
-_, status, usage = os.wait4(proc.pid, 0)
-with open(sys.argv[1], "w") as out:
-    json.dump([os.waitstatus_to_exitcode(status), usage.ru_maxrss], out)
+import json, os, signal, subprocess, sys, time
+report, cap, command = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+proc = subprocess.Popen(command)
+capped = False
+while True:
+    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    if pid:
+        break
+    try:
+        with open(f"/proc/{proc.pid}/status") as handle:
+            rss = next(int(x.split()[1]) for x in handle if x.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        rss = 0
+    if cap and rss > cap and not capped:
+        capped = True
+        proc.send_signal(signal.SIGKILL)
+    time.sleep(0.02)
+with open(report, "w") as out:
+    json.dump([os.waitstatus_to_exitcode(status), usage.ru_maxrss, capped], out)
 """
 
 
 @dataclass(frozen=True)
 class Run:
-    """What one ``supplychain sbom`` process did."""
+    """What one command did."""
 
     code: int
-    """Exit code (-9 when it was killed at the deadline)."""
+    """Exit code (-9 when it was killed: at the deadline or over the RSS cap)."""
     stdout: bytes
-    """The SBOM, when it succeeded."""
+    """Its output (the SBOM, when it succeeded)."""
     stderr: str
     """Errors and warnings."""
     seconds: float
@@ -439,6 +454,63 @@ class Run:
     """The command's peak resident set size (``ru_maxrss``)."""
     seen: frozenset[Path]
     """Every file seen under ``watch`` while it ran (polled)."""
+    capped: bool = False
+    """Killed because its RSS passed the cap."""
+
+
+def measure(
+    command: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    watch: Path | None = None,
+    timeout: float = 120.0,
+    max_rss_mib: int = 0,
+) -> Run:
+    """Run ``command``, kill it after ``timeout`` seconds or past ``max_rss_mib`` (0: no cap)."""
+    start = time.monotonic()
+    seen: set[Path] = set()
+    with tempfile.TemporaryDirectory(prefix="measure-") as scratch:
+        report = Path(scratch) / "report.json"
+        out, err = Path(scratch) / "out", Path(scratch) / "err"
+        cap = str(max_rss_mib * 1024)
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _LAUNCHER, str(report), cap, *command],
+                stdout=stdout,
+                stderr=stderr,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+            while proc.poll() is None:
+                if time.monotonic() - start > timeout:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    break
+                if watch is not None:  # os.walk, unlike rglob, ignores folders that vanish
+                    seen.update(Path(d, f) for d, _, files in os.walk(watch) for f in files)
+                time.sleep(0.02)
+        code, maxrss, capped = json.loads(report.read_text()) if report.exists() else (-9, 0, 0)
+        return Run(
+            code,
+            out.read_bytes(),
+            err.read_text("utf-8", "replace"),
+            time.monotonic() - start,
+            maxrss / 1024,
+            frozenset(seen),
+            bool(capped),
+        )
+
+
+def sandbox_env(tmpdir: Path, home: Path) -> dict[str, str]:
+    """The environment with ``TMPDIR`` and ``HOME`` (and so the default caches) redirected."""
+    return {
+        **os.environ,
+        "TMPDIR": str(tmpdir),
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+    }
 
 
 def run_sbom(
@@ -450,43 +522,6 @@ def run_sbom(
     watch: Path | None = None,
     timeout: float = 120.0,
 ) -> Run:
-    """Run ``supplychain sbom IMAGE`` in a child with ``TMPDIR``, ``HOME`` and the cache set; kill
-    it (exit code -9) after ``timeout`` seconds."""
-    env = {
-        **os.environ,
-        "TMPDIR": str(tmpdir),
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-    }
+    """Run ``supplychain sbom IMAGE`` with ``TMPDIR``, ``HOME`` and the cache set."""
     command = [str(SUPPLYCHAIN), "sbom", image, "--cache-dir", str(cache), *args]
-    start = time.monotonic()
-    seen: set[Path] = set()
-    with tempfile.TemporaryDirectory(prefix="run-sbom-") as scratch:
-        report = Path(scratch) / "report.json"
-        out, err = Path(scratch) / "out", Path(scratch) / "err"
-        with out.open("wb") as stdout, err.open("wb") as stderr:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", _LAUNCHER, str(report), *command],
-                stdout=stdout,
-                stderr=stderr,
-                env=env,
-                cwd=home,
-                start_new_session=True,
-            )
-            while proc.poll() is None:
-                if time.monotonic() - start > timeout:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    break
-                if watch is not None:  # os.walk, unlike rglob, ignores folders that vanish
-                    seen.update(Path(d, f) for d, _, files in os.walk(watch) for f in files)
-                time.sleep(0.02)
-        code, maxrss = json.loads(report.read_text()) if report.exists() else (-9, 0)
-        return Run(
-            code,
-            out.read_bytes(),
-            err.read_text("utf-8", "replace"),
-            time.monotonic() - start,
-            maxrss / 1024,
-            frozenset(seen),
-        )
+    return measure(command, env=sandbox_env(tmpdir, home), cwd=home, watch=watch, timeout=timeout)
