@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--trivy-cap", type=int, default=2048, help="MiB")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean up the runs and temp files
     names = args.case or sorted(CASES)
     rows = []
     with tempfile.TemporaryDirectory(prefix="hostile-bench-") as tmp:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tarfile
 from pathlib import Path
 from typing import Any
 
 from sbom.generate import ImageInfo, LayerError, LayerInput
 from sbom.reader import blob_digest
+from sbom.tar import TarReader
 
 __all__ = ["LocalImageError", "docker_archive", "oci_layout"]
 
@@ -23,6 +23,7 @@ _INDEX_TYPES = (
 )
 _REF_NAME = "org.opencontainers.image.ref.name"
 _MAX_JSON = 16 * 1024 * 1024
+_MAX_MEMBERS = 100_000
 
 
 class LocalImageError(LayerError):
@@ -88,33 +89,53 @@ def oci_layout(layout: Path, tag: str | None) -> tuple[list[LayerInput], ImageIn
     return layers, ImageInfo(name=layout.name or "image", digest=str(digest), tag=tag)
 
 
+def _members(archive: Path) -> dict[str, tuple[int, int]]:
+    """``name: (data offset, size)`` of the regular files of a tar, read with our strict parser
+    (``tarfile`` loops for ever on negative sizes: CPython's CVE-2025-8194)."""
+    members: dict[str, tuple[int, int]] = {}
+    with archive.open("rb") as handle:
+        tar = TarReader(handle, archive.stat().st_size)
+        while (header := tar.next()) is not None:
+            if header.kind in (b"0", b"\0", b"7"):
+                if len(members) >= _MAX_MEMBERS:
+                    raise LocalImageError(f"{archive}: more than {_MAX_MEMBERS} files")
+                name = header.name.decode("utf-8", "replace").lstrip("./")
+                members[name] = (tar.offset, header.size)
+    return members
+
+
+def _member(archive: Path, where: tuple[int, int] | None, what: str) -> bytes:
+    if where is None:
+        raise LocalImageError(f"{archive}: {what} not in the archive")
+    offset, size = where
+    if size > _MAX_JSON:
+        raise LocalImageError(f"{archive}: {what} is too large")
+    with archive.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read(size)
+
+
 def docker_archive(archive: Path) -> tuple[list[LayerInput], ImageInfo]:
     """The layers of the (first) image of a ``docker save`` tar, read in place (not unpacked)."""
     try:
-        with tarfile.open(archive, "r:") as tar:
-            members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isreg()}
-            top = members.get("manifest.json")
-            handle = tar.extractfile(top) if top is not None else None
-            if handle is None:
-                raise LocalImageError(f"{archive}: no manifest.json (not a docker archive)")
-            listing = json.loads(handle.read(_MAX_JSON))
-            if not isinstance(listing, list) or not listing or not isinstance(listing[0], dict):
-                raise LocalImageError(f"{archive}: manifest.json lists no image")
-            entry = listing[0]
-            config_member = members.get(str(entry.get("Config", "")).lstrip("./"))
-            if config_member is None:
-                raise LocalImageError(f"{archive}: config not in the archive")
-            config = tar.extractfile(config_member)
-            config_digest = "sha256:" + hashlib.sha256(config.read() if config else b"").hexdigest()
-            layers = []
-            for name in entry.get("Layers") or []:
-                member = members.get(str(name).lstrip("./"))
-                if member is None:
-                    raise LocalImageError(f"{archive}: layer {name!r} not in the archive")
-                # the digest is computed, never taken from the file name: it keys the cache
-                digest = blob_digest(archive, member.offset_data, member.size)
-                layers.append(LayerInput(digest, archive, member.offset_data, member.size))
-    except (OSError, tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        members = _members(archive)
+        listing = json.loads(_member(archive, members.get("manifest.json"), "manifest.json"))
+        if not isinstance(listing, list) or not listing or not isinstance(listing[0], dict):
+            raise LocalImageError(f"{archive}: manifest.json lists no image")
+        entry = listing[0]
+        config = _member(archive, members.get(str(entry.get("Config", "")).lstrip("./")), "config")
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        layers = []
+        for name in entry.get("Layers") or []:
+            where = members.get(str(name).lstrip("./"))
+            if where is None:
+                raise LocalImageError(f"{archive}: layer {name!r} not in the archive")
+            # the digest is computed, never taken from the file name: it keys the cache
+            digest = blob_digest(archive, *where)
+            layers.append(LayerInput(digest, archive, *where))
+    except LocalImageError:
+        raise
+    except (OSError, LayerError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise LocalImageError(f"{archive}: {exc}") from None
     tags = entry.get("RepoTags") or []
     name = str(tags[0]).rsplit(":", 1)[0] if tags else archive.stem

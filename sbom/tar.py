@@ -123,8 +123,19 @@ class TarReader:
         self._max_size = max_size
         self._buf = b""
         self._pos = 0
+        self._read = 0  # bytes read from the stream
         self._size = 0  # data bytes of the current entry not yet consumed
         self._padding = 0  # and the padding after them
+
+    @property
+    def offset(self) -> int:
+        """Bytes of the stream consumed (after :meth:`next`: where the entry's data starts)."""
+        return self._read - (len(self._buf) - self._pos)
+
+    def _chunk(self) -> bytes:
+        chunk = self._stream.read(_CHUNK)
+        self._read += len(chunk)
+        return chunk
 
     def _fill(self, size: int) -> bytes:
         """Exactly ``size`` bytes (``size`` is small: a header or a capped record)."""
@@ -137,7 +148,7 @@ class TarReader:
         have = len(parts[0])
         self._buf, self._pos = b"", 0
         while have < size:
-            chunk = self._stream.read(_CHUNK)
+            chunk = self._chunk()
             if not chunk:
                 raise _Truncated("truncated tar archive")
             parts.append(chunk)
@@ -161,7 +172,7 @@ class TarReader:
         size -= left
         self._buf, self._pos = b"", 0
         while size > 0:
-            chunk = self._stream.read(_CHUNK)
+            chunk = self._chunk()
             if not chunk:
                 raise _Truncated("truncated tar archive (inside an entry's data)")
             if len(chunk) > size:
@@ -199,13 +210,13 @@ class TarReader:
         pax: dict[bytes, bytes] = {}
         while True:  # each turn consumes one header block (and its record), or returns
             if len(self._buf) == self._pos and not long_name and not long_link and not pax:
-                chunk = self._stream.read(_CHUNK)
+                chunk = self._chunk()
                 if not chunk:
                     return None  # ends between entries, without the end-of-archive blocks
                 self._buf, self._pos = chunk, 0
             block = self._fill(BLOCK)
             if block == _ZERO_BLOCK:
-                while self._stream.read(_CHUNK):  # the padding: also checks the gzip CRC
+                while self._chunk():  # the padding: also checks the gzip CRC
                     pass
                 return None
             if not _checksum_ok(block):

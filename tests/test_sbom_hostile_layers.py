@@ -32,6 +32,8 @@ from tests.support.hostile import (
     header,
     npm,
     pad,
+    pax,
+    pax_record,
     run_sbom,
     write_image,
 )
@@ -303,3 +305,38 @@ def test_pad_and_header_make_what_tarfile_reads() -> None:
         handle = tar.extractfile(member)
         assert handle is not None and handle.read() == b"abc"
     assert npm("x") == b'{"name": "x", "version": "1.0.0"}'
+
+
+def _docker_archive(path: Path, layer: bytes, *, hostile_outer: bool = False) -> str:
+    """A ``docker save`` tar written by hand: manifest.json, the config, one layer."""
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    manifest = json.dumps([{"Config": "config.json", "RepoTags": ["x:1"], "Layers": ["l.tar"]}])
+    outer = entry("manifest.json", manifest.encode()) + entry("config.json", config)
+    if hostile_outer:  # what makes Python's tarfile loop for ever (CPython CVE-2025-8194)
+        outer += pax(pax_record(b"size", b"-1536")) + header(b"x.bin", 0)
+    path.write_bytes(outer + entry("l.tar", layer) + END)
+    return f"docker-archive:{path}"
+
+
+def test_docker_archive_with_a_hostile_outer_tar_fails_with_its_reason(sandbox: Sandbox) -> None:
+    (layer,) = CASES["link-escapes"].layers(sandbox.outside)
+    blob = sandbox.root / "blob"
+    layer.write(blob)
+    archive = sandbox.root / "image.tar"
+    run, _ = sandbox.run(_docker_archive(archive, blob.read_bytes(), hostile_outer=True))
+    assert run.code == 2
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"supplychain sbom: {archive}: corrupt pax header: size b'-1536'"
+    )
+
+
+def test_docker_archive_with_a_hostile_layer_fails_with_its_reason(sandbox: Sandbox) -> None:
+    (layer,) = CASES["negative-pax-size"].layers(sandbox.outside)
+    blob = sandbox.root / "blob"
+    layer.write(blob)
+    run, _ = sandbox.run(_docker_archive(sandbox.root / "image.tar", blob.read_bytes()))
+    check_failure(run, "negative-pax-size")
+    (good,) = CASES["link-escapes"].layers(sandbox.outside)
+    good.write(blob)
+    run, _ = sandbox.run(_docker_archive(sandbox.root / "good.tar", blob.read_bytes()))
+    assert run.code == 0 and "pkg:npm/through-symlink@1.0.0" in purls(run)

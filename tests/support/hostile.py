@@ -483,14 +483,15 @@ def measure(
                 cwd=cwd,
                 start_new_session=True,
             )
-            while proc.poll() is None:
-                if time.monotonic() - start > timeout:
+            try:
+                while proc.poll() is None and time.monotonic() - start < timeout:
+                    if watch is not None:  # os.walk, unlike rglob, ignores vanished folders
+                        seen.update(Path(d, f) for d, _, files in os.walk(watch) for f in files)
+                    time.sleep(0.02)
+            finally:  # the deadline, or the caller interrupted: the launcher and its child go
+                if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-                    break
-                if watch is not None:  # os.walk, unlike rglob, ignores folders that vanish
-                    seen.update(Path(d, f) for d, _, files in os.walk(watch) for f in files)
-                time.sleep(0.02)
         code, maxrss, capped = json.loads(report.read_text()) if report.exists() else (-9, 0, 0)
         return Run(
             code,
