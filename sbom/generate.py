@@ -17,6 +17,7 @@ from typing import Any
 
 import sbom.catalogers  # noqa: F401  (registers the catalogers)
 from sbom.cache import LayerCache, LayerResult
+from sbom.errors import LayerLimitError
 from sbom.interface import CATALOGERS, CatalogerError, FileEntry, LayerCataloger, OSInfo, Package
 from sbom.merge import apply_deletions, merge_layers
 from sbom.osrelease import detect_os, wants_os_file
@@ -196,7 +197,7 @@ def generate_sbom(
             reads = [pool.submit(read, layer) for layer in missing]
         _raise_first([*checks, *reads])
         fresh = {m.digest: f.result() for m, f in zip(missing, reads, strict=True)}
-        return _catalog_image(layers, image, fresh, cached, chosen, cache, read)
+        return _catalog_image(layers, image, fresh, cached, chosen, cache, read, limits)
     finally:
         spool.close()
 
@@ -209,6 +210,7 @@ def _catalog_image(
     chosen: Sequence[LayerCataloger],
     cache: LayerCache | None,
     read: Callable[[LayerInput], LayerFiles],
+    limits: ReadLimits,
 ) -> SbomResult:
     stack: list[LayerFiles | LayerResult] = [
         fresh.get(layer.digest) or cached[layer.digest]  # type: ignore[misc]
@@ -216,15 +218,20 @@ def _catalog_image(
     ]
     os_info = _detect(stack)
     results: list[LayerResult] = []
-    hits = 0
+    hits = found = 0
     for layer, item in zip(layers, stack, strict=True):
         if isinstance(item, LayerResult) and item.os_key == _os_key(os_info):
-            results.append(item)
+            result = item
             hits += 1
-            continue
-        files = item if isinstance(item, LayerFiles) else read(layer)  # cached for another OS
-        result = _catalog(files, chosen, os_info)
-        if cache is not None:
+        else:
+            files = item if isinstance(item, LayerFiles) else read(layer)  # cached: another OS
+            result = _catalog(files, chosen, os_info)
+        found += sum(len(p) for paths in result.packages.values() for p in paths.values())
+        if found > limits.image_packages:  # checked before caching: never cache such a layer
+            raise LayerLimitError(
+                f"layer {layer.digest}: the image holds more than {limits.image_packages} packages"
+            )
+        if cache is not None and result is not item:
             cache.put(result)
         results.append(result)
     packages = merge_layers(results, {c.name: c for c in chosen})

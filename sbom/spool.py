@@ -40,6 +40,8 @@ class ReadLimits:
     """Bytes of wanted files all the layers of one image may hold together."""
     image_entries: int = 80_000
     """Wanted files, whiteouts and opaque directories kept for one image."""
+    image_packages: int = 100_000
+    """Packages the catalogers may find in one image (each costs about 3 KiB to write out)."""
     memory_file_bytes: int = 1 * MiB
     """A wanted file up to this size is kept in memory; a bigger one goes to a temporary file."""
     memory_bytes: int = 32 * MiB

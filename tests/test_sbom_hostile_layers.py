@@ -62,6 +62,7 @@ FAILURES: dict[str, str] = {
         "the files the catalogers read exceed the per-layer budget of 1073741824 bytes"
     ),
     "90k-tiny-wanted-files": "the image holds more than 80000 wanted files and whiteouts",
+    "300k-dpkg-stanzas": "the image holds more than 100000 packages",
     "name-over-limit": "tar entry name over the 65536-byte limit",
 }
 SUCCESSES: dict[str, set[str]] = {

@@ -358,6 +358,15 @@ def _bad_names(outside: Path) -> list[Layer]:
     return [Layer((data,))]
 
 
+def _dpkg_stanzas(outside: Path) -> list[Layer]:
+    """A 16 MiB dpkg status file of 300k minimal stanzas: 300k packages from one small file."""
+    stanza = b"Package: p%d\nStatus: install ok installed\nVersion: 1\n\n"
+    status = b"".join(stanza % i for i in range(300_000))
+    return [
+        Layer((entry("etc/os-release", OS_RELEASE) + entry("var/lib/dpkg/status", status) + END,))
+    ]
+
+
 def _nested(outside: Path) -> list[Layer]:
     dirs = b"".join(entry(b"d/" * n, kind=b"5") for n in range(1, 20_000, 500))
     return [Layer((_base() + dirs + entry(_deep(20_000), npm("deep")) + END,))]
@@ -401,6 +410,7 @@ CASES: dict[str, Case] = {
     "3x256MiB-executables-with-go-marker": Case(_executables),
     "90k-tiny-wanted-files": Case(lambda outside: [_many(90_000, wanted=True)]),
     "100k-tiny-unwanted-files": Case(lambda outside: [_many(100_000, wanted=False)]),
+    "300k-dpkg-stanzas": Case(_dpkg_stanzas),
     "link-escapes": Case(_link_escapes),
     "bad-names": Case(_bad_names),
     "deeply-nested-paths": Case(_nested),
