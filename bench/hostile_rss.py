@@ -32,10 +32,8 @@ from tests.support.trivydb import Advisory, build_trivy_db  # noqa: E402
 
 def outcome(run: Run) -> str:
     """``ok``, ``killed…`` or the reason the command gave, shortened."""
-    if run.capped:
-        return "killed: over the RSS cap"
-    if run.code == -9:
-        return "killed: timeout"
+    if run.killed:
+        return f"killed ({'over the RSS cap' if run.killed == 'rss' else 'timeout'})"
     if run.code == 0:
         return "ok"
     lines = run.stderr.strip().splitlines() or ["(no message)"]

@@ -117,7 +117,7 @@ class Sandbox:
         assert all(self.cache in p.parents or self.tmpdir in p.parents for p in during), during
         assert not any(self.tmpdir.iterdir()), "the work folder was not removed"
         assert not any(self.outside.iterdir()) and not any(self.home.iterdir())
-        assert run.code != -9, f"killed after {MAX_SECONDS} s"
+        assert not run.killed, f"killed after {MAX_SECONDS} s"
         assert run.seconds < MAX_SECONDS
         assert run.peak_rss_mib < MAX_RSS_MIB, f"peak RSS {run.peak_rss_mib:.0f} MiB"
         return run, created

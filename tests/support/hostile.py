@@ -424,12 +424,13 @@ CASES: dict[str, Case] = {
 # The peak RSS a parent reads with wait4 (or RUSAGE_CHILDREN) includes the parent's own RSS when
 # it forked: Linux carries the old address space's high-water mark across exec. So commands run
 # under a small launcher (a fresh Python process, ~10 MiB) that reports its child's figure, and
-# kills it (exit -9) when its RSS passes a cap.
+# kills it (exit -9) when its RSS passes a cap or its time is up.
 _LAUNCHER = """
 import json, os, signal, subprocess, sys, time
-report, cap, command = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+report, cap, timeout, command = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+start = time.monotonic()
 proc = subprocess.Popen(command)
-capped = False
+killed = ""
 while True:
     pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
     if pid:
@@ -439,12 +440,12 @@ while True:
             rss = next(int(x.split()[1]) for x in handle if x.startswith("VmRSS:"))
     except (OSError, StopIteration):
         rss = 0
-    if cap and rss > cap and not capped:
-        capped = True
+    if not killed and (cap and rss > cap or time.monotonic() - start > timeout):
+        killed = "rss" if cap and rss > cap else "timeout"
         proc.send_signal(signal.SIGKILL)
     time.sleep(0.02)
 with open(report, "w") as out:
-    json.dump([os.waitstatus_to_exitcode(status), usage.ru_maxrss, capped], out)
+    json.dump([os.waitstatus_to_exitcode(status), usage.ru_maxrss, killed], out)
 """
 
 
@@ -453,7 +454,7 @@ class Run:
     """What one command did."""
 
     code: int
-    """Exit code (-9 when it was killed: at the deadline or over the RSS cap)."""
+    """Exit code (-9 when it was killed: see :attr:`killed`)."""
     stdout: bytes
     """Its output (the SBOM, when it succeeded)."""
     stderr: str
@@ -464,8 +465,8 @@ class Run:
     """The command's peak resident set size (``ru_maxrss``)."""
     seen: frozenset[Path]
     """Every file seen under ``watch`` while it ran (polled)."""
-    capped: bool = False
-    """Killed because its RSS passed the cap."""
+    killed: str = ""
+    """``rss`` or ``timeout`` when it was killed for going over the cap or the time."""
 
 
 def measure(
@@ -483,10 +484,10 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="measure-") as scratch:
         report = Path(scratch) / "report.json"
         out, err = Path(scratch) / "out", Path(scratch) / "err"
-        cap = str(max_rss_mib * 1024)
+        limits = [str(max_rss_mib * 1024), str(timeout)]
         with out.open("wb") as stdout, err.open("wb") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, "-c", _LAUNCHER, str(report), cap, *command],
+                [sys.executable, "-c", _LAUNCHER, str(report), *limits, *command],
                 stdout=stdout,
                 stderr=stderr,
                 env=env,
@@ -494,7 +495,7 @@ def measure(
                 start_new_session=True,
             )
             try:
-                while proc.poll() is None and time.monotonic() - start < timeout:
+                while proc.poll() is None and time.monotonic() - start < timeout + 30:
                     if watch is not None:  # os.walk, unlike rglob, ignores vanished folders
                         seen.update(Path(d, f) for d, _, files in os.walk(watch) for f in files)
                     time.sleep(0.02)
@@ -502,7 +503,8 @@ def measure(
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-        code, maxrss, capped = json.loads(report.read_text()) if report.exists() else (-9, 0, 0)
+        done = json.loads(report.read_text()) if report.exists() else (-9, 0, "timeout")
+        code, maxrss, killed = done
         return Run(
             code,
             out.read_bytes(),
@@ -510,7 +512,7 @@ def measure(
             time.monotonic() - start,
             maxrss / 1024,
             frozenset(seen),
-            bool(capped),
+            str(killed),
         )
 
 
