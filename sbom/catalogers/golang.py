@@ -123,7 +123,7 @@ class ElfCataloger(LayerCataloger):
         with entry.open() as stream:  # streamed: a binary may be hundreds of MiB
             if stream.read(len(ELF_MAGIC)) != ELF_MAGIC:
                 return []
-            if not contains(stream, self.marker):  # far cheaper than parsing the ELF
+            if not _contains(stream, self.marker):  # far cheaper than parsing the ELF
                 return []
             stream.seek(0)
             return self.parse_elf(ELFFile(stream), entry)
@@ -136,7 +136,7 @@ class ElfCataloger(LayerCataloger):
 # --- build info extraction ------------------------------------------------------------------
 
 
-def contains(stream: IO[bytes], marker: bytes) -> bool:
+def _contains(stream: IO[bytes], marker: bytes) -> bool:
     """True when ``marker`` occurs in the rest of ``stream`` (read in 1 MiB chunks)."""
     tail = b""
     while chunk := stream.read(_CHUNK):

@@ -86,12 +86,13 @@ class RpmCataloger(LayerCataloger):
         if isinstance(entry.source, Path):  # the reader's own copy: read in place, never written
             conn = sqlite3.connect(f"{entry.source.as_uri()}?mode=ro&immutable=1", uri=True)
         else:
-            data = bytearray(entry.source)
-            if data[:16] == b"SQLite format 3\0" and data[18:20] == b"\2\2":
-                data[18:20] = b"\1\1"  # WAL mode (as rpm leaves it) cannot be opened in memory
             conn = sqlite3.connect(":memory:")
-            conn.deserialize(bytes(data))
         try:
+            if isinstance(entry.source, bytes):
+                data = bytearray(entry.source)
+                if data[:16] == b"SQLite format 3\0" and data[18:20] == b"\2\2":
+                    data[18:20] = b"\1\1"  # WAL mode (as rpm leaves it): not in memory
+                conn.deserialize(bytes(data))
             return self._packages(entry, conn.execute("SELECT blob FROM Packages"), os_info)
         finally:
             conn.close()
