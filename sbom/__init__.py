@@ -8,14 +8,19 @@ written as CycloneDX 1.6 (JSON, XML) or SPDX 2.3 JSON.
 from __future__ import annotations
 
 from sbom.cyclonedx import write_cyclonedx
+from sbom.errors import CorruptLayerError, LayerLimitError
 from sbom.generate import ImageInfo, LayerError, LayerInput, SbomResult, generate_sbom
 from sbom.spdx import write_spdx
+from sbom.spool import ReadLimits
 
 __all__ = [
     "FORMATS",
+    "CorruptLayerError",
     "ImageInfo",
     "LayerError",
     "LayerInput",
+    "LayerLimitError",
+    "ReadLimits",
     "SbomResult",
     "generate_sbom",
     "render",

@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sbom.catalogers  # noqa: F401  (registers the catalogers)
 from sbom.cache import LayerCache, LayerResult
+from sbom.errors import LayerLimitError
 from sbom.guard import run_cataloger
 from sbom.interface import CATALOGERS, CatalogerError, FileEntry, LayerCataloger, OSInfo, Package
 from sbom.merge import apply_deletions, merge_layers
 from sbom.osrelease import detect_os, wants_os_file
 from sbom.reader import DEFAULT_MAX_BYTES, LayerError, LayerFiles, blob_digest, read_layer
+from sbom.spool import ReadLimits, Spool, Stopped
 
-__all__ = ["ImageInfo", "LayerError", "LayerInput", "SbomResult", "generate_sbom"]
+__all__ = ["ImageInfo", "LayerError", "LayerInput", "ReadLimits", "SbomResult", "generate_sbom"]
 
 log = logging.getLogger(__name__)
 _OS = "os-release"
+DEFAULT_LIMITS = ReadLimits()
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,14 @@ def _detect(layers: Sequence[LayerFiles | LayerResult]) -> OSInfo | None:
     return detect_os(files)
 
 
+def _raise_first(futures: Sequence[Future[Any]]) -> None:
+    """Raise the first error of the (finished) ``futures``, passing over the layers that only
+    stopped because another one failed."""
+    errors = [e for f in futures if (e := f.exception()) is not None]
+    if errors:
+        raise next((e for e in errors if not isinstance(e, Stopped)), errors[0])
+
+
 def generate_sbom(
     layers: Sequence[LayerInput],
     image: ImageInfo,
@@ -144,51 +156,83 @@ def generate_sbom(
     max_layer_bytes: int = DEFAULT_MAX_BYTES,
     workers: int | None = None,
     catalogers: Sequence[LayerCataloger] | None = None,
+    work_dir: Path | None = None,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> SbomResult:
     """Catalogue an image from its layers (bottom first); raise :class:`LayerError` when a layer
-    cannot be read (corrupt, hostile beyond repair or over ``max_layer_bytes``)."""
+    cannot be read (corrupt, hostile beyond repair, over ``max_layer_bytes`` decompressed or over
+    one of ``limits``). Wanted files too big to keep in memory go to a temporary folder made in
+    ``work_dir`` (the system's temporary directory when None) and removed before returning."""
     chosen = list(catalogers if catalogers is not None else CATALOGERS.values())
     wanted: list[LayerCataloger] = [*chosen, _OsFiles()]
     cache = LayerCache(cache_dir, chosen) if cache_dir is not None else None
     cached = {layer.digest: cache.get(layer.digest) for layer in layers} if cache else {}
+    spool = Spool(work_dir, limits)
 
     def read(layer: LayerInput) -> LayerFiles:
-        return read_layer(
-            layer.path,
-            layer.digest,
-            wanted,
-            max_layer_bytes,
-            layer.offset,
-            layer.length,
-            verify=not layer.verified,
-        )
+        try:
+            return read_layer(
+                layer.path,
+                layer.digest,
+                wanted,
+                max_layer_bytes,
+                layer.offset,
+                layer.length,
+                spool=spool,
+                verify=not layer.verified,
+            )
+        except BaseException:
+            spool.fail()  # the other layers stop reading: the SBOM has failed
+            raise
 
     def check(layer: LayerInput) -> None:
         if blob_digest(layer.path, layer.offset, layer.length) != layer.digest:
             raise LayerError(f"layer {layer.digest} does not match its digest")
 
-    missing = [layer for layer in layers if cached.get(layer.digest) is None]
-    threads = max(1, min(len(missing), workers or os.cpu_count() or 1))
-    unchecked = [layer for layer in layers if not layer.verified and cached.get(layer.digest)]
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        checks = pool.map(check, unchecked)
-        fresh = dict(zip((m.digest for m in missing), pool.map(read, missing), strict=True))
-        list(checks)
+    try:
+        missing = [layer for layer in layers if cached.get(layer.digest) is None]
+        threads = max(1, min(len(missing), workers or os.cpu_count() or 1))
+        unchecked = [layer for layer in layers if not layer.verified and cached.get(layer.digest)]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            checks = [pool.submit(check, layer) for layer in unchecked]
+            reads = [pool.submit(read, layer) for layer in missing]
+        _raise_first([*checks, *reads])
+        fresh = {m.digest: f.result() for m, f in zip(missing, reads, strict=True)}
+        return _catalog_image(layers, image, fresh, cached, chosen, cache, read, limits)
+    finally:
+        spool.close()
+
+
+def _catalog_image(
+    layers: Sequence[LayerInput],
+    image: ImageInfo,
+    fresh: Mapping[str, LayerFiles],
+    cached: Mapping[str, LayerResult | None],
+    chosen: Sequence[LayerCataloger],
+    cache: LayerCache | None,
+    read: Callable[[LayerInput], LayerFiles],
+    limits: ReadLimits,
+) -> SbomResult:
     stack: list[LayerFiles | LayerResult] = [
         fresh.get(layer.digest) or cached[layer.digest]  # type: ignore[misc]
         for layer in layers
     ]
     os_info = _detect(stack)
     results: list[LayerResult] = []
-    hits = 0
+    hits = found = 0
     for layer, item in zip(layers, stack, strict=True):
         if isinstance(item, LayerResult) and item.os_key == _os_key(os_info):
-            results.append(item)
+            result = item
             hits += 1
-            continue
-        files = item if isinstance(item, LayerFiles) else read(layer)  # cached for another OS
-        result = _catalog(files, chosen, os_info)
-        if cache is not None:
+        else:
+            files = item if isinstance(item, LayerFiles) else read(layer)  # cached: another OS
+            result = _catalog(files, chosen, os_info)
+        found += sum(len(p) for paths in result.packages.values() for p in paths.values())
+        if found > limits.image_packages:  # checked before caching: never cache such a layer
+            raise LayerLimitError(
+                f"layer {layer.digest}: the image holds more than {limits.image_packages} packages"
+            )
+        if cache is not None and result is not item:
             cache.put(result)
         results.append(result)
     packages = merge_layers(results, {c.name: c for c in chosen})

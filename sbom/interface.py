@@ -10,12 +10,15 @@ results. This file is the contract between the layer reader and the catalogers: 
 
 from __future__ import annotations
 
+import io
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
 
 from packageurl import PackageURL
 
@@ -61,14 +64,39 @@ class CatalogerError(Exception):
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One regular file from one layer, as a cataloger receives it."""
+    """One regular file from one layer, as a cataloger receives it.
+
+    Small files are held in memory, bigger ones in a temporary file of the reader's (deleted when
+    the SBOM is made): parse big formats from :meth:`open`, small ones from :attr:`data`.
+    """
 
     path: str
     """Normalised path inside the image, relative, no leading slash (``var/lib/dpkg/status``)."""
-    data: bytes
-    """The file's content (capped: the reader skips files over the cataloger's ``max_size``)."""
+    source: bytes | Path
+    """The content, or the temporary file that holds it (a name the reader chose, never one from
+    the image). The reader skips files over the cataloger's ``max_size``."""
     mode: int = 0o644
     """Permission bits."""
+
+    @property
+    def size(self) -> int:
+        """The content's length in bytes."""
+        if isinstance(self.source, Path):
+            return self.source.stat().st_size
+        return len(self.source)
+
+    @property
+    def data(self) -> bytes:
+        """The whole content, read now (at most the cataloger's ``max_size`` bytes)."""
+        if isinstance(self.source, Path):
+            return self.source.read_bytes()
+        return self.source
+
+    def open(self) -> BinaryIO:
+        """The content as a seekable binary stream (close it after use)."""
+        if isinstance(self.source, Path):
+            return self.source.open("rb")
+        return io.BytesIO(self.source)
 
 
 @dataclass(frozen=True)

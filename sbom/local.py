@@ -7,12 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tarfile
 from pathlib import Path
 from typing import Any, Literal, overload
 
 from sbom.generate import ImageInfo, LayerError, LayerInput
 from sbom.reader import blob_digest
+from sbom.tar import TarReader
 
 __all__ = ["LOCAL_PREFIXES", "LocalImageError", "docker_archive", "oci_layout", "read_local"]
 
@@ -26,6 +26,7 @@ _INDEX_TYPES = (
 )
 _REF_NAME = "org.opencontainers.image.ref.name"
 _MAX_JSON = 16 * 1024 * 1024
+_MAX_MEMBERS = 100_000
 
 
 class LocalImageError(LayerError):
@@ -104,6 +105,32 @@ def read_local(image: str) -> tuple[list[LayerInput], ImageInfo, bytes | None]:
     raise LocalImageError(f"{image}: not oci:DIR[:TAG] or docker-archive:FILE")
 
 
+def _members(archive: Path) -> dict[str, tuple[int, int]]:
+    """``name: (data offset, size)`` of the regular files of a tar, read with our strict parser
+    (``tarfile`` loops for ever on negative sizes: CPython's CVE-2025-8194)."""
+    members: dict[str, tuple[int, int]] = {}
+    with archive.open("rb") as handle:
+        tar = TarReader(handle, archive.stat().st_size)
+        while (header := tar.next()) is not None:
+            if header.kind in (b"0", b"\0", b"7"):
+                if len(members) >= _MAX_MEMBERS:
+                    raise LocalImageError(f"{archive}: more than {_MAX_MEMBERS} files")
+                name = header.name.decode("utf-8", "replace").lstrip("./")
+                members[name] = (tar.offset, header.size)
+    return members
+
+
+def _member(archive: Path, where: tuple[int, int] | None, what: str) -> bytes:
+    if where is None:
+        raise LocalImageError(f"{archive}: {what} not in the archive")
+    offset, size = where
+    if size > _MAX_JSON:
+        raise LocalImageError(f"{archive}: {what} is too large")
+    with archive.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read(size)
+
+
 @overload
 def docker_archive(archive: Path) -> tuple[list[LayerInput], ImageInfo]: ...
 @overload
@@ -114,35 +141,26 @@ def docker_archive(archive: Path, *, with_config: bool = False) -> Any:
     """The layers of the (first) image of a ``docker save`` tar, read in place (not unpacked);
     ``with_config`` adds the image config's bytes (its digest is the image info's)."""
     try:
-        with tarfile.open(archive, "r:") as tar:
-            members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isreg()}
-            top = members.get("manifest.json")
-            handle = tar.extractfile(top) if top is not None else None
-            if handle is None:
-                raise LocalImageError(f"{archive}: no manifest.json (not a docker archive)")
-            listing = json.loads(handle.read(_MAX_JSON))
-            if not isinstance(listing, list) or not listing or not isinstance(listing[0], dict):
-                raise LocalImageError(f"{archive}: manifest.json lists no image")
-            entry = listing[0]
-            config_member = members.get(str(entry.get("Config", "")).lstrip("./"))
-            if config_member is None:
-                raise LocalImageError(f"{archive}: config not in the archive")
-            config = tar.extractfile(config_member)
-            config_bytes = config.read(_MAX_JSON + 1) if config else b""
-            if len(config_bytes) > _MAX_JSON:
-                raise LocalImageError(f"{archive}: config larger than {_MAX_JSON} bytes")
-            config_digest = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
-            layers = []
-            for name in entry.get("Layers") or []:
-                member = members.get(str(name).lstrip("./"))
-                if member is None:
-                    raise LocalImageError(f"{archive}: layer {name!r} not in the archive")
-                # the digest is computed, never taken from the file name: it keys the cache
-                digest = blob_digest(archive, member.offset_data, member.size)
-                layers.append(LayerInput(digest, archive, member.offset_data, member.size))
-    except (OSError, tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        members = _members(archive)
+        listing = json.loads(_member(archive, members.get("manifest.json"), "manifest.json"))
+        if not isinstance(listing, list) or not listing or not isinstance(listing[0], dict):
+            raise LocalImageError(f"{archive}: manifest.json lists no image")
+        entry = listing[0]
+        config = _member(archive, members.get(str(entry.get("Config", "")).lstrip("./")), "config")
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        layers = []
+        for name in entry.get("Layers") or []:
+            where = members.get(str(name).lstrip("./"))
+            if where is None:
+                raise LocalImageError(f"{archive}: layer {name!r} not in the archive")
+            # the digest is computed, never taken from the file name: it keys the cache
+            digest = blob_digest(archive, *where)
+            layers.append(LayerInput(digest, archive, *where))
+    except LocalImageError:
+        raise
+    except (OSError, LayerError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise LocalImageError(f"{archive}: {exc}") from None
     tags = entry.get("RepoTags") or []
     name = str(tags[0]).rsplit(":", 1)[0] if tags else archive.stem
     info = ImageInfo(name=name, digest=config_digest)
-    return (layers, info, config_bytes) if with_config else (layers, info)
+    return (layers, info, config) if with_config else (layers, info)

@@ -9,10 +9,9 @@ for each; every count and offset is checked against the file.
 
 from __future__ import annotations
 
-import io
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from elftools.elf.elffile import ELFFile
 
@@ -30,6 +29,10 @@ _MAX_SECTIONS = 4096
 # PE section characteristics Go's debug/buildinfo looks for: initialised, readable, writable data
 _PE_DATA = 0x00000040 | 0x40000000 | 0x80000000
 _PE_ALIGN_32 = 0x00600000
+_HEADERS = 1 << 20
+"""PE and Mach-O headers are read from the first MiB (their tables are small)."""
+MAX_SECTION = 64 * 1024 * 1024
+"""A section read whole (cargo-auditable's) may be at most this big."""
 
 
 @dataclass(frozen=True)
@@ -49,14 +52,20 @@ class Executable:
     """``elf``, ``pe`` or ``macho``."""
     sections: tuple[_Section, ...]
     """Sections (for Mach-O, segments too, named ``segment:<name>``)."""
-    data: bytes
-    """The file."""
+    stream: IO[bytes]
+    """The file, seekable: read where needed, never whole (binaries may be hundreds of MiB)."""
+
+    def _pread(self, offset: int, size: int) -> bytes:
+        self.stream.seek(offset)
+        return self.stream.read(size)
 
     def section(self, name: str) -> bytes | None:
-        """The file bytes of the section called ``name``, or None."""
+        """The file bytes of the section called ``name``, or None; over MAX_SECTION: an error."""
         for section in self.sections:
             if section.name == name:
-                return self.data[section.offset : section.offset + section.size]
+                if section.size > MAX_SECTION:
+                    raise ValueError(f"section {name} of {section.size} bytes")
+                return self._pread(section.offset, section.size)
         return None
 
     def read(self, address: int, size: int) -> bytes:
@@ -65,7 +74,7 @@ class Executable:
             if section.address <= address < section.address + section.size:
                 start = section.offset + address - section.address
                 end = min(start + size, section.offset + section.size)
-                return self.data[start:end]
+                return self._pread(start, end - start)
         raise ValueError(f"address {address:#x} is not in the file")
 
     def data_start(self) -> int:
@@ -80,8 +89,8 @@ class Executable:
         raise ValueError("no data section")
 
 
-def _elf(data: bytes) -> Executable:
-    elf: Any = ELFFile(io.BytesIO(data))
+def _elf(stream: IO[bytes]) -> Executable:
+    elf: Any = ELFFile(stream)
     sections = []
     for segment in elf.iter_segments():
         if segment["p_type"] == "PT_LOAD":
@@ -108,10 +117,10 @@ def _elf(data: bytes) -> Executable:
     # sections first for names, load segments first for addresses: order the address map
     named = [s for s in sections if s.name != "segment:load"]
     loads = [s for s in sections if s.name == "segment:load"]
-    return Executable("elf", tuple(loads + named), data)
+    return Executable("elf", tuple(loads + named), stream)
 
 
-def _pe(data: bytes) -> Executable:
+def _pe(data: bytes, stream: IO[bytes]) -> Executable:
     (pe_offset,) = struct.unpack_from("<I", data, 0x3C)
     if data[pe_offset : pe_offset + 4] != b"PE\0\0":
         raise ValueError("not a PE file")
@@ -142,10 +151,10 @@ def _pe(data: bytes) -> Executable:
                 writable_data=bool(address and raw_size and flags & ~_PE_ALIGN_32 == _PE_DATA),
             )
         )
-    return Executable("pe", tuple(sections), data)
+    return Executable("pe", tuple(sections), stream)
 
 
-def _macho(data: bytes) -> Executable:
+def _macho(data: bytes, stream: IO[bytes]) -> Executable:
     order, wide = _MACHO[data[:4]]
     ncmds = struct.unpack_from(order + "I", data, 16)[0]
     position = 32 if wide else 28
@@ -181,18 +190,21 @@ def _macho(data: bytes) -> Executable:
                     )
                 )
         position += size
-    return Executable("macho", tuple(sections), data)
+    return Executable("macho", tuple(sections), stream)
 
 
-def open_executable(data: bytes) -> Executable | None:
-    """The executable in ``data`` (ELF, PE or Mach-O), or None when it is none of them."""
+def open_executable(stream: IO[bytes]) -> Executable | None:
+    """The executable in ``stream`` (ELF, PE or Mach-O; seekable, kept open by the caller),
+    or None when it is none of them."""
+    stream.seek(0)
+    data = stream.read(_HEADERS)  # the headers only
     try:
         if data.startswith(ELF_MAGIC):
-            return _elf(data)
+            return _elf(stream)
         if data.startswith(b"MZ") and len(data) > 0x40:
-            return _pe(data)
+            return _pe(data, stream)
         if data[:4] in _MACHO:
-            return _macho(data)
+            return _macho(data, stream)
     except struct.error as exc:
         raise ValueError(f"truncated executable: {exc}") from None
     return None

@@ -29,7 +29,7 @@ import shlex
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from sbom.catalogers._exe import Executable, open_executable
 from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
@@ -42,6 +42,7 @@ _BUILDINFO_MAGIC = b"\xff Go buildinf:"
 _HEADER_SIZE = 32
 _ALIGN = 16
 _SEARCH_WINDOW = 64 * 1024  # what debug/buildinfo scans from the data start
+_CHUNK = 1 << 20
 _MAX_STRING = 1 << 24  # a modinfo string bigger than 16 MiB is not a real build info
 _FLAG_BIG_ENDIAN = 0x1
 _FLAG_INLINE = 0x2
@@ -118,12 +119,15 @@ class ElfCataloger(LayerCataloger):
         return each_file(files, self._parse_entry, self.kind)
 
     def _parse_entry(self, entry: FileEntry) -> list[Package]:
-        if not is_executable(entry.mode) or self.marker not in entry.data:
-            return []  # (a C-speed scan for the marker, far cheaper than parsing the file)
-        executable = open_executable(entry.data)
-        if executable is None:
+        if not is_executable(entry.mode):
             return []
-        return self.parse_executable(executable, entry)
+        with entry.open() as stream:  # streamed: a binary may be hundreds of MiB
+            if not _contains(stream, self.marker):  # far cheaper than parsing the file
+                return []
+            executable = open_executable(stream)
+            if executable is None:
+                return []
+            return self.parse_executable(executable, entry)
 
     @abstractmethod
     def parse_executable(self, executable: Executable, entry: FileEntry) -> list[Package]:
@@ -304,3 +308,14 @@ class GoBinaryCataloger(ElfCataloger):
         if info is None:
             return []
         return parse_build_info(*info)
+
+
+def _contains(stream: IO[bytes], marker: bytes) -> bool:
+    """True when ``marker`` occurs in ``stream`` (read from the start in 1 MiB chunks)."""
+    stream.seek(0)
+    tail = b""
+    while chunk := stream.read(_CHUNK):
+        if marker in tail + chunk:
+            return True
+        tail = chunk[-len(marker) :]
+    return False

@@ -16,7 +16,7 @@ Follows Trivy's ``jar`` parser (pkg/dependency/parser/java/jar):
   we have no such DB, so we keep manifest coordinates only when they look like Maven ids
   (no whitespace) and report nothing for jars without metadata.
 
-Archives are untrusted: they are read from memory with :mod:`zipfile`, entries are
+Archives are untrusted: they are read in place with :mod:`zipfile`, entries are
 decompressed only up to their declared size (zipfile enforces it and checks the CRC), metadata
 files are capped, nesting is limited in depth, and one budget bounds the bytes decompressed for
 nested archives of one top-level file. A bad nested archive is skipped with a warning.
@@ -32,6 +32,7 @@ import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import IO
 from xml.etree.ElementTree import ParseError
 
 from defusedxml import ElementTree
@@ -197,7 +198,7 @@ def _maven(found: _Coordinates, archive_path: str) -> Package:
 
 
 def parse_archive(
-    data: bytes, archive_path: str, *, depth: int = 0, budget: _Budget | None = None
+    data: bytes | IO[bytes], archive_path: str, *, depth: int = 0, budget: _Budget | None = None
 ) -> list[Package]:
     """Maven packages in a zip archive and, recursively, in the archives it contains.
 
@@ -205,7 +206,7 @@ def parse_archive(
     like Trivy's ``FilePath``). Raises ``zipfile.BadZipFile`` / ``ValueError`` for the top level.
     """
     budget = budget or _Budget()
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+    with zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data) as archive:
         infos = archive.infolist()
         if len(infos) > MAX_ENTRIES:
             raise ValueError(f"{len(infos)} entries exceed {MAX_ENTRIES}")
@@ -300,4 +301,9 @@ class JavaArchiveCataloger(LayerCataloger):
         self, files: Sequence[FileEntry], os_info: OSInfo | None
     ) -> Mapping[str, list[Package]]:
         """Packages per archive."""
-        return each_file(files, lambda f: parse_archive(f.data, f.path), "Java archive")
+        return each_file(files, _parse_file, "Java archive")
+
+
+def _parse_file(entry: FileEntry) -> list[Package]:
+    with entry.open() as stream:  # read in place: archives may be hundreds of MiB
+        return parse_archive(stream, entry.path)

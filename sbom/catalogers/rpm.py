@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import struct
 from collections.abc import Collection, Mapping, Sequence
@@ -72,7 +71,7 @@ class RpmCataloger(LayerCataloger):
     """Installed RPM packages with epoch, source rpm, license and files."""
 
     name = "rpm"
-    version = 2
+    version = 3
     os_packages = True
     max_size = 512 * 1024 * 1024
 
@@ -85,13 +84,12 @@ class RpmCataloger(LayerCataloger):
         out: dict[str, list[Package]] = {}
         for entry in files:
             out[entry.path] = []
-            try:
-                # (a database is read from a file object, page by page: io.BytesIO shares
-                # the entry's bytes without copying them)
-                for blob in header_blobs(io.BytesIO(entry.data)):
-                    package = self._package(entry, blob, os_info)
-                    if package is not None:
-                        out[entry.path].append(package)
+            try:  # read in place from the reader's spooled file, page by page
+                with entry.open() as handle:
+                    for blob in header_blobs(handle):
+                        package = self._package(entry, blob, os_info)
+                        if package is not None:
+                            out[entry.path].append(package)
             except RpmDbError as exc:  # what was read before the damage is kept
                 warn(entry.path, f"not a readable rpm database: {exc}")
         return out

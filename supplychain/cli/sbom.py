@@ -69,7 +69,7 @@ def cmd_sbom(args: argparse.Namespace) -> int:
         else:
             layers, info = _from_registry(image, cache_dir, work)
         result = generate_sbom(
-            layers, info, cache_dir / "layers", max_layer_bytes=args.max_layer_bytes
+            layers, info, cache_dir / "layers", max_layer_bytes=args.max_layer_bytes, work_dir=work
         )
         document = render(result, args.format)
     except (LayerError, SourceError, ReferenceError, OSError) as exc:

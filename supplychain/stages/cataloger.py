@@ -62,6 +62,7 @@ class OwnCataloger(Cataloger):
                 self.cache_dir,
                 max_layer_bytes=self.max_layer_bytes,
                 workers=self.workers,
+                work_dir=image.layout_dir,  # big wanted files spill here, inside the data dir
             )
         except (LayerError, OSError) as exc:  # the job fails with the reason; the service stays
             raise CatalogError(f"SBOM of {image.target.pinned}: {exc}") from None
