@@ -144,7 +144,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     while not stopping.wait(1.0):
         if pool.wait(0):
             break
-    log.info("workers stopping", extra={"workers": args.count})
     pool.shutdown(settings.shutdown_grace_seconds)
     service.db.dispose()
     return 0
