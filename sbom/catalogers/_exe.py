@@ -14,8 +14,6 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from elftools.elf.elffile import ELFFile
-
 __all__ = ["Executable", "open_executable"]
 
 ELF_MAGIC = b"\x7fELF"
@@ -81,6 +79,8 @@ class Executable:
 
 
 def _elf(data: bytes) -> Executable:
+    from elftools.elf.elffile import ELFFile  # ~0.1 s to import: only once an ELF file is seen
+
     elf: Any = ELFFile(io.BytesIO(data))
     sections = []
     for segment in elf.iter_segments():

@@ -12,9 +12,10 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from supplychain.config import Settings
+if TYPE_CHECKING:
+    from supplychain.config import Settings
 
 __all__ = ["add_parser", "revocation_announcer"]
 
