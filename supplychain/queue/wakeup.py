@@ -36,7 +36,7 @@ class Wakeup:
             self._changed.notify_all()
 
     def notify_after_commit(self, session: Session) -> None:
-        """Wake the workers once ``session`` commits (a rollback wakes nobody)."""
+        """Wake the workers once ``session`` commits (a spurious wake costs one empty claim)."""
         event.listen(session, "after_commit", lambda _session: self.notify(), once=True)
 
     def wait(self, seen: int, timeout: float, stop: threading.Event) -> None:
