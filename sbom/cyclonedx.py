@@ -1,4 +1,4 @@
-"""CycloneDX 1.6 (JSON and XML) with cyclonedx-python-lib.
+"""CycloneDX 1.6: JSON written directly, XML with cyclonedx-python-lib.
 
 metadata.component is the image (``pkg:oci/<name>@<digest>``); an ``operating-system`` component
 carries the OS packages (so ``trivy sbom`` matches them against its Debian/Alpine advisories);
@@ -14,21 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from cyclonedx.contrib.license.exceptions import InvalidSpdxLicenseException
-from cyclonedx.contrib.license.factories import LicenseFactory
-from cyclonedx.model import Property
-from cyclonedx.model.bom import Bom
-from cyclonedx.model.component import Component, ComponentType
-from cyclonedx.model.license import DisjunctiveLicense, License, LicenseExpression
-from cyclonedx.output import make_outputter
-from cyclonedx.schema import OutputFormat, SchemaVersion
 from packageurl import PackageURL
 
 from sbom.generate import SbomResult
 from sbom.interface import Package
 from sbom.licenses import is_spdx
+
+if TYPE_CHECKING:  # the library's model is imported for XML only: it costs ~0.3 s to import
+    from cyclonedx.model.bom import Bom
+    from cyclonedx.model.license import License
 
 __all__ = [
     "TOOL_NAME",
@@ -72,40 +68,48 @@ def package_ref(package: Package, index: int) -> str:
     return package.purl() if index == 0 else f"{package.purl()}#{index}"
 
 
-def _properties(package: Package) -> Iterable[Property]:
-    yield Property(name=f"{PROP}layer_digest", value=package.layer_digest)
-    yield Property(name=f"{PROP}path", value=package.path)
+def _properties(package: Package) -> Iterable[tuple[str, str]]:
+    yield f"{PROP}layer_digest", package.layer_digest or ""
+    yield f"{PROP}path", package.path or ""
     if package.source_name:
-        yield Property(name=f"{PROP}source_name", value=package.source_name)
+        yield f"{PROP}source_name", package.source_name
     if package.source_version:
-        yield Property(name=f"{PROP}source_version", value=package.source_version)
+        yield f"{PROP}source_version", package.source_version
     if package.type in _OS_TYPES and package.source_name:
         # Trivy's own taxonomy: ``trivy sbom`` matches OS advisories by source package
-        yield Property(name=f"{TRIVY}SrcName", value=package.source_name)
+        yield f"{TRIVY}SrcName", package.source_name
         version = package.source_version or package.version
         epoch, colon, rest = version.partition(":")
         if colon and epoch.isdigit():
-            yield Property(name=f"{TRIVY}SrcEpoch", value=epoch)
+            yield f"{TRIVY}SrcEpoch", epoch
             version = rest
-        yield Property(name=f"{TRIVY}SrcVersion", value=version)
+        yield f"{TRIVY}SrcVersion", version
     for name, value in package.properties:
-        yield Property(name=f"{PROP}{name}", value=value)
+        yield f"{PROP}{name}", value
 
 
-def _licenses(factory: LicenseFactory, texts: tuple[str, ...]) -> list[License]:
+LicenseKind = Literal["id", "expression", "name"]
+
+
+def _licenses(texts: tuple[str, ...]) -> list[tuple[LicenseKind, str]]:
     """One license or expression as stated; several SPDX ones become one expression joined by
     AND; otherwise each is an id or a name (CycloneDX does not allow an expression next to
-    other licenses)."""
+    other licenses). The choice of cyclonedx-python-lib's ``LicenseFactory`` (an SPDX id as the
+    library spells it, else a valid expression, else a name), made with the same SPDX checks
+    (``cyclonedx.spdx``) without importing the library's model, which JSON does not need."""
+    from cyclonedx.spdx import fixup_id, is_expression
+
     if len(texts) > 1 and all(is_spdx(text) for text in texts):
         texts = (" AND ".join(f"({t})" if " " in t else t for t in texts),)
-    if len(texts) == 1:
-        return [factory.make_from_string(texts[0])]
-    made: list[License] = []
+    made: list[tuple[LicenseKind, str]] = []
     for text in texts:
-        try:
-            made.append(factory.make_with_id(text))
-        except InvalidSpdxLicenseException:
-            made.append(factory.make_with_name(text))
+        spdx_id = fixup_id(text)
+        if spdx_id is not None:
+            made.append(("id", spdx_id))
+        elif len(texts) == 1 and is_expression(text):
+            made.append(("expression", text))
+        else:
+            made.append(("name", text))
     return made
 
 
@@ -141,7 +145,7 @@ def _plan(result: SbomResult) -> _Plan:
         purl = package.purl()
         index = seen.get(purl, 0)
         seen[purl] = index + 1
-        props = tuple((p.name, p.value or "") for p in _properties(package))
+        props = tuple(_properties(package))
         entry = _Entry(package, package_ref(package, index), purl, props)
         entries.append(entry)
         by_name.setdefault((package.type, package.name.lower()), entry.ref)
@@ -157,8 +161,20 @@ def _plan(result: SbomResult) -> _Plan:
     return _Plan(image_ref, os_ref, tuple(entries), dependencies)
 
 
+def _model_license(kind: LicenseKind, value: str) -> License:
+    from cyclonedx.model.license import DisjunctiveLicense, LicenseExpression
+
+    if kind == "expression":
+        return LicenseExpression(value)
+    return DisjunctiveLicense(id=value) if kind == "id" else DisjunctiveLicense(name=value)
+
+
 def to_bom(result: SbomResult) -> Bom:
     """The CycloneDX model of ``result`` (for XML; JSON is written directly, see below)."""
+    from cyclonedx.model import Property
+    from cyclonedx.model.bom import Bom
+    from cyclonedx.model.component import Component, ComponentType
+
     plan = _plan(result)
     bom = Bom()
     image = Component(
@@ -183,7 +199,6 @@ def to_bom(result: SbomResult) -> Bom:
             bom_ref=plan.os_ref,
         )
         bom.components.add(made[plan.os_ref])
-    factory = LicenseFactory()
     for entry in plan.entries:
         package = entry.package
         made[entry.ref] = Component(
@@ -193,7 +208,7 @@ def to_bom(result: SbomResult) -> Bom:
             version=package.version,
             purl=PackageURL.from_string(entry.purl),
             bom_ref=entry.ref,
-            licenses=_licenses(factory, package.licenses),
+            licenses=[_model_license(*x) for x in _licenses(package.licenses)],
             properties=[Property(name=n, value=v) for n, v in entry.properties],
         )
         bom.components.add(made[entry.ref])
@@ -202,11 +217,8 @@ def to_bom(result: SbomResult) -> Bom:
     return bom
 
 
-def _license_json(license_: License) -> dict[str, object]:
-    if isinstance(license_, LicenseExpression):
-        return {"expression": license_.value}
-    assert isinstance(license_, DisjunctiveLicense)  # noqa: S101 - the factory makes only these
-    return {"license": {"id": license_.id} if license_.id else {"name": license_.name}}
+def _license_json(kind: LicenseKind, value: str) -> dict[str, object]:
+    return {"expression": value} if kind == "expression" else {"license": {kind: value}}
 
 
 def to_json(result: SbomResult) -> dict[str, Any]:
@@ -218,7 +230,6 @@ def to_json(result: SbomResult) -> dict[str, Any]:
     CycloneDX schema in the tests. XML still goes through the library.
     """
     plan = _plan(result)
-    factory = LicenseFactory()
     image: dict[str, Any] = {
         "type": "container",
         "bom-ref": plan.image_ref,
@@ -247,7 +258,7 @@ def to_json(result: SbomResult) -> dict[str, Any]:
         item["version"] = package.version
         item["purl"] = entry.purl
         if package.licenses:
-            item["licenses"] = [_license_json(x) for x in _licenses(factory, package.licenses)]
+            item["licenses"] = [_license_json(*x) for x in _licenses(package.licenses)]
         if entry.properties:
             item["properties"] = [{"name": n, "value": v} for n, v in entry.properties]
         components.append(item)
@@ -278,5 +289,8 @@ def write_cyclonedx(result: SbomResult, xml: bool = False) -> bytes:
     """CycloneDX 1.6 JSON (or XML) of ``result``."""
     if not xml:
         return json.dumps(to_json(result), separators=(",", ":")).encode("utf-8")
+    from cyclonedx.output import make_outputter
+    from cyclonedx.schema import OutputFormat, SchemaVersion
+
     outputter = make_outputter(to_bom(result), OutputFormat.XML, SchemaVersion.V1_6)
     return outputter.output_as_string(indent=None).encode("utf-8")

@@ -143,6 +143,7 @@ def _ids() -> dict[str, str]:
     }
 
 
+@functools.lru_cache(maxsize=4096)
 def _checked(expression: str) -> str | None:
     """The library's normalised form of a valid SPDX expression, else None."""
     if " " not in expression and "(" not in expression:  # one id: a dictionary look-up (the
@@ -229,6 +230,7 @@ def spdx_all(texts: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found for text in texts if (found := spdx(text))))
 
 
+@functools.lru_cache(maxsize=4096)  # Debian images repeat a few dozen synopses ~1 000 times
 def dep5_expression(synopsis: str) -> str:
     """A DEP-5 ``License:`` synopsis (its first line) as an SPDX expression where it can be:
     ``GPL-1+ or Artistic, and BSD-3-clause`` → ``(GPL-1.0-or-later OR Artistic-1.0-Perl) AND

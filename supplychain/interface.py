@@ -254,9 +254,14 @@ class Cataloger(ABC):
 class Scanner(ABC):
     """Finds known vulnerabilities of a pulled image."""
 
+    uses_sbom: bool = True
+    """Whether :meth:`scan` reads our SBOM; when not, it runs while the SBOM is made (and gets
+    ``None``)."""
+
     @abstractmethod
-    def scan(self, image: PulledImage, sbom: Sbom) -> ScanResult:
-        """Scan ``image``; raise :class:`ScanError` on failure."""
+    def scan(self, image: PulledImage, sbom: Sbom | None) -> ScanResult:
+        """Scan ``image`` (with its SBOM when :attr:`uses_sbom`); raise :class:`ScanError` on
+        failure."""
 
 
 class Verifier(ABC):

@@ -13,8 +13,6 @@ import struct
 from dataclasses import dataclass
 from typing import IO, Any
 
-from elftools.elf.elffile import ELFFile
-
 __all__ = ["Executable", "open_executable"]
 
 ELF_MAGIC = b"\x7fELF"
@@ -90,6 +88,8 @@ class Executable:
 
 
 def _elf(stream: IO[bytes]) -> Executable:
+    from elftools.elf.elffile import ELFFile  # ~0.1 s to import: only once an ELF file is seen
+
     elf: Any = ELFFile(stream)
     sections = []
     for segment in elf.iter_segments():

@@ -110,8 +110,6 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         pool = WorkerPool(lambda: service.worker(on_job_done=waits.kick), workers)
         pool.start()
         yield
-        if workers:
-            log.info("workers stopping", extra={"workers": workers})
         poller.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await poller

@@ -14,12 +14,11 @@ import os
 import signal
 import sys
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from supplychain.config import ConfigError, Settings, check_data_dir, load_settings
+if TYPE_CHECKING:
+    from supplychain.config import Settings
 
 EXIT = {"allow": 0, "deny": 1}
 """Exit codes: allow 0, deny 1, anything else (pending, timeout, error) 2."""
@@ -36,6 +35,8 @@ log = logging.getLogger("supplychain.cli")
 
 def _settings(*, writable: bool = True) -> Settings:
     """Settings, and (``writable``) a data dir we can write to; else one line and exit 2."""
+    from supplychain.config import ConfigError, check_data_dir, load_settings
+
     try:
         settings = load_settings()
         if writable:
@@ -144,7 +145,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     while not stopping.wait(1.0):
         if pool.wait(0):
             break
-    log.info("workers stopping", extra={"workers": args.count})
     pool.shutdown(settings.shutdown_grace_seconds)
     service.db.dispose()
     return 0
@@ -169,6 +169,9 @@ def _post_json(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]
     Standard library only: `supplychain gate` runs on every deploy, and importing requests alone
     costs about as much as the gate's answer.
     """
+    import urllib.error  # only `gate` and `admit` talk HTTP: other commands start faster
+    import urllib.request
+
     headers = {"Content-Type": "application/json"}
     request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")  # noqa: S310 - caller checks http(s)
     try:

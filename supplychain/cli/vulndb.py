@@ -12,9 +12,10 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from supplychain.config import Settings
+if TYPE_CHECKING:
+    from supplychain.config import Settings
 
 __all__ = ["add_parser", "revocation_announcer"]
 
@@ -123,7 +124,14 @@ def _rematch(
     settings: Settings, *, scope_all: bool, since: datetime | None, policy: Path | None
 ) -> int:
     from supplychain.cli.main import _migrate
-    from supplychain.rematch.run import Rematcher, TrivySbomMatcher, plan_rematch, select_scans
+    from supplychain.rematch.batch import rematch_planned
+    from supplychain.rematch.run import (
+        Rematcher,
+        RematchPlan,
+        TrivySbomMatcher,
+        plan_rematch,
+        select_scans,
+    )
     from supplychain.service import build_service
 
     _migrate(settings, required=False)
@@ -133,14 +141,14 @@ def _rematch(
         return EXIT_ERROR
     service = build_service(settings, policy_file=policy)
     try:
-        advance: list[int] = []
         with service.db.session() as session:
-            if scope_all or since:
+            if scope_all or since:  # asked for: every selected SBOM, whole
                 scan_ids = select_scans(session, since=since)
+                plan = RematchPlan(tuple(scan_ids), (), tuple(scan_ids))
             else:  # only what the DB change can affect; the rest moves to the new DB
                 db_file = current.path / "db" / "trivy.db"
                 plan = plan_rematch(session, current.path.parent, current.digest, db_file)
-                scan_ids, advance = list(plan.match), list(plan.advance)
+        advance = list(plan.advance)
         rematcher = Rematcher(
             service.db,
             TrivySbomMatcher(service.trivy),
@@ -148,7 +156,7 @@ def _rematch(
             revocation_announcer(settings),
             workers=max(1, settings.workers),
         )
-        report = rematcher.run(scan_ids)
+        report = rematch_planned(rematcher, service.trivy, plan)
         if advance:
             rematcher.advance(advance, current.digest, current.updated_at)
     finally:
@@ -160,6 +168,7 @@ def _rematch(
             "changed": report.changed,
             "revocations": report.revocations,
             "advanced": len(advance),
+            "whole": len(plan.whole),
             "failed": list(report.failed),
             "seconds": report.seconds,
         }

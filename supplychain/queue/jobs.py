@@ -26,6 +26,7 @@ from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import insert_ignore
 from supplychain.evidence.models import Job, JobClaim, JobFailure, utcnow
 from supplychain.interface import ImageTarget
+from supplychain.queue.wakeup import Wakeup
 
 __all__ = ["Backoff", "ClaimedJob", "JobQueue", "LeaseLostError", "job_key"]
 
@@ -89,6 +90,8 @@ class JobQueue:
         self.lease = timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
         self.backoff = backoff or Backoff()
+        self.wakeup = Wakeup()
+        """Idle workers of this process wait on it; :meth:`enqueue` wakes them at commit."""
 
     def enqueue(self, session: Session, kind: str, target: ImageTarget) -> bool:
         """Add a job unless the digest has one; requeue a failed one whose retry time has come.
@@ -117,6 +120,7 @@ class JobQueue:
             },
         )
         if added:
+            self.wakeup.notify_after_commit(session)
             return True
         requeue = (
             update(Job)
@@ -132,7 +136,10 @@ class JobQueue:
             )
             .returning(Job.id)
         )
-        return session.execute(requeue).first() is not None
+        requeued = session.execute(requeue).first() is not None
+        if requeued:
+            self.wakeup.notify_after_commit(session)
+        return requeued
 
     def claim(self, worker: str) -> ClaimedJob | None:
         """Lease the next runnable job to ``worker``, or None when there is none."""

@@ -48,7 +48,10 @@ class WorkerPool:
 
     def shutdown(self, grace: float) -> int:
         """Stop claiming; after ``grace`` seconds release what still runs. How many released."""
+        log.info("workers stopping", extra={"workers": len(self.workers)})
         self.stop_event.set()
+        for worker in self.workers:
+            worker.queue.wakeup.notify()  # idle workers see the stop now
         if self.wait(grace):
             return 0
         released = 0

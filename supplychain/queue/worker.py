@@ -103,10 +103,12 @@ class Worker:
         self.on_job_done = on_job_done
 
     def run(self, stop: threading.Event, idle_seconds: float = 1.0) -> None:
-        """Loop until ``stop`` is set; wait ``idle_seconds`` when there is no work."""
+        """Loop until ``stop`` is set; wait ``idle_seconds`` when there is no work (or until a job
+        is enqueued in this process)."""
         idle = idle_seconds
         log.info("worker started", extra={"worker": self.name})
         while not stop.is_set():
+            seen = self.queue.wakeup.generation
             try:
                 worked = self.run_once()
                 idle = idle_seconds
@@ -118,7 +120,7 @@ class Worker:
                 log.exception("worker loop error", extra={"worker": self.name})
                 worked = False
             if not worked:
-                stop.wait(idle)
+                self.queue.wakeup.wait(seen, idle, stop)
         log.info("worker stopped", extra={"worker": self.name})
 
     def run_once(self) -> bool:

@@ -23,10 +23,11 @@ from sqlalchemy import func, or_, select, tuple_
 from supplychain.evidence import models
 from supplychain.interface import ScanError, ScanResult
 from supplychain.rematch.dbdiff import Key
+from supplychain.rematch.plan import RematchPlan
 from supplychain.rematch.run import Keep, Rematcher, RematchReport
 from supplychain.stages.scanner import TrivyFinding, TrivyRunner
 
-__all__ = ["match_packages", "rematch_packages"]
+__all__ = ["match_packages", "rematch_packages", "rematch_planned"]
 
 BATCH = 20000
 """Package URLs per Trivy run."""
@@ -128,3 +129,23 @@ def rematch_packages(
             yield scan_id, replace(result, findings=tuple(mine), report=b""), keep
 
     return rematcher.record(results(), len(scan_ids))
+
+
+def rematch_planned(rematcher: Rematcher, runner: TrivyRunner, plan: RematchPlan) -> RematchReport:
+    """Carry out ``plan``: its language-only scans in one batched Trivy run over the changed
+    packages' distinct package URLs, the others whole (one ``trivy sbom`` each)."""
+    whole = set(plan.whole)
+    partial = [i for i in plan.match if i not in whole]
+    reports = []
+    if partial:
+        reports.append(rematch_packages(rematcher, runner, partial, set(plan.packages)))
+    if whole or not partial:
+        reports.append(rematcher.run(sorted(whole)))
+    return RematchReport(
+        sum(r.selected for r in reports),
+        sum(r.rematched for r in reports),
+        sum(r.changed for r in reports),
+        sum(r.revocations for r in reports),
+        tuple(f for r in reports for f in r.failed),
+        round(sum(r.seconds for r in reports), 3),
+    )

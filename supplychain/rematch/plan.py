@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from supplychain.evidence import models
-from supplychain.rematch.dbdiff import changed_packages
+from supplychain.rematch.dbdiff import Key, changed_packages
 
 __all__ = ["RematchPlan", "latest_scan_ids", "plan_rematch", "select_scans"]
 
@@ -69,6 +69,12 @@ def select_scans(
     latest = latest_scan_ids(session, since=since, stale_for=stale_for)
     if packages is None:
         return latest
+    hits = _naming(session, packages) if latest else set()
+    return [scan_id for scan_id in latest if scan_id in hits]
+
+
+def _naming(session: Session, packages: Iterable[tuple[str, str]]) -> set[int]:
+    """The scans with a component ``(type, name)`` in ``packages`` (see :func:`select_scans`)."""
     wanted = {(kind, name.lower()) for kind, name in packages}
     every = sorted({kind for kind, name in wanted if name == "*"})
     rest = [pair for pair in wanted if pair[1] != "*" and pair[0] not in every]
@@ -76,8 +82,8 @@ def select_scans(
         (kind, name.removeprefix("src:")) for kind, name in rest if name.startswith("src:")
     )
     exact = sorted(pair for pair in rest if not pair[1].startswith("src:"))
-    if not (every or exact or sources) or not latest:
-        return []
+    if not (every or exact or sources):
+        return set()
     pair = tuple_(models.Component.type, func.lower(models.Component.name))
     by_source = tuple_(models.Component.type, func.lower(models.Component.source_name))
     conditions: list[ColumnElement[bool]] = [models.Component.type.in_(every)] if every else []
@@ -86,18 +92,27 @@ def select_scans(
     if sources:  # rows recorded before source names were: never miss one
         unknown = models.Component.source_name.is_(None)
         conditions.append(unknown & models.Component.type.in_(sorted({k for k, _ in sources})))
-    hits = set(session.scalars(select(models.Component.scan_id).where(or_(*conditions)).distinct()))
-    return [scan_id for scan_id in latest if scan_id in hits]
+    return set(session.scalars(select(models.Component.scan_id).where(or_(*conditions)).distinct()))
 
 
 @dataclass(frozen=True)
 class RematchPlan:
-    """Which stale scans need a rematch, and which the DB diff proves unchanged."""
+    """Which stale scans need a rematch, how, and which the DB diff proves unchanged."""
 
     match: tuple[int, ...]
     """Scans whose SBOM names a package the changed advisories touch (or that cannot be told)."""
     advance: tuple[int, ...]
     """Scans whose findings cannot change: only their DB provenance moves to the new DB."""
+    whole: tuple[int, ...] = ()
+    """The scans of :attr:`match` to rematch whole (an OS package changed, or no DB diff); the
+    others are rematched for the language packages of :attr:`packages` only."""
+    packages: frozenset[Key] = frozenset()
+    """The changed language packages (union over the old DBs), for the partial rematch."""
+
+
+def _whole_sbom(key: Key) -> bool:
+    """OS advisories (keyed ``src:<source>``) need the SBOM's OS component: rematch whole."""
+    return key[1] == "*" or key[1].startswith("src:")
 
 
 def plan_rematch(
@@ -107,23 +122,44 @@ def plan_rematch(
 
     Scans are grouped by the DB they were matched with; when that DB's snapshot is still in the
     store (``snapshots/<hex>/db/trivy.db``) the two DBs are diffed and one query over the
-    components table picks the scans to match; without it, every scan of the group is matched.
+    components table picks the scans to match: those naming a changed OS source package whole,
+    those naming only changed language packages for these packages alone. Without the old DB,
+    every scan of the group is matched whole.
     """
     stale = latest_scan_ids(session, stale_for=current_digest)
     groups: dict[str | None, list[int]] = {}
-    for scan_id, digest in session.execute(
-        select(models.Scan.id, models.Scan.db_digest).where(models.Scan.id.in_(stale))
-    ):
-        groups.setdefault(digest, []).append(scan_id)
-    match: list[int] = []
+    for start in range(0, len(stale), 1000):
+        for scan_id, digest in session.execute(
+            select(models.Scan.id, models.Scan.db_digest).where(
+                models.Scan.id.in_(stale[start : start + 1000])
+            )
+        ):
+            groups.setdefault(digest, []).append(scan_id)
+    whole: list[int] = []
+    partial: list[int] = []
     advance: list[int] = []
+    packages: set[Key] = set()
     for digest, ids in groups.items():
         old = snapshots / (digest or "").removeprefix("sha256:") / "db" / "trivy.db"
         diff = changed_packages(old, current_db) if digest and old.is_file() else None
         if diff is None or not diff.narrowable:
-            match += ids
+            whole += ids
             continue
-        hits = set(select_scans(session, packages=diff.packages))
-        match += [i for i in ids if i in hits]
-        advance += [i for i in ids if i not in hits]
-    return RematchPlan(tuple(sorted(match)), tuple(sorted(advance)))
+        system = [k for k in diff.packages if _whole_sbom(k)]
+        language = [k for k in diff.packages if not _whole_sbom(k)]
+        by_system = _naming(session, system)
+        by_language = _naming(session, language)
+        packages.update(language)
+        for scan_id in ids:
+            if scan_id in by_system:
+                whole.append(scan_id)
+            elif scan_id in by_language:
+                partial.append(scan_id)
+            else:
+                advance.append(scan_id)
+    return RematchPlan(
+        tuple(sorted(whole + partial)),
+        tuple(sorted(advance)),
+        tuple(sorted(whole)),
+        frozenset(packages) if partial else frozenset(),
+    )

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 __all__ = ["CHILDREN", "ChildResult", "Children"]
@@ -45,11 +46,22 @@ class Children:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[int, set[subprocess.Popen[bytes]]] = {}
+        self._acting = threading.local()
+
+    @contextlib.contextmanager
+    def owned_by(self, owner: int) -> Iterator[None]:
+        """Children started by this thread meanwhile belong to thread ``owner`` (a stage run
+        in a helper thread for its worker: :meth:`kill` of the worker ends them too)."""
+        self._acting.owner = owner
+        try:
+            yield
+        finally:
+            del self._acting.owner
 
     def run(self, command: list[str], *, timeout: float) -> ChildResult:
         """Run ``command`` to the end; raise :class:`subprocess.TimeoutExpired` past ``timeout``
         (after killing its process group) or :class:`OSError` when it cannot start."""
-        owner = threading.get_ident()
+        owner = getattr(self._acting, "owner", threading.get_ident())
         proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,

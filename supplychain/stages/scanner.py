@@ -94,6 +94,7 @@ class TrivyRunner:
         self.offline = offline
         self.timeout = timeout
         self._version: str | None = None
+        self._digests: dict[tuple[str, int, int, int], str] = {}
 
     @property
     def binary(self) -> str:
@@ -171,14 +172,26 @@ class TrivyRunner:
         except (OSError, ValueError, KeyError, TypeError):
             updated = None
         try:
-            sha = hashlib.sha256()
-            with (db_dir / "trivy.db").open("rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    sha.update(chunk)
-            digest = f"sha256:{sha.hexdigest()}"
+            digest = self._digest(db_dir / "trivy.db")
         except OSError:
             digest = None
         return updated, digest
+
+    def _digest(self, path: Path) -> str:
+        """SHA-256 of the DB file, hashed once per file version: the real DB is ~800 MB, a few
+        seconds of hashing that every scan paid again (store snapshots never change in place;
+        a rewritten file has a new inode, size or mtime and is hashed again)."""
+        stat = path.stat()
+        key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        digest = self._digests.get(key)
+        if digest is None:
+            sha = hashlib.sha256()
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    sha.update(chunk)
+            digest = f"sha256:{sha.hexdigest()}"
+            self._digests = {key: digest}  # the newest DB only (workers share the runner)
+        return digest
 
     def scan_report(self, args: list[str]) -> ScanResult:
         """Run ``trivy ARGS --format json`` on one DB snapshot; findings with that DB's provenance.
@@ -267,7 +280,9 @@ class TrivyScanner(Scanner):
     def __init__(self, runner: TrivyRunner) -> None:
         self.runner = runner
 
-    def scan(self, image: PulledImage, sbom: Sbom) -> ScanResult:
+    uses_sbom = False  # Trivy reads the layout itself
+
+    def scan(self, image: PulledImage, sbom: Sbom | None) -> ScanResult:
         args = ["image", "--input", str(image.layout_dir), "--scanners", "vuln,secret"]
         return self.runner.scan_report(args)
 
