@@ -7,6 +7,9 @@ the real test image (Debian bookworm minbase + old pip/npm packages), and measur
 - gate over HTTP: `POST /v1/gate` for the scanned tag (resolve at the registry + policy on
   stored evidence + record the answer);
 - gate CLI: `supplychain gate` as CI runs it (includes Python start-up);
+- the role check: the same gate call to a second `serve` of the same database whose gate rule is
+  opened (in this benchmark only, by patching the rule table before `serve` starts), calls
+  interleaved; and the check alone in process (cached token: one HMAC and a dict look-up);
 - Trivy in CI: `trivy image --input <layout>` with a warm cache, what a pipeline without
   supplychain would run before each deploy.
 
@@ -16,6 +19,7 @@ Usage: python bench/gate_bench.py [--runs N]   (prints a Markdown table; medians
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shutil
 import statistics
 import subprocess
@@ -36,7 +40,14 @@ from tests.support import images
 from tests.support.advisories import URLLIB3_HIGH
 from tests.support.registry import Endpoint, Registry, free_port
 from tests.support.service import SUPPLYCHAIN, Server, service_env, wait_for
+from tests.support.tokens import Tokens, issue
 from tests.support.trivydb import build_trivy_db
+
+OPEN_GATE = (
+    "import sys; import supplychain.access.rules as r; r.RULES[('POST', '/v1/gate')] = r.OPEN; "
+    "from supplychain.cli.main import main; sys.exit(main(sys.argv[1:]))"
+)
+"""`serve` with the gate's rule opened: the benchmark's baseline without the role check."""
 
 
 def timed(call: object, runs: int) -> list[float]:
@@ -71,7 +82,8 @@ def main() -> None:
                 "SUPPLYCHAIN_WORKERS": "1",
             }
         )
-        server = Server(env, root / "server.log", port)
+        tokens = issue(env)
+        server = Server(env, root / "server.log", port, tokens=tokens)
         db = Database(f"sqlite:///{root / 'data' / 'supplychain.db'}")
         try:
             server.wait_ready()
@@ -93,15 +105,13 @@ def main() -> None:
                 push_to_verdict.append(time.perf_counter() - start)
             results["push → verdict (pipeline)"] = push_to_verdict
             ref = f"{registry.host}/bench/r0:v1"
-            results["gate, HTTP POST /v1/gate"] = timed(
-                lambda: requests.post(
-                    f"{server.url}/v1/gate", json={"image": ref}, timeout=30
-                ).raise_for_status(),
-                args.runs,
-            )
+            checked, skipped = role_check_ab(server, root, env, ref, args.runs)
+            results["gate, HTTP POST /v1/gate (ci token, role checked)"] = checked
+            results["gate, HTTP POST /v1/gate (bench-only server, rule opened)"] = skipped
+            results["role check alone, in process (cached token)"] = check_alone(env, tokens)
             cli = [*SUPPLYCHAIN, "gate", ref, "--server", server.url]
             results["gate, `supplychain gate` CLI"] = timed(
-                lambda: subprocess.run(cli, env=env, capture_output=True, check=False),
+                lambda: subprocess.run(cli, env=tokens.env(env), capture_output=True, check=False),
                 max(5, args.runs // 4),
             )
             trivy = shutil.which("trivy") or "trivy"
@@ -123,6 +133,10 @@ def main() -> None:
         finally:
             server.stop()
             db.dispose()
+    added = statistics.median(
+        results["gate, HTTP POST /v1/gate (ci token, role checked)"]
+    ) - statistics.median(results["gate, HTTP POST /v1/gate (bench-only server, rule opened)"])
+    print(f"role check added to a gate call (difference of medians): {added * 1000:.2f} ms\n")
     trivy_median = statistics.median(results["Trivy in CI, cold cache: `trivy image`"])
     print("| measurement | runs | median (s) | ratio to Trivy in CI (cold) |")
     print("|---|---|---|---|")
@@ -130,6 +144,93 @@ def main() -> None:
         median = statistics.median(samples)
         print(f"| {name} | {len(samples)} | {median:.3f} | {median / trivy_median:.2f} |")
     shutil.rmtree(root, ignore_errors=True)
+
+
+def role_check_ab(
+    server: Server, root: Path, env: dict[str, str], ref: str, runs: int
+) -> tuple[list[float], list[float]]:
+    """Gate calls with the role check and to an opened twin of the server, interleaved."""
+    port = free_port()
+    log = (root / "open.log").open("ab")
+    twin = subprocess.Popen(
+        [sys.executable, "-c", OPEN_GATE, "serve", "--listen", f"127.0.0.1:{port}"],
+        env={**env, "SUPPLYCHAIN_WORKERS": "0"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return requests.get(f"{url}/healthz", timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    checked: list[float] = []
+    skipped: list[float] = []
+    try:
+        wait_for(up, 60, lambda: "opened twin did not start")
+        session = requests.Session()
+        session.trust_env = False
+        headers = server.auth("ci")
+        for _ in range(3):  # warm both: token cache, first-use audit entry, connections
+            session.post(f"{server.url}/v1/gate", json={"image": ref}, headers=headers, timeout=30)
+            session.post(f"{url}/v1/gate", json={"image": ref}, timeout=30)
+        for _ in range(runs):
+            checked += timed(
+                lambda: session.post(
+                    f"{server.url}/v1/gate", json={"image": ref}, headers=headers, timeout=30
+                ).raise_for_status(),
+                1,
+            )
+            skipped += timed(
+                lambda: session.post(
+                    f"{url}/v1/gate", json={"image": ref}, timeout=30
+                ).raise_for_status(),
+                1,
+            )
+    finally:
+        twin.terminate()
+        twin.wait(timeout=30)
+        log.close()
+    return checked, skipped
+
+
+def check_alone(env: dict[str, str], tokens: Tokens, runs: int = 2000) -> list[float]:
+    """The app's own role-check dependency on a gate request, token cached, in this process."""
+    from starlette.requests import Request
+
+    from supplychain.access.rules import authorizer
+    from supplychain.access.tokens import TokenStore
+    from supplychain.config import load_settings
+
+    settings = load_settings({k: v for k, v in env.items() if k.startswith("SUPPLYCHAIN_")})
+    db = Database(settings.database_url)
+    authorize = authorizer(TokenStore(db, settings.token_pepper), None)
+    route = type("Route", (), {"path": "/v1/gate"})()
+    header = tokens.headers("ci")["Authorization"].encode()
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/gate",
+        "headers": [(b"authorization", header)],
+        "route": route,
+        "client": ("127.0.0.1", 1),
+    }
+
+    async def run() -> list[float]:
+        await authorize(Request(dict(scope)))  # loads and caches the token, audits first use
+        samples = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            await authorize(Request(dict(scope)))
+            samples.append(time.perf_counter() - start)
+        return samples
+
+    try:
+        return asyncio.run(run())
+    finally:
+        db.dispose()
 
 
 if __name__ == "__main__":

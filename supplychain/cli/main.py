@@ -110,6 +110,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _migrate(settings, required=False)
     service = build_service(settings, policy_file=args.policy)
     _warn_without_db(service)
+    if not service.tokens.list():
+        log.warning(
+            "no API token exists yet: every call but /healthz, /readyz and /metrics is refused; "
+            "make the first with `supplychain tokens create --role admin --name first-admin` "
+            "(and --role ci for CI, --role auditor for history)"
+        )
     workers = settings.workers if args.workers is None else args.workers
     host, _, port = (args.listen or settings.listen).rpartition(":")
     app = create_app(service, workers=workers)
