@@ -91,6 +91,7 @@ class TokenStore:
         self.db = db
         self._key = (pepper or "").encode()
         self._lock = threading.Lock()
+        self._loading = threading.Lock()
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._uses: dict[str, tuple[float, int]] = {}
 
@@ -176,12 +177,16 @@ class TokenStore:
         with self._lock:
             cached = self._cache.get(digest)
         if cached is None or now - cached[0] > CACHE_SECONDS:
-            principal = self._load(digest)
-            if principal is None:
-                return None
-            cached = (now, principal)
-            with self._lock:
-                self._cache[digest] = cached
+            with self._loading:  # one read per token when many calls miss the cache at once
+                with self._lock:
+                    cached = self._cache.get(digest)
+                if cached is None or now - cached[0] > CACHE_SECONDS:
+                    principal = self._load(digest)
+                    if principal is None:
+                        return None
+                    cached = (time.monotonic(), principal)
+                    with self._lock:
+                        self._cache[digest] = cached
         principal = cached[1]
         if principal.expires_at is not None and principal.expires_at <= utcnow():
             return None
