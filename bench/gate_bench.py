@@ -156,7 +156,7 @@ def role_check_ab(
     log = (root / "open.log").open("ab")
     twin = subprocess.Popen(
         [sys.executable, "-c", OPEN_GATE, "serve", "--listen", f"127.0.0.1:{port}"],
-        env={**env, "SUPPLYCHAIN_WORKERS": "0"},
+        env=env,  # the same settings, one idle worker like the first server
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -178,19 +178,21 @@ def role_check_ab(
         for _ in range(3):  # warm both: token cache, first-use audit entry, connections
             session.post(f"{server.url}/v1/gate", json={"image": ref}, headers=headers, timeout=30)
             session.post(f"{url}/v1/gate", json={"image": ref}, timeout=30)
-        for _ in range(runs):
-            checked += timed(
-                lambda: session.post(
-                    f"{server.url}/v1/gate", json={"image": ref}, headers=headers, timeout=30
-                ).raise_for_status(),
-                1,
+
+        def with_check() -> None:
+            answer = session.post(
+                f"{server.url}/v1/gate", json={"image": ref}, headers=headers, timeout=30
             )
-            skipped += timed(
-                lambda: session.post(
-                    f"{url}/v1/gate", json={"image": ref}, timeout=30
-                ).raise_for_status(),
-                1,
-            )
+            answer.raise_for_status()
+
+        def without() -> None:
+            session.post(f"{url}/v1/gate", json={"image": ref}, timeout=30).raise_for_status()
+
+        for i in range(runs):  # alternate which goes first, so order effects cancel
+            first, second = (with_check, without) if i % 2 == 0 else (without, with_check)
+            one, two = timed(first, 1), timed(second, 1)
+            checked += one if first is with_check else two
+            skipped += two if first is with_check else one
     finally:
         twin.terminate()
         twin.wait(timeout=30)
