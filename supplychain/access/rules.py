@@ -38,7 +38,8 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/healthz"): OPEN,
     ("GET", "/readyz"): OPEN,
 }
-"""Roles allowed per (method, path template); ``/metrics`` follows ``SUPPLYCHAIN_METRICS_ROLE``."""
+"""Roles allowed per (method, path template); ``/metrics`` follows ``SUPPLYCHAIN_METRICS_ROLE``.
+A new route gets its line here (policy, waivers, keys: ``ADMIN``), else it is refused to all."""
 
 
 def rule_of(method: str, path: str, metrics_role: str | None) -> frozenset[str] | None:
