@@ -103,6 +103,15 @@ def _secret(var: str, value: str) -> str | None:
     return value or None
 
 
+def _keys(var: str, value: str) -> tuple[tuple[str, str], ...]:
+    """``source=key,…``: one webhook HMAC key or token per source (each at least 16 characters)."""
+    pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+    for source, sep, key in pairs:
+        if not sep or not source.strip() or len(key) < 16:
+            raise ConfigError(f"{PREFIX}{var}: want source=key pairs, keys of 16+ characters")
+    return tuple((source.strip(), key) for source, _, key in pairs)
+
+
 def _optional_float(var: str, value: str) -> float | None:
     return _float(var, value) if value else None
 
@@ -233,6 +242,12 @@ class Settings:
     """PEM certificate (chain) ``serve`` presents over HTTPS; with ``tls_key``."""
     tls_key: Path | None = None
     """PEM private key of ``tls_cert``."""
+    webhook_keys: tuple[tuple[str, str], ...] = ()
+    """Per webhook source, its own HMAC key or bearer token (``github=…,harbor=…``)."""
+    token_pepper: str | None = None
+    """Server key of the HMAC-SHA-256 under which API tokens are stored."""
+    metrics_role: str | None = None
+    """Role ``/metrics`` asks for; None: open."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -276,6 +291,11 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "admission_wait_seconds": _float,
     "tls_cert": _optional_file,
     "tls_key": _optional_file,
+    "webhook_keys": _keys,
+    "token_pepper": _secret,
+    "metrics_role": lambda var, value: (
+        _choice("", "webhook", "ci", "auditor", "admin")(var, value) or None
+    ),
 }
 
 _DEFAULTS: dict[str, str] = {
@@ -315,6 +335,9 @@ _DEFAULTS: dict[str, str] = {
     "admission_wait_seconds": "5",
     "tls_cert": "",
     "tls_key": "",
+    "webhook_keys": "",
+    "token_pepper": "",
+    "metrics_role": "",
 }
 
 

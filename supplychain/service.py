@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from supplychain.access.tokens import TokenStore
 from supplychain.config import Settings
 from supplychain.decide.decider import Decider
 from supplychain.decide.gate import Gate
@@ -45,6 +46,7 @@ class Service:
     gate: Gate
     trivy: TrivyRunner
     decider: Decider
+    tokens: TokenStore
     issuer: Issuer | None = None
 
     def worker(
@@ -142,7 +144,10 @@ def build_service(
         SignatureVerifier(client, trust_policy(settings)),
     )
     decider = Decider(policy, max_depth=settings.index_max_depth)
-    intake = Intake(db, queue, settings)
+    tokens = TokenStore(db, settings.token_pepper)
+    intake = Intake(db, queue, settings, tokens)
     gate = Gate(db, client, queue, decider, registries)
     issuer = signing_issuer(settings, client)
-    return Service(settings, db, queue, client, pipeline, intake, gate, trivy, decider, issuer)
+    return Service(
+        settings, db, queue, client, pipeline, intake, gate, trivy, decider, tokens, issuer
+    )

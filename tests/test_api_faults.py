@@ -26,10 +26,14 @@ def test_gate_answers_503_json_and_the_cli_prints_why_when_the_database_is_gone(
         with psycopg.connect(f"{PG_SERVER}/test", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         answer = requests.post(
-            f"{server.url}/v1/gate", json={"image": "127.0.0.1:9/team/app:v1"}, timeout=30
+            f"{server.url}/v1/gate",
+            json={"image": "127.0.0.1:9/team/app:v1"},
+            headers=server.auth("ci"),
+            timeout=30,
         )
         assert (answer.status_code, answer.json()) == (503, {"decision": "error", "error": DOWN})
-        cli = run_cli(["gate", "127.0.0.1:9/team/app:v1", "--server", server.url], service_env({}))
+        env = {**service_env({}), "SUPPLYCHAIN_TOKEN": server.auth("ci")["Authorization"][7:]}
+        cli = run_cli(["gate", "127.0.0.1:9/team/app:v1", "--server", server.url], env)
         assert cli.returncode == 2
         assert f"error:    gate answered HTTP 503: {DOWN}" in cli.stdout
         assert "Expecting value" not in cli.stdout + cli.stderr

@@ -118,7 +118,7 @@ def test_unknown_paths_share_one_metric_label(server: Server) -> None:
     ],
 )
 def test_huge_integers_answer_422(server: Server, path: str, where: str, limit: str) -> None:
-    answer = requests.get(f"{server.url}{path}", timeout=5)
+    answer = requests.get(f"{server.url}{path}", headers=server.auth("auditor"), timeout=5)
     problem = f"Input should be {limit}"
     assert (answer.status_code, answer.json()) == (
         422,
@@ -130,9 +130,15 @@ def test_huge_integers_answer_422(server: Server, path: str, where: str, limit: 
 
 
 def test_the_largest_valid_ids_reach_the_database(server: Server) -> None:
-    job = requests.get(f"{server.url}/v1/jobs/2147483647", timeout=5)
+    job = requests.get(
+        f"{server.url}/v1/jobs/2147483647", headers=server.auth("auditor"), timeout=5
+    )
     assert (job.status_code, job.json()) == (404, {"error": "no such job"})
-    audit = requests.get(f"{server.url}/v1/audit?after=9223372036854775807", timeout=5)
+    audit = requests.get(
+        f"{server.url}/v1/audit?after=9223372036854775807",
+        headers=server.auth("auditor"),
+        timeout=5,
+    )
     assert (audit.status_code, audit.json()) == (200, [])
 
 
@@ -140,7 +146,10 @@ def test_the_largest_valid_ids_reach_the_database(server: Server) -> None:
 def test_non_finite_waits_answer_422(server: Server, wait: str) -> None:
     body = '{"image": "127.0.0.1:9/team/app:v1", "wait": ' + wait + "}"
     answer = requests.post(
-        f"{server.url}/v1/gate", data=body, headers={"Content-Type": "application/json"}, timeout=5
+        f"{server.url}/v1/gate",
+        data=body,
+        headers={"Content-Type": "application/json", **server.auth("ci")},
+        timeout=5,
     )
     assert (answer.status_code, answer.json()) == (
         422,
@@ -176,7 +185,10 @@ def test_malformed_gate_calls_answer_4xx_json(
     server: Server, body: bytes, status: int, error: str | None
 ) -> None:
     answer = requests.post(
-        f"{server.url}/v1/gate", data=body, headers={"Content-Type": "application/json"}, timeout=5
+        f"{server.url}/v1/gate",
+        data=body,
+        headers={"Content-Type": "application/json", **server.auth("ci")},
+        timeout=5,
     )
     assert answer.status_code == status
     content = answer.json()

@@ -11,12 +11,13 @@ from supplychain.api.app import create_app
 from supplychain.evidence.database import Database
 from supplychain.service import build_service
 from tests.conftest import make_settings
+from tests.support.tokens import bearer
 
 
 @pytest.fixture
 def client(db: Database, tmp_path: Path, pg_url: str) -> TestClient:
     service = build_service(make_settings(tmp_path, pg_url, registries="127.0.0.1:5000"))
-    return TestClient(create_app(service, workers=0))
+    return TestClient(create_app(service, workers=0), headers=bearer(db, "ci", "ci"))
 
 
 @pytest.mark.parametrize(
@@ -49,6 +50,9 @@ def test_gate_reference_outside_the_grammar_is_an_error_not_an_allow(client: Tes
     "query",
     ["digest=sha256:abc", "digest=sha256:" + "A" * 64, "digest=md5:" + "a" * 32, "context=a%0Ab"],
 )
-def test_verdict_queries_with_malformed_strings_are_400(client: TestClient, query: str) -> None:
-    assert client.get(f"/v1/verdicts?{query}").status_code == 400
-    assert client.get("/v1/verdicts?digest=sha256:" + "a" * 64).json() == []
+def test_verdict_queries_with_malformed_strings_are_400(
+    client: TestClient, db: Database, query: str
+) -> None:
+    auditor = bearer(db, "auditor", "auditor")
+    assert client.get(f"/v1/verdicts?{query}", headers=auditor).status_code == 400
+    assert client.get("/v1/verdicts?digest=sha256:" + "a" * 64, headers=auditor).json() == []

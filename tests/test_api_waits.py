@@ -82,7 +82,9 @@ def test_200_waiting_gate_calls_leave_the_server_responsive(
 
         async def scenario() -> list[httpx.Response]:
             limits = httpx.Limits(max_connections=WAITERS + 10)
-            async with httpx.AsyncClient(base_url=server.url, timeout=300, limits=limits) as client:
+            async with httpx.AsyncClient(
+                base_url=server.url, timeout=300, limits=limits, headers=server.auth("ci")
+            ) as client:
                 calls = [
                     asyncio.create_task(client.post("/v1/gate", json={"image": image, "wait": 240}))
                     for _ in range(WAITERS)
@@ -140,7 +142,10 @@ def test_an_in_process_worker_wakes_its_waiter_at_once(
     with database_url(backend, tmp_path / "data") as url, serve(tmp_path, url, extra) as server:
         started = time.monotonic()
         answer = requests.post(
-            f"{server.url}/v1/gate", json={"image": image, "wait": 240}, timeout=300
+            f"{server.url}/v1/gate",
+            json={"image": image, "wait": 240},
+            headers=server.auth("ci"),
+            timeout=300,
         )
         assert (answer.status_code, answer.json()["decision"]) == (200, "allow"), answer.text
         assert time.monotonic() - started < 120

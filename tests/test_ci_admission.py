@@ -12,6 +12,7 @@ import copy
 import datetime
 import ipaddress
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from tests.conftest import TOKEN, make_settings, new_database
 from tests.support import images
 from tests.support.registry import Registry, free_port
 from tests.support.service import Process, run_cli, service_env, wait_for
+from tests.support.tokens import bearer, issue
 from tests.support.trivydb import Advisory, build_trivy_db
 
 pytestmark = pytest.mark.e2e
@@ -154,6 +156,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             }
         )
         server = f"https://127.0.0.1:{port}"
+        tokens = issue(env)
+        ci = tokens.headers("ci")
         process = Process(
             [
                 "serve",
@@ -181,7 +185,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 db,
                 server,
                 cert,
-                {**env, "SUPPLYCHAIN_SERVER": server, "SSL_CERT_FILE": str(cert)},
+                tokens.env({**env, "SUPPLYCHAIN_SERVER": server, "SSL_CERT_FILE": str(cert)}),
                 app,
                 base,
             )
@@ -189,6 +193,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 requests.post(
                     f"{server}/v1/gate",
                     json={"image": f"{registry.host}/team/{image}:v1"},
+                    headers=ci,
                     timeout=30,
                     verify=str(cert),
                 ).raise_for_status()
@@ -343,11 +348,16 @@ def _review(obj: dict[str, Any], uid: str = "705ab4f5-6393-11e8-b7cc-42010a80000
     return json.dumps(review).encode()
 
 
+def _ci(stack: Stack) -> dict[str, str]:
+    """The ``Authorization`` header the API server sends (its admission kubeconfig's token)."""
+    return {"Authorization": f"Bearer {stack.env['SUPPLYCHAIN_TOKEN']}"}
+
+
 def _post(stack: Stack, path: str, body: bytes) -> dict[str, Any]:
     response = requests.post(
         f"{stack.server}{path}",
         data=body,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **_ci(stack)},
         timeout=60,
         verify=str(stack.cert),
     )
@@ -419,7 +429,11 @@ def test_admission_allows_deletes_and_refuses_malformed_reviews(stack: Stack) ->
         _review(_workload("Pod", {"containers": "nginx"})),
     ):
         response = requests.post(
-            f"{stack.server}/v1/admission/validate", data=body, timeout=30, verify=str(stack.cert)
+            f"{stack.server}/v1/admission/validate",
+            data=body,
+            headers=_ci(stack),
+            timeout=30,
+            verify=str(stack.cert),
         )
         assert response.status_code == 400, response.text  # failurePolicy: Fail refuses it
     review = json.loads(_review(_workload("Pod", {"containers": []})))
@@ -465,14 +479,16 @@ def test_audit_mode_admits_with_warnings_but_not_when_the_gate_is_down(
     )
     app = f"{host}/team/app:v1"
     body = _review(_workload("Job", {"containers": [{"name": "a", "image": app}]}))
-    with TestClient(create_app(build_service(settings))) as client:
+    ci = bearer(stack.db, "ci", f"ci-audit-{uuid.uuid4().hex[:6]}")
+    with TestClient(create_app(build_service(settings)), headers=ci) as client:
         answer = client.post("/v1/admission/mutate", content=body).json()["response"]
     assert answer["allowed"] is True
     assert any("CVE-2018-18074" in w and "(audit)" in w for w in answer["warnings"])
     pinned = jsonpatch.JsonPatch(json.loads(base64.b64decode(answer["patch"])))
     obj = pinned.apply(json.loads(body)["request"]["object"])
     assert _images(obj) == [f"{host}/team/app@{stack.app}"]
-    # The database unreachable: no allow, in audit mode either; the gate answers no decision.
+    # The database unreachable: no allow, in audit mode either; the gate answers no decision,
+    # and the token cannot be checked: 503 (failurePolicy: Fail refuses the object).
     down = make_settings(
         tmp_path,
         f"postgresql://postgres@127.0.0.1:{free_port()}/nothing",
@@ -480,12 +496,13 @@ def test_audit_mode_admits_with_warnings_but_not_when_the_gate_is_down(
         admission_mode="audit",
     )
     base = f"{host}/team/base:v1"
-    with TestClient(create_app(build_service(down)), raise_server_exceptions=False) as client:
+    client = TestClient(create_app(build_service(down)), raise_server_exceptions=False, headers=ci)
+    with client:
         for path in ("/v1/admission/validate", "/v1/admission/mutate"):
             body = _review(_workload("Pod", {"containers": [{"name": "a", "image": base}]}))
-            answer = client.post(path, content=body).json()["response"]
-            assert answer["allowed"] is False
-            assert "could not answer" in answer["status"]["message"]
+            refused = client.post(path, content=body)
+            assert refused.status_code == 503 and "database unavailable" in refused.json()["error"]
+            assert "allowed" not in refused.text
         gate = client.post("/v1/gate", json={"image": base})
         assert gate.status_code >= 500
         assert "allow" not in gate.text

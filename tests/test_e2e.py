@@ -33,7 +33,11 @@ from tests.conftest import TOKEN, new_database
 from tests.support import images
 from tests.support.registry import Endpoint, Registry, free_port
 from tests.support.service import Server, run_cli, service_env, wait_for
+from tests.support.tokens import issue
 from tests.support.trivydb import Advisory, build_trivy_db
+
+HARBOR_KEY = "harbor-webhook-key-0123456789"
+"""Harbor's own webhook credential (SUPPLYCHAIN_WEBHOOK_KEYS): sources share no secret."""
 
 pytestmark = pytest.mark.e2e
 
@@ -97,6 +101,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "SUPPLYCHAIN_DATA_DIR": str(root / "data"),
                 "SUPPLYCHAIN_DATABASE_URL": url,
                 "SUPPLYCHAIN_WEBHOOK_TOKEN": TOKEN,
+                "SUPPLYCHAIN_WEBHOOK_KEYS": f"harbor={HARBOR_KEY}",
                 "SUPPLYCHAIN_REGISTRIES": f"{registry.host},{quiet.host}",
                 "SUPPLYCHAIN_TRIVY_CACHE_DIR": str(root / "trivy"),
                 "SUPPLYCHAIN_TRIVY_OFFLINE": "true",
@@ -104,7 +109,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "SUPPLYCHAIN_JOB_MAX_ATTEMPTS": "2",
             }
         )
-        server = Server(env, root / "server.log", port)
+        tokens = issue(env)
+        server = Server(env, root / "server.log", port, tokens=tokens)
         db = Database(url)
         try:
             server.wait_ready()
@@ -115,7 +121,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 quiet,
                 server,
                 db,
-                {**env, "SUPPLYCHAIN_SERVER": server.url},
+                tokens.env({**env, "SUPPLYCHAIN_SERVER": server.url}),
                 trivy_db,
                 app,
                 base,
@@ -243,7 +249,10 @@ def test_unscanned_image_is_pending_then_decided_with_wait(stack: Stack) -> None
     )  # pushes here send no webhook: the gate queues the scan itself
     digest = images.push(images.app_layout(), "app-deleted", f"{quiet}/team/late:v1")
     first = requests.post(
-        f"{stack.server.url}/v1/gate", json={"image": f"{quiet}/team/late:v1"}, timeout=30
+        f"{stack.server.url}/v1/gate",
+        json={"image": f"{quiet}/team/late:v1"},
+        headers=stack.server.auth("ci"),
+        timeout=30,
     )
     assert first.json()["decision"] == "pending"
     assert first.json()["digest"] == digest
@@ -370,7 +379,7 @@ def test_harbor_webhook_without_media_type_is_processed(stack: Stack) -> None:
     response = requests.post(
         f"{stack.server.url}/v1/hooks/harbor",
         json=body,
-        headers={"Authorization": f"Bearer {TOKEN}"},
+        headers={"Authorization": f"Bearer {HARBOR_KEY}"},
         timeout=10,
     )
     assert response.status_code == 202 and response.json()["accepted"] == 1

@@ -25,6 +25,7 @@ from tests.support import images
 from tests.support.advisories import URLLIB3_HIGH
 from tests.support.registry import Endpoint, Registry, free_port
 from tests.support.service import Server, run_cli, service_env, wait_for
+from tests.support.tokens import issue
 from tests.support.trivydb import build_trivy_db
 
 pytestmark = pytest.mark.e2e
@@ -60,6 +61,7 @@ def test_pipeline_verifies_signatures_and_signs_after_allow(tmp_path: Path) -> N
             "SUPPLYCHAIN_SIGN_AFTER_ALLOW": "true",
             "SUPPLYCHAIN_SIGN_MODE": "both",
         }
+        env = issue(env).env(env)  # SUPPLYCHAIN_TOKEN: a ci token for `gate`
         server = Server(env, tmp_path / "server.log", port)
         db = Database(url)
         try:

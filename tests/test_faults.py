@@ -30,6 +30,7 @@ from tests.support.claimers import double_claims
 from tests.support.proxy import TcpProxy
 from tests.support.registry import Registry
 from tests.support.service import Process, Server, run_cli, service_env, wait_for
+from tests.support.tokens import issue
 from tests.support.trivydb import build_trivy_db
 
 pytestmark = pytest.mark.e2e
@@ -251,16 +252,22 @@ def test_start_up_and_database_errors_name_their_cause(tmp_path: Path) -> None:
     with setup(tmp_path, postgres=True, proxy_db=True) as (s, _registry):
         proxy = s.db_proxy
         assert proxy is not None
+        tokens = issue(s.env)
         server = Server({**s.env, "SUPPLYCHAIN_WORKERS": "0"}, tmp_path / "server.log")
         try:
             server.wait_ready()
             assert requests.get(f"{server.url}/readyz", timeout=10).status_code == 200
             proxy.down()
             image = f"{s.registry_host}/team/a:v1"
-            answer = requests.post(f"{server.url}/v1/gate", json={"image": image}, timeout=30)
+            answer = requests.post(
+                f"{server.url}/v1/gate",
+                json={"image": image},
+                headers=tokens.headers("ci"),
+                timeout=30,
+            )
             assert answer.status_code == 503
             assert answer.json()["error"].startswith("database unavailable")
-            cli = run_cli(["gate", image, "--server", server.url], s.env, timeout=60)
+            cli = run_cli(["gate", image, "--server", server.url], tokens.env(s.env), timeout=60)
             assert cli.returncode == 2 and "database unavailable" in cli.stdout, cli.stdout
             ready = requests.get(f"{server.url}/readyz", timeout=30)
             assert ready.status_code == 503

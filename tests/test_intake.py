@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from supplychain.access.tokens import TokenStore
 from supplychain.evidence.database import Database
 from supplychain.evidence.models import AuditEntry, Job, TagEvent, WebhookDelivery
 from supplychain.intake.webhooks import Intake
@@ -54,7 +55,7 @@ def envelope(*events: dict[str, Any]) -> bytes:
 @pytest.fixture
 def intake(db: Database, tmp_path: Path, pg_url: str) -> Intake:
     settings = make_settings(tmp_path, pg_url, registries=REGISTRY)
-    return Intake(db, JobQueue(db), settings)
+    return Intake(db, JobQueue(db), settings, TokenStore(db, None))
 
 
 def headers(token: str | None = TOKEN) -> dict[str, str]:
@@ -174,12 +175,13 @@ def test_host_outside_the_allowlist_is_refused_and_nothing_queued(
         assert session.scalars(select(AuditEntry.action)).all() == ["webhook.refused"]
 
 
-def test_webhooks_are_refused_when_no_token_is_configured(
+def test_webhooks_are_refused_when_no_credential_is_configured(
     db: Database, tmp_path: Path, pg_url: str
 ) -> None:
     settings = make_settings(tmp_path, pg_url, registries=REGISTRY, webhook_token="")
-    result = Intake(db, JobQueue(db), settings).receive(
+    result = Intake(db, JobQueue(db), settings, TokenStore(db, None)).receive(
         "distribution", headers(), envelope(event())
     )
-    assert result.status == 503
+    assert result.status == 401
+    assert "tokens create --role webhook --source distribution" in result.message
     assert count(db, WebhookDelivery) == 0

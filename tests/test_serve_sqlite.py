@@ -16,6 +16,7 @@ from tests.support import images
 from tests.support.advisories import URLLIB3_HIGH
 from tests.support.registry import Endpoint, Registry, free_port
 from tests.support.service import Server, run_cli, service_env, wait_for
+from tests.support.tokens import issue
 from tests.support.trivydb import build_trivy_db
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +40,8 @@ def test_serve_migrates_sqlite_and_runs_the_pipeline(tmp_path: Path) -> None:
                 "SUPPLYCHAIN_TRIVY_OFFLINE": "true",
             }
         )
-        server = Server(env, tmp_path / "server.log", port)
+        tokens = issue(env)  # before serve first starts: the CLI's way of bootstrapping
+        server = Server(env, tmp_path / "server.log", port, tokens=tokens)
         try:
             server.wait_ready()
             assert (tmp_path / "data" / "supplychain.db").is_file()
@@ -55,7 +57,9 @@ def test_serve_migrates_sqlite_and_runs_the_pipeline(tmp_path: Path) -> None:
             with db.session() as session:
                 found = session.execute(select(Finding.vuln_id, Finding.severity)).all()
             assert found == [("CVE-2019-11324", "HIGH")]
-            gate = run_cli(["gate", f"{registry.host}/team/tiny:v1", "--server", server.url], env)
+            gate = run_cli(
+                ["gate", f"{registry.host}/team/tiny:v1", "--server", server.url], tokens.env(env)
+            )
             assert gate.returncode == 0, gate.stdout
             assert f"{registry.host}/team/tiny@{digest}" in gate.stdout
             metrics = requests.get(f"{server.url}/metrics", timeout=5).text

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,11 +26,13 @@ from sqlalchemy import select, text
 from registry_hooks import ADAPTERS
 from registry_hooks.grammar import GrammarError, check_text, valid_digest
 from supplychain import __version__
+from supplychain.access.rules import authorizer
 from supplychain.api.accesslog import AccessLog
 from supplychain.api.admission import admission_router
 from supplychain.api.bodylimit import BodyLimit, BodyTooLarge
 from supplychain.api.errors import GATE_PATH, install_error_handlers
 from supplychain.api.routemetrics import RouteMetrics
+from supplychain.api.tokens import tokens_router
 from supplychain.api.waits import MAX_WAIT, Waits
 from supplychain.evidence import models
 from supplychain.intake.webhooks import MAX_BODY as MAX_HOOK_BODY
@@ -115,12 +117,20 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
             await poller
         await run_in_threadpool(pool.shutdown, settings.shutdown_grace_seconds)
 
-    app = FastAPI(title="supplychain", version=__version__, lifespan=lifespan)
+    authorize = authorizer(service.tokens, settings.metrics_role)
+    app = FastAPI(
+        title="supplychain",
+        version=__version__,
+        lifespan=lifespan,
+        dependencies=[Depends(authorize)],
+        openapi_url=None,  # no route outside the access rules
+    )
     app.add_middleware(AccessLog)
     app.add_middleware(BodyLimit, limit_for=body_limit)
     app.add_middleware(RouteMetrics)
     install_error_handlers(app)
     app.include_router(admission_router(service))
+    app.include_router(tokens_router(service.tokens))
 
     @app.post(f"{HOOKS_PATH}{{source}}", status_code=202)
     async def hook(source: str, request: Request) -> JSONResponse:

@@ -24,7 +24,12 @@ EXIT = {"allow": 0, "deny": 1}
 """Exit codes: allow 0, deny 1, anything else (pending, timeout, error) 2."""
 EXIT_OTHER = 2
 CORE_COMMANDS = frozenset({"serve", "worker", "db", "gate", "scan"})
-EXTENSIONS = ("supplychain.cli.sbom", "supplychain.cli.signing", "supplychain.cli.vulndb")
+EXTENSIONS = (
+    "supplychain.cli.sbom",
+    "supplychain.cli.signing",
+    "supplychain.cli.vulndb",
+    "supplychain.cli.tokens",
+)
 """Modules adding subcommands with ``add_parser(subparsers)``."""
 MAX_ANSWER = 4 * 1024 * 1024
 OUTPUTS = ("table", "json", "sarif", "junit", "markdown")
@@ -106,6 +111,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _migrate(settings, required=False)
     service = build_service(settings, policy_file=args.policy)
     _warn_without_db(service)
+    if not service.tokens.list():
+        log.warning(
+            "no API token exists yet: every call but /healthz, /readyz and /metrics is refused; "
+            "make the first with `supplychain tokens create --role admin --name first-admin` "
+            "(and --role ci for CI, --role auditor for history)"
+        )
     workers = settings.workers if args.workers is None else args.workers
     host, _, port = (args.listen or settings.listen).rpartition(":")
     app = create_app(service, workers=workers)
@@ -163,7 +174,9 @@ def _print_answer(answer: dict[str, Any], output: str) -> None:
     sys.stdout.write(render(answer, output))
 
 
-def _post_json(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _post_json(
+    url: str, body: dict[str, Any], timeout: float, token: str | None = None
+) -> dict[str, Any]:
     """POST JSON; the answer as a dict, and any non-2xx answer as ``decision: error``.
 
     Standard library only: `supplychain gate` runs on every deploy, and importing requests alone
@@ -173,6 +186,8 @@ def _post_json(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]
     import urllib.request
 
     headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")  # noqa: S310 - caller checks http(s)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
@@ -212,11 +227,22 @@ def cmd_gate(args: argparse.Namespace) -> int:
         body["platform"] = args.platform
     timeout = (args.wait if args.wait is not None else 600) + 30
     try:
-        answer = _post_json(f"{server.rstrip('/')}/v1/gate", body, timeout)
+        token = _token(args.token_file)
+        answer = _post_json(f"{server.rstrip('/')}/v1/gate", body, timeout, token)
     except (OSError, ValueError) as exc:
         answer = {"decision": "error", "error": f"gate unreachable or bad answer: {exc}"}
     _print_answer(answer, args.output)
     return EXIT.get(str(answer.get("decision")), EXIT_OTHER)
+
+
+def _token(token_file: Path | None) -> str | None:
+    """The API token: ``--token-file``'s first line, else ``SUPPLYCHAIN_TOKEN``."""
+    if token_file is None:
+        return os.environ.get("SUPPLYCHAIN_TOKEN", "").strip() or None
+    try:
+        return token_file.read_text(encoding="utf-8").strip().splitlines()[0].strip() or None
+    except (OSError, UnicodeDecodeError, IndexError):
+        raise ValueError(f"--token-file {token_file}: unreadable or empty") from None
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -278,6 +304,11 @@ def parser(*, extensions: bool = True) -> argparse.ArgumentParser:
             )
             command.add_argument(
                 "--wait", type=float, help="seconds to wait while pending (default: the server's)"
+            )
+            command.add_argument(
+                "--token-file",
+                type=Path,
+                help="file holding the ci token (default SUPPLYCHAIN_TOKEN)",
             )
     if extensions:
         for module in EXTENSIONS:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from registry_hooks import ADAPTERS, HookAdapter, HookError, PushEvent
+from registry_hooks.auth import BearerTokenAuth, bearer_token
+from supplychain.access.tokens import TokenStore
 from supplychain.config import Settings
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit, insert_ignore
@@ -26,6 +28,7 @@ from supplychain.queue.jobs import JobQueue
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+HOOKS_ROUTE = "/v1/hooks/{source}"
 COSIGN_TAG = re.compile(r"^sha256-[a-f0-9]{64}(\.(sig|att|sbom))?$")
 """Tags of cosign's storage scheme and of the OCI referrers tag-schema fallback."""
 
@@ -76,10 +79,29 @@ def _delivery(
 class Intake:
     """Receives webhook requests for every adapter."""
 
-    def __init__(self, db: Database, queue: JobQueue, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, queue: JobQueue, settings: Settings, tokens: TokenStore
+    ) -> None:
         self.db = db
         self.queue = queue
         self.settings = settings
+        self.tokens = tokens
+        self.keys = dict(settings.webhook_keys)
+        if settings.webhook_token and "distribution" not in self.keys:
+            self.keys["distribution"] = settings.webhook_token  # the former shared token
+
+    def _sender(self, adapter: HookAdapter, headers: Mapping[str, str], body: bytes) -> str | None:
+        """Who sent the request: the source's configured key, or a ``webhook`` token issued for
+        this very source; None when neither proves it."""
+        key = self.keys.get(adapter.name)
+        if key is not None and adapter.authenticate(headers, body, key):
+            return adapter.name
+        token = bearer_token(headers) if isinstance(adapter, BearerTokenAuth) else None
+        principal = self.tokens.check(token) if token else None
+        if principal is None or principal.role != "webhook" or principal.source != adapter.name:
+            return None
+        self.tokens.used(principal, f"POST {HOOKS_ROUTE}")
+        return principal.name
 
     def receive(
         self,
@@ -92,13 +114,17 @@ class Intake:
         adapter = ADAPTERS.get(source)
         if adapter is None:
             return IntakeResult(404, f"no webhook adapter named {source!r}")
-        if not self.settings.webhook_token:
-            return IntakeResult(503, "webhooks are disabled: SUPPLYCHAIN_WEBHOOK_TOKEN is not set")
-        if not adapter.authenticate(headers, body, self.settings.webhook_token):
+        if self._sender(adapter, headers, body) is None:
             log.warning(
                 "webhook refused: bad credentials", extra={"source": source, "remote": remote_addr}
             )
-            return IntakeResult(401, "missing or wrong credentials")
+            self.tokens.refused(f"remote:{remote_addr}", f"POST {HOOKS_ROUTE}", "bad credentials")
+            return IntakeResult(
+                401,
+                f"missing or wrong credentials: send a webhook token made for source {source!r} "
+                f"(supplychain tokens create --role webhook --source {source}) or set its key "
+                "in SUPPLYCHAIN_WEBHOOK_KEYS",
+            )
         if len(body) > MAX_BODY:
             return IntakeResult(413, f"body over {MAX_BODY} bytes")
         content_type = headers.get("content-type")

@@ -14,6 +14,7 @@ from typing import Any
 
 from tests.conftest import TOKEN, new_database
 from tests.support.service import Server, service_env
+from tests.support.tokens import issue
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -41,7 +42,7 @@ def serve(tmp: Path, url: str, extra: Mapping[str, str] | None = None) -> Iterat
             **(extra or {}),
         }
     )
-    server = Server(env, tmp / "server.log")
+    server = Server(env, tmp / "server.log", tokens=issue(env))
     try:
         server.wait_ready()
         yield server

@@ -10,10 +10,14 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 
 from tests.support.registry import free_port
+
+if TYPE_CHECKING:
+    from tests.support.tokens import Tokens
 
 SUPPLYCHAIN = [sys.executable, "-m", "supplychain.cli"]
 
@@ -60,10 +64,24 @@ class Process:
 class Server(Process):
     """``supplychain serve`` on a free loopback port."""
 
-    def __init__(self, env: Mapping[str, str], log: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log: Path,
+        port: int | None = None,
+        *,
+        tokens: Tokens | None = None,
+    ) -> None:
+        self.tokens = tokens
+        """The tokens made for this server's database, when the test made some."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(["serve", "--listen", f"127.0.0.1:{self.port}"], env, log)
+
+    def auth(self, role: str) -> dict[str, str]:
+        """The ``Authorization`` header of this server's token of ``role``."""
+        assert self.tokens is not None, "make the server with tokens=issue(env)"
+        return self.tokens.headers(role)
 
     def wait_ready(self, timeout: float = 60) -> None:
         wait_for(
