@@ -25,7 +25,12 @@ EXIT = {"allow": 0, "deny": 1}
 """Exit codes: allow 0, deny 1, anything else (pending, timeout, error) 2."""
 EXIT_OTHER = 2
 CORE_COMMANDS = frozenset({"serve", "worker", "db", "gate", "scan"})
-EXTENSIONS = ("supplychain.cli.sbom", "supplychain.cli.signing", "supplychain.cli.vulndb")
+EXTENSIONS = (
+    "supplychain.cli.sbom",
+    "supplychain.cli.signing",
+    "supplychain.cli.vulndb",
+    "supplychain.cli.policy",
+)
 """Modules adding subcommands with ``add_parser(subparsers)``."""
 MAX_ANSWER = 4 * 1024 * 1024
 OUTPUTS = ("table", "json", "sarif", "junit", "markdown")
