@@ -84,6 +84,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
                 return EXIT_OTHER
             decider = Decider(policy, max_depth=settings.index_max_depth)
             verdict = decider.verdict(session, image, platform=args.platform, now=args.at)
+            label = f"{image.host}/{image.repository}@{image.digest}"
             session.rollback()  # read only: nothing this command does is recorded
     except ReferenceError as exc:
         print(f"supplychain: policy test: {exc}", file=sys.stderr)
@@ -92,7 +93,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
         db.dispose()
     _print(
         {
-            "image": f"{image.host}/{image.repository}@{image.digest}",
+            "image": label,
             "decision": verdict.decision,
             "reasons": list(verdict.reasons),
             "policy": {"name": verdict.policy, "digest": verdict.policy_digest},
