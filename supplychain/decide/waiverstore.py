@@ -133,7 +133,7 @@ def listing(session: Session, *, revoked: bool = False) -> list[dict[str, Any]]:
 
 def revoke(session: Session, waiver_id: int, actor: str, now: datetime) -> dict[str, Any]:
     """Revoke a waiver (audited); :class:`WaiverError` when there is no such live waiver."""
-    row = session.get(models.Waiver, waiver_id)
+    row = session.get(models.Waiver, waiver_id, with_for_update=True)  # one revoker wins
     if row is None or row.revoked_at is not None:
         raise WaiverError(f"no live waiver {waiver_id}")
     row.revoked_at, row.revoked_by = now, actor
