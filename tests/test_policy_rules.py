@@ -358,3 +358,31 @@ def test_a_waiver_allows_until_it_expires_in_gate_rematch_and_cli(
         assert session.scalar(select(func.count()).select_from(models.Verdict)) == before
     time.sleep(max(0.0, (expires - utcnow()).total_seconds()) + 0.05)
     assert _three(world, monkeypatch, capsys) == ("deny", "deny", "deny")
+
+
+def test_waivers_by_rule_and_package_scoped_to_the_digest(world: World) -> None:
+    text = rules(
+        severities=[],
+        signatures={"required": 2, "signers": [{"key": world.key_a}, {"key": world.key_b}]},
+        packages=[{"purl": "pkg:pypi/requests"}],
+    )
+    policy = read_policy(policy_file(world.tmp, text))
+    now = utcnow()
+    expires = now + timedelta(hours=1)
+    with world.service.db.session(write=True) as session:
+        for what in ({"rule": "signatures"}, {"package": "requests"}):
+            request = WaiverRequest(
+                "bob", "second signer onboarding", "SEC-2", expires, world.app.digest, **what
+            )
+            create(session, request, "bob", now)
+    with world.service.db.session() as session:
+        rows = {i.repository: i for i in session.scalars(select(models.Image))}
+        app = world.service.decider.load(session, rows["team/app"])
+        secret = world.service.decider.load(session, rows["team/secret"])
+    assert isinstance(app, ImageFacts) and isinstance(secret, ImageFacts)
+    assert decide(world.app, policy, now).details["rules"] == ["packages", "signatures"]
+    waived = decide(app, policy, now)
+    assert waived.decision == "allow"
+    assert sum(r.startswith("waived by waiver") for r in waived.reasons) == 2
+    assert decide(app, policy, expires).details["rules"] == ["packages", "signatures"]
+    assert decide(secret, policy, now).details["rules"] == ["signatures"]  # other digest
