@@ -314,6 +314,9 @@ class Policy(ABC):
     """Decides allow, deny or pending from evidence."""
 
     name: str
+    every_platform: bool = False
+    """True: an image index passes only when every platform image passes, even when the caller
+    names the platform it deploys; False: the deployed platform's image must pass."""
 
     @property
     @abstractmethod

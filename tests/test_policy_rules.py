@@ -21,9 +21,10 @@ import pytest
 from sqlalchemy import func, select
 
 from supplychain.cli.main import main
+from supplychain.decide.decider import Decider
 from supplychain.decide.decision import ImageFacts, decide
 from supplychain.decide.policyfile import read_policy
-from supplychain.decide.waiverstore import WaiverRequest, create
+from supplychain.decide.waiverstore import WaiverRequest, create, revoke
 from supplychain.evidence import models
 from supplychain.evidence.database import Database
 from supplychain.evidence.models import utcnow
@@ -103,6 +104,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Wor
             service, registry.host, app_facts, secret_facts,
             key_id(key_a.public_key()), key_id(key_b.public_key()), tmp, pg_url,
         )  # fmt: skip
+        service.db.dispose()
 
 
 def policy_file(tmp: Path, text: str, name: str = "policy.yaml") -> Path:
@@ -370,11 +372,15 @@ def test_waivers_by_rule_and_package_scoped_to_the_digest(world: World) -> None:
     now = utcnow()
     expires = now + timedelta(hours=1)
     with world.service.db.session(write=True) as session:
-        for what in ({"rule": "signatures"}, {"package": "requests"}):
-            request = WaiverRequest(
-                "bob", "second signer onboarding", "SEC-2", expires, world.app.digest, **what
+        made = [
+            create(
+                session,
+                WaiverRequest("bob", "onboarding", "SEC-2", expires, world.app.digest, **what),
+                "bob",
+                now,
             )
-            create(session, request, "bob", now)
+            for what in ({"rule": "signatures"}, {"package": "requests"})
+        ]
     with world.service.db.session() as session:
         rows = {i.repository: i for i in session.scalars(select(models.Image))}
         app = world.service.decider.load(session, rows["team/app"])
@@ -386,3 +392,41 @@ def test_waivers_by_rule_and_package_scoped_to_the_digest(world: World) -> None:
     assert sum(r.startswith("waived by waiver") for r in waived.reasons) == 2
     assert decide(app, policy, expires).details["rules"] == ["packages", "signatures"]
     assert decide(secret, policy, now).details["rules"] == ["signatures"]  # other digest
+    with world.service.db.session(write=True) as session:
+        for waiver in made:
+            revoke(session, int(waiver["id"]), "bob", utcnow())
+
+
+def test_every_platform_or_the_deployed_platform(world: World) -> None:
+    layout = images.index_layout(world.tmp / "multi", {"linux/amd64": "app", "linux/arm64": "base"})
+    images.push(layout, "multi", f"{world.host}/team/multi:multi")
+    ref = f"{world.host}/team/multi:multi"
+    world.service.gate.decide(ref)  # queues the index, which queues its platform images
+    worker = world.service.worker("test")
+    while worker.run_once():
+        pass
+    with world.service.db.session() as session:
+        index = session.scalars(
+            select(models.Image).where(
+                models.Image.repository == "team/multi", models.Image.expanded_at.is_not(None)
+            )
+        ).one()
+        facts = world.service.decider.load(session, index)
+    deployed = read_policy(policy_file(world.tmp, rules(severities=["CRITICAL"])))
+    every = json.dumps(
+        {
+            "apiVersion": "supplychain.dev/v1",
+            "platforms": "all",
+            "rules": {"severities": ["CRITICAL"]},
+        }
+    )
+    every_platform = read_policy(policy_file(world.tmp, every, "every.yaml"))
+    now = utcnow()
+    assert Decider(deployed).decide(facts, platform="linux/arm64", now=now).decision == "allow"
+    assert Decider(deployed).decide(facts, platform="linux/amd64", now=now).decision == "deny"
+    verdict = Decider(every_platform).decide(facts, platform="linux/arm64", now=now)
+    assert verdict.decision == "deny"
+    assert any(
+        r.startswith("linux/amd64: [severity] CRITICAL CVE-2018-18074") for r in verdict.reasons
+    )
+    assert deployed.digest != every_platform.digest

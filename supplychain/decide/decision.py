@@ -93,7 +93,10 @@ def _pending(policy: Policy, now: datetime) -> Verdict:
 def decide_index(
     facts: IndexFacts, policy: Policy, now: datetime, *, platform: str | None = None
 ) -> Verdict:
-    """The verdict on an image index from its own entries; ``platform`` limits it to one."""
+    """The verdict on an image index from its own entries; ``platform`` limits it to one
+    (unless the policy says every platform must pass)."""
+    if policy.every_platform:
+        platform = None
     if facts.error:
         return _verdict("deny", [f"image index {facts.digest}: {facts.error}"], policy, now)
     if not facts.expanded:

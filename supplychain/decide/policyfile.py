@@ -231,10 +231,13 @@ def read_policy(path: Path) -> ScopedPolicy:
         raise reader.fail(root, "(top)", "must be a mapping")
     if not any(k.value == "apiVersion" for k, _ in root.value):
         return _old_format(reader, root)
-    spec = reader.mapping(root, "", {"apiVersion", "name", "rules", "scopes"})
+    spec = reader.mapping(root, "", {"apiVersion", "name", "platforms", "rules", "scopes"})
     if reader.text(spec["apiVersion"], "apiVersion") != API_VERSION:
         raise reader.fail(spec["apiVersion"], "apiVersion", f"must be {API_VERSION}")
     name = reader.text(spec["name"], "name") if "name" in spec else "custom"
+    platforms = reader.text(spec["platforms"], "platforms") if "platforms" in spec else "deployed"
+    if platforms not in ("all", "deployed"):
+        raise reader.fail(spec["platforms"], "platforms", "must be all or deployed")
     default = reader.rules(spec["rules"], "rules", RuleSet()) if "rules" in spec else RuleSet()
     scopes: list[Scope] = []
     for i, item in enumerate(reader.seq(spec["scopes"], "scopes") if "scopes" in spec else []):
@@ -247,7 +250,10 @@ def read_policy(path: Path) -> ScopedPolicy:
     canonical = {
         "apiVersion": API_VERSION,
         "name": name,
+        "platforms": platforms,
         "rules": asdict(default),
         "scopes": [{"match": s.pattern, "rules": asdict(s.rules)} for s in scopes],
     }
-    return ScopedPolicy(name, default, tuple(scopes), canonical=canonical)
+    policy = ScopedPolicy(name, default, tuple(scopes), canonical=canonical)
+    policy.every_platform = platforms == "all"
+    return policy
