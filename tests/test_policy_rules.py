@@ -28,7 +28,7 @@ from supplychain.decide.waiverstore import WaiverRequest, create, revoke
 from supplychain.evidence import models
 from supplychain.evidence.database import Database
 from supplychain.evidence.models import utcnow
-from supplychain.interface import ImageTarget, PolicyError
+from supplychain.interface import ImageTarget, PolicyError, SignatureEvidence
 from supplychain.rematch.run import Rematcher, TrivySbomMatcher
 from supplychain.service import Service, build_service
 from supplychain.signatures import KeyFileSigner, attest_image, generate_key, public_pem, sign_image
@@ -39,6 +39,7 @@ from tests.conftest import make_settings, truncate
 from tests.support import images
 from tests.support.registry import Registry
 from tests.support.trivydb import Advisory
+from tests.test_keyless import IDENTITY, ISSUER, private_sigstore
 from tests.test_vuln_scan import BASE_ADVISORIES, NEW_ADVISORY, UPDATED, install_db, secret_layout
 
 ALIAS = "GHSA-x84v-xcm2-53pg"
@@ -430,3 +431,30 @@ def test_every_platform_or_the_deployed_platform(world: World) -> None:
         r.startswith("linux/amd64: [severity] CRITICAL CVE-2018-18074") for r in verdict.reasons
     )
     assert deployed.digest != every_platform.digest
+
+
+def test_keyless_signers_exact_and_regexp(
+    world: World, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A keyless signature verified for real against a private Sigstore (fake Fulcio and Rekor:
+    the public ones are unreachable here), its signer as the verifier reports it."""
+    sigstore = private_sigstore(tmp_path_factory)
+    result = sigstore.verify(sigstore.sign())
+    assert result.verified and result.signer
+    found = SignatureEvidence("cosign-tag", "ref", world.app.digest, True, "ok", result.signer)
+    facts = replace(world.app, evidence=replace(world.app.evidence, signatures=(found,)))
+
+    def with_signer(**signer: str) -> str:
+        return rules(severities=[], signatures={"signers": [signer]})
+
+    def decision(text: str) -> str:
+        return decide(facts, read_policy(policy_file(world.tmp, text)), utcnow()).decision
+
+    assert decision(with_signer(subject=IDENTITY, issuer=ISSUER)) == "allow"
+    assert (
+        decision(with_signer(subject_regexp=r"https://github\.com/acme/.+", issuer=ISSUER))
+        == "allow"
+    )
+    assert decision(with_signer(subject=IDENTITY, issuer="https://evil.example")) == "deny"
+    assert decision(with_signer(subject_regexp=r"https://github\.com/acme")) == "deny"  # full match
+    assert decision(with_signer(key=world.key_a)) == "deny"
