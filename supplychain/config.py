@@ -143,6 +143,8 @@ class Settings:
     """SQLAlchemy URL; default ``sqlite:///<data_dir>/supplychain.db``."""
     webhook_token: str | None
     """Bearer token registries must send; webhooks are refused when unset."""
+    admin_token: str | None
+    """Bearer token for the API's writes (waivers); they are refused when unset."""
     registries: frozenset[str]
     """Allowlist of registry hosts we pull from."""
     insecure_registries: frozenset[str]
@@ -373,6 +375,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     token = raw.get("webhook_token") or None
     if token is not None and len(token) < 16:
         raise ConfigError(f"{PREFIX}WEBHOOK_TOKEN: must be at least 16 characters")
+    admin_token = raw.get("admin_token") or None
+    if admin_token is not None and len(admin_token) < 16:
+        raise ConfigError(f"{PREFIX}ADMIN_TOKEN: must be at least 16 characters")
     listen = raw["listen"]
     if not re.match(r"^[\w.\-\[\]:]+:\d{1,5}$", listen):
         raise ConfigError(f"{PREFIX}LISTEN: {listen!r} is not host:port")
@@ -416,6 +421,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         database_url=database_url,
         webhook_token=token,
+        admin_token=admin_token,
         trivy_path=raw.get("trivy_path") or None,
         trivy_cache_dir=Path(raw.get("trivy_cache_dir") or data_dir / "trivy"),
         listen=listen,

@@ -261,7 +261,7 @@ def test_the_most_specific_scope_wins(world: World) -> None:
 
 def test_old_format_still_works_with_a_deprecation(world: World) -> None:
     old = policy_file(world.tmp, "deny_severities: [HIGH]\nrequire_signature: true\n", "old.yaml")
-    with pytest.warns(DeprecationWarning, match="old.yaml: policy without apiVersion"):
+    with pytest.warns(FutureWarning, match="old.yaml: policy without apiVersion"):
         policy = read_policy(old)
     assert decide(world.app, policy, utcnow()).decision == "deny"
     assert decide(world.secret, policy, utcnow()).reasons[-1].endswith("required signers verified")

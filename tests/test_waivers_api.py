@@ -20,6 +20,8 @@ from supplychain.service import build_service
 from tests.conftest import make_settings, truncate
 
 DIGEST = "sha256:" + "ab" * 32
+ADMIN = "admin-token-for-waiver-tests"
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -37,8 +39,8 @@ def client(url: str, tmp_path: Path) -> Iterator[TestClient]:
         database = Database(url)
         database.upgrade()
     database.dispose()
-    service = build_service(make_settings(tmp_path, url))
-    with TestClient(create_app(service, workers=0)) as test_client:
+    service = build_service(make_settings(tmp_path, url, admin_token=ADMIN))
+    with TestClient(create_app(service, workers=0), headers=AUTH) as test_client:
         yield test_client
     service.db.dispose()
 
@@ -76,6 +78,27 @@ def test_a_bad_waiver_is_refused_and_nothing_is_recorded(
     assert message in answer.text
     assert client.get("/v1/waivers").json() == []
     assert [e for e in client.get("/v1/audit").json() if e["action"].startswith("waiver")] == []
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-wrong-token", ADMIN])
+def test_writes_need_the_admin_token(client: TestClient, authorization: str | None) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    client.headers.pop("Authorization")
+    assert client.post("/v1/waivers", json=body(), headers=headers).status_code == 401
+    assert client.delete("/v1/waivers/1", headers=headers).status_code == 401
+    assert client.get("/v1/waivers").json() == []  # reading needs no token
+
+
+def test_without_an_admin_token_writes_are_refused(url: str, tmp_path: Path) -> None:
+    if url.startswith("sqlite"):
+        database = Database(url)
+        database.upgrade()
+        database.dispose()
+    service = build_service(make_settings(tmp_path, url))
+    with TestClient(create_app(service, workers=0), headers=AUTH) as client:
+        answer = client.post("/v1/waivers", json=body())
+    service.db.dispose()
+    assert answer.status_code == 403 and "no admin token configured" in answer.text
 
 
 def test_create_list_revoke_are_audited(client: TestClient) -> None:

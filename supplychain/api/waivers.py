@@ -1,7 +1,12 @@
-"""``/v1/waivers``: create (POST), list (GET) and revoke (DELETE) waivers, each change audited."""
+"""``/v1/waivers``: create (POST), list (GET) and revoke (DELETE) waivers, each change audited.
+
+A waiver turns a deny into an allow, so writes need ``Authorization: Bearer <admin token>``
+(compared in constant time) and are refused outright while no admin token is configured.
+"""
 
 from __future__ import annotations
 
+import hmac
 from datetime import datetime
 from typing import Any
 
@@ -36,11 +41,22 @@ class WaiverBody(BaseModel):
 def waivers_router(service: Service) -> APIRouter:
     """The waiver routes on ``service``'s database."""
     router = APIRouter()
+    token = service.settings.admin_token
+
+    def authorize(authorization: str | None) -> None:
+        if token is None:
+            raise HTTPException(403, "waiver changes are disabled: no admin token configured")
+        given = (authorization or "").encode()
+        if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+            raise HTTPException(401, "admin token required")
 
     @router.post("/v1/waivers", status_code=201)
     def create_waiver(
-        body: WaiverBody, actor: str = Header(default="api", max_length=255)
+        body: WaiverBody,
+        actor: str = Header(default="api", max_length=255),
+        authorization: str | None = Header(default=None, max_length=1024),
     ) -> dict[str, Any]:
+        authorize(authorization)
         try:
             with service.db.session(write=True) as session:
                 return create(session, WaiverRequest(**body.model_dump()), actor, models.utcnow())
@@ -56,7 +72,9 @@ def waivers_router(service: Service) -> APIRouter:
     def revoke_waiver(
         waiver_id: int = Path(ge=1, le=MAX_WAIVER_ID),
         actor: str = Header(default="api", max_length=255),
+        authorization: str | None = Header(default=None, max_length=1024),
     ) -> dict[str, Any]:
+        authorize(authorization)
         try:
             with service.db.session(write=True) as session:
                 return revoke(session, waiver_id, actor, models.utcnow())

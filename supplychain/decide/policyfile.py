@@ -200,7 +200,7 @@ def _old_format(reader: _Reader, root: yaml.Node) -> RulesPolicy:
     warnings.warn(
         f"{reader.path}: policy without apiVersion is the deprecated old format; "
         f"add 'apiVersion: {API_VERSION}' and move its keys under 'rules' (see docs/policy.md)",
-        DeprecationWarning,
+        FutureWarning,  # shown to users by default, unlike DeprecationWarning
         stacklevel=3,
     )
     age = spec.get("max_db_age_hours")
