@@ -128,7 +128,7 @@ class ScopedPolicy(Policy):
         }
         waived = [f"waived by {describe(w)}" for w in used]
         if found:
-            reasons = [f"[{v.rule}] {v.text}" for v in found]
+            reasons = [v.text for v in found]
             if len(reasons) > MAX_REASONS:
                 reasons = [*reasons[:MAX_REASONS], f"… and {len(reasons) - MAX_REASONS} more"]
             return self._verdict("deny", [*reasons, *waived], now, details)
