@@ -131,6 +131,10 @@ class Finding:
     """Layer the package came from."""
     aliases: tuple[str, ...] = ()
     """Other ids of the same advisory (GHSA, DSA …): a VEX statement may name any of them."""
+    cvss_score: float | None = None
+    """The highest CVSS base score any source gives (None when none does)."""
+    kind: str = "vulnerability"
+    """``vulnerability``, or ``secret`` for a secret found in a layer's file."""
     vex_status: str | None = None
     """What a VEX statement says of this finding (``not_affected``…); None when none applies.
     Set only by the decision (:func:`supplychain.decide.decision.decide`), never stored."""
@@ -154,6 +158,8 @@ class ScanResult:
     """Findings, one per (advisory, package)."""
     report: bytes = b""
     """The scanner's raw report."""
+    scanned_at: datetime | None = None
+    """When the scan finished (as recorded; None before it is recorded)."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,34 @@ class SignatureEvidence:
 
 
 @dataclass(frozen=True)
+class Waiver:
+    """An accepted exception to the policy, until it expires."""
+
+    id: int
+    """Its id."""
+    digest: str | None
+    """The image digest it is scoped to (this or ``repository``)."""
+    repository: str | None
+    """A ``registry/repository`` glob pattern it is scoped to (this or ``digest``)."""
+    cve: str | None
+    """The advisory id (or alias) it waives (one of ``cve``, ``package``, ``rule``)."""
+    package: str | None
+    """The package name it waives."""
+    rule: str | None
+    """The policy rule it waives (e.g. ``signatures``)."""
+    owner: str
+    """Who owns the risk."""
+    reason: str
+    """Why it is accepted."""
+    ticket: str
+    """The tracking ticket."""
+    expires_at: datetime
+    """It stops applying at this instant."""
+    justification: str | None = None
+    """Optional VEX justification (e.g. ``vulnerable_code_not_in_execute_path``)."""
+
+
+@dataclass(frozen=True)
 class Evidence:
     """Everything the policy sees about one image."""
 
@@ -195,6 +229,15 @@ class Evidence:
     """Scan, or None when the image is not (yet) scanned."""
     signatures: tuple[SignatureEvidence, ...] = ()
     """Signatures and attestations found."""
+    subject: str | None = None
+    """``registry/repository`` the image was recorded under (scopes policy rules and waivers)."""
+    digest: str | None = None
+    """The image manifest's digest (waivers may be scoped to it)."""
+    components: tuple[Component, ...] = ()
+    """The packages of its SBOM as recorded (forbidden-package rules read them)."""
+    waivers: tuple[Waiver, ...] = ()
+    """Waivers recorded for this image, revoked ones left out; the policy compares expiry
+    with the decision's time."""
 
 
 @dataclass(frozen=True)
@@ -276,6 +319,9 @@ class Policy(ABC):
     """Decides allow, deny or pending from evidence."""
 
     name: str
+    every_platform: bool = False
+    """True: an image index passes only when every platform image passes, even when the caller
+    names the platform it deploys; False: the deployed platform's image must pass."""
 
     @property
     @abstractmethod

@@ -133,8 +133,12 @@ def build_service(
         offline=settings.trivy_offline,
         timeout=settings.trivy_timeout,
     )
-    policy: RulesPolicy = load_policy(policy_file)
-    if settings.max_db_age_hours is not None and policy.rules.max_db_age_hours is None:
+    policy = load_policy(policy_file)
+    if (
+        isinstance(policy, RulesPolicy)
+        and settings.max_db_age_hours is not None
+        and policy.rules.max_db_age_hours is None
+    ):
         rules = dataclasses.replace(policy.rules, max_db_age_hours=settings.max_db_age_hours)
         policy = RulesPolicy(rules)
     pipeline = Pipeline(

@@ -64,10 +64,8 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def db(pg_url: str) -> Iterator[Database]:
-    """The session database, empty at the start of each test."""
-    database = Database(pg_url)
+def truncate(database: Database) -> None:
+    """Empty every table of the test database (the schema stays)."""
     with database.engine.begin() as conn:
         tables = conn.execute(
             text(
@@ -76,6 +74,13 @@ def db(pg_url: str) -> Iterator[Database]:
             )
         ).scalars()
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def db(pg_url: str) -> Iterator[Database]:
+    """The session database, empty at the start of each test."""
+    database = Database(pg_url)
+    truncate(database)
     yield database
     database.dispose()
 

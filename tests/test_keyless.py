@@ -353,6 +353,11 @@ class PrivateSigstore:
 
 @pytest.fixture(scope="module")
 def sigstore(tmp_path_factory: pytest.TempPathFactory) -> PrivateSigstore:
+    return private_sigstore(tmp_path_factory)
+
+
+def private_sigstore(tmp_path_factory: pytest.TempPathFactory) -> PrivateSigstore:
+    """A fresh private Sigstore whose trusted root is under ``tmp_path_factory``."""
     fulcio, rekor = FakeFulcio(), FakeRekor()
     tsa = FakeTSA(tmp_path_factory.mktemp("tsa"))
     root_path = tmp_path_factory.mktemp("root") / "trusted_root.json"

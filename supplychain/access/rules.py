@@ -35,6 +35,9 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/tokens"): ADMIN,
     ("POST", "/v1/tokens"): ADMIN,
     ("DELETE", "/v1/tokens/{name}"): ADMIN,
+    ("GET", "/v1/waivers"): AUDITOR | ADMIN,
+    ("POST", "/v1/waivers"): ADMIN,
+    ("DELETE", "/v1/waivers/{waiver_id}"): ADMIN,
     ("GET", "/healthz"): OPEN,
     ("GET", "/readyz"): OPEN,
 }

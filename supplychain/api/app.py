@@ -34,6 +34,7 @@ from supplychain.api.errors import GATE_PATH, install_error_handlers
 from supplychain.api.routemetrics import RouteMetrics
 from supplychain.api.tokens import tokens_router
 from supplychain.api.waits import MAX_WAIT, Waits
+from supplychain.api.waivers import waivers_router
 from supplychain.evidence import models
 from supplychain.intake.webhooks import MAX_BODY as MAX_HOOK_BODY
 from supplychain.metrics import WEBHOOKS
@@ -131,6 +132,7 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
     install_error_handlers(app)
     app.include_router(admission_router(service))
     app.include_router(tokens_router(service.tokens))
+    app.include_router(waivers_router(service))
 
     @app.post(f"{HOOKS_PATH}{{source}}", status_code=202)
     async def hook(source: str, request: Request) -> JSONResponse:

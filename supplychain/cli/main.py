@@ -29,6 +29,7 @@ EXTENSIONS = (
     "supplychain.cli.signing",
     "supplychain.cli.vulndb",
     "supplychain.cli.tokens",
+    "supplychain.cli.policy",
 )
 """Modules adding subcommands with ``add_parser(subparsers)``."""
 MAX_ANSWER = 4 * 1024 * 1024

@@ -70,8 +70,15 @@ class IndexFacts:
     """Its entries, in order."""
 
 
-def _verdict(decision: Decision, reasons: Sequence[str], policy: Policy, now: datetime) -> Verdict:
-    return Verdict(decision, tuple(reasons), policy.name, policy.digest, now)
+def _verdict(
+    decision: Decision,
+    reasons: Sequence[str],
+    policy: Policy,
+    now: datetime,
+    rules: Sequence[str] = (),
+) -> Verdict:
+    details: dict[str, object] = {"rules": sorted(set(rules))} if rules else {}
+    return Verdict(decision, tuple(reasons), policy.name, policy.digest, now, details)
 
 
 def decide(facts: ImageFacts, policy: Policy, now: datetime) -> Verdict:
@@ -93,13 +100,17 @@ def _pending(policy: Policy, now: datetime) -> Verdict:
 def decide_index(
     facts: IndexFacts, policy: Policy, now: datetime, *, platform: str | None = None
 ) -> Verdict:
-    """The verdict on an image index from its own entries; ``platform`` limits it to one."""
+    """The verdict on an image index from its own entries; ``platform`` limits it to one
+    (unless the policy says every platform must pass)."""
+    if policy.every_platform:
+        platform = None
     if facts.error:
         return _verdict("deny", [f"image index {facts.digest}: {facts.error}"], policy, now)
     if not facts.expanded:
         return _verdict("pending", ["image index not expanded yet: queued"], policy, now)
     decisions: list[Decision] = []
     reasons: list[str] = []
+    rules: list[str] = []  # the rules that denied a platform image, for `policy test`
     for child in facts.children:
         if child.kind == "index":
             if not isinstance(child.facts, IndexFacts):
@@ -118,6 +129,8 @@ def decide_index(
         else:
             continue  # verified attestations and platform-less artifacts are never run
         decisions.append(verdict.decision)
+        found = verdict.details.get("rules", [])
+        rules += [str(r) for r in found] if isinstance(found, list) else []
         label = child.platform or child.digest
         reasons += [f"{label}: {reason}" for reason in verdict.reasons]
     if not decisions:
@@ -128,4 +141,4 @@ def decide_index(
     )
     if len(reasons) > MAX_INDEX_REASONS:
         reasons = [*reasons[:MAX_INDEX_REASONS], f"… and {len(reasons) - MAX_INDEX_REASONS} more"]
-    return _verdict(decision, reasons, policy, now)
+    return _verdict(decision, reasons, policy, now, rules)

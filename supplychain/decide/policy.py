@@ -1,8 +1,11 @@
 """Policies: rules over evidence that decide allow, deny or pending.
 
-The default policy denies any CRITICAL finding and anything not yet scanned. Rules are data (a
-frozen dataclass, loadable from YAML), and their canonical JSON's SHA-256 names the policy in every
-verdict, so auditors know exactly which rules decided.
+The default policy denies any CRITICAL finding and anything not yet scanned. Rules are data
+(:mod:`supplychain.decide.rules`, loaded from YAML by :mod:`supplychain.decide.policyfile`), and
+their canonical JSON's SHA-256 names the policy in every verdict, so auditors know exactly which
+rules decided. A policy may scope rules to registry/repository glob patterns: the most specific
+matching pattern wins (see :func:`ScopedPolicy.rules_for`). Waivers recorded for the image lift
+the violations they cover until they expire (:mod:`supplychain.decide.waivers`).
 """
 
 from __future__ import annotations
@@ -10,25 +13,32 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-import yaml
+from supplychain.decide.rules import NOT_AFFECTED, SEVERITY_ORDER, RuleSet, violations
+from supplychain.decide.waivers import apply_waivers, describe
+from supplychain.interface import Decision, Evidence, Policy, Verdict
 
-from supplychain.interface import Decision, Evidence, Policy, PolicyError, Verdict
+__all__ = [
+    "DEFAULT_RULES",
+    "NOT_AFFECTED",
+    "SEVERITY_ORDER",
+    "PolicyRules",
+    "RulesPolicy",
+    "Scope",
+    "ScopedPolicy",
+    "load_policy",
+]
 
-__all__ = ["DEFAULT_RULES", "PolicyRules", "RulesPolicy", "load_policy"]
-
-SEVERITY_ORDER = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 MAX_REASONS = 20
-NOT_AFFECTED = "not_affected"
-"""The VEX status that keeps a finding from denying: the image is not affected by it."""
 
 
 @dataclass(frozen=True)
 class PolicyRules:
-    """What the policy checks."""
+    """The old (unversioned) policy format's three keys."""
 
     name: str = "default"
     """Policy name shown in verdicts."""
@@ -43,84 +53,87 @@ class PolicyRules:
 DEFAULT_RULES = PolicyRules()
 
 
-def load_policy(path: Path | None) -> RulesPolicy:
+@dataclass(frozen=True)
+class Scope:
+    """Rules for the images whose ``registry/repository`` matches a glob pattern."""
+
+    pattern: str
+    """``fnmatch`` glob over ``registry/repository``, e.g. ``ghcr.io/team/*``."""
+    rules: RuleSet
+    """The rules (keys the scope leaves out are the policy's defaults)."""
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        """(literal characters, length): the larger wins among matching patterns."""
+        literal = sum(1 for ch in self.pattern if ch not in "*?[]")
+        return literal, len(self.pattern)
+
+
+def load_policy(path: Path | None) -> ScopedPolicy:
     """The policy in the YAML file at ``path``, or the default policy."""
     if path is None:
         return RulesPolicy(DEFAULT_RULES)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise PolicyError(f"cannot read policy {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise PolicyError(f"policy {path} must be a mapping")
-    known = set(asdict(DEFAULT_RULES))
-    unknown = set(data) - known
-    if unknown:
-        raise PolicyError(f"policy {path}: unknown keys {sorted(unknown)}")
-    severities = tuple(
-        str(s).upper() for s in data.get("deny_severities", DEFAULT_RULES.deny_severities)
-    )
-    if not set(severities) <= set(SEVERITY_ORDER):
-        raise PolicyError(f"policy {path}: deny_severities must be among {SEVERITY_ORDER}")
-    age = data.get("max_db_age_hours")
-    return RulesPolicy(
-        PolicyRules(
-            name=str(data.get("name", "custom")),
-            deny_severities=severities,
-            require_signature=bool(data.get("require_signature", False)),
-            max_db_age_hours=float(age) if age is not None else None,
-        )
-    )
+    from supplychain.decide.policyfile import read_policy
+
+    return read_policy(path)
 
 
-class RulesPolicy(Policy):
-    """Evaluates :class:`PolicyRules`."""
+class ScopedPolicy(Policy):
+    """Evaluates default rules and scoped rules; the most specific matching scope wins."""
 
-    def __init__(self, rules: PolicyRules) -> None:
-        self.rules = rules
-        self.name = rules.name
-        canonical = json.dumps(asdict(rules), sort_keys=True, separators=(",", ":"))
-        self._digest = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    def __init__(
+        self, name: str, default: RuleSet, scopes: tuple[Scope, ...] = (), *, canonical: Any
+    ) -> None:
+        self.name = name
+        self.default = default
+        self.scopes = scopes
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+        self._digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     @property
     def digest(self) -> str:
         return self._digest
+
+    def rules_for(self, subject: str | None) -> tuple[str, RuleSet]:
+        """(the scope's pattern or ``default``, its rules) for ``registry/repository``.
+
+        Precedence: among the scopes whose pattern matches, the one with the most literal
+        (non-wildcard) characters wins, then the longer pattern, then the one written first.
+        """
+        best: Scope | None = None
+        for scope in self.scopes:
+            if subject is not None and fnmatchcase(subject, scope.pattern):
+                if best is None or scope.specificity > best.specificity:
+                    best = scope
+        return (best.pattern, best.rules) if best else ("default", self.default)
 
     def evaluate(self, evidence: Evidence, now: datetime) -> Verdict:
         if evidence.scan is None:
             return self._verdict(
                 "pending", ["not scanned yet: no decision until the scan finishes"], now
             )
-        reasons: list[str] = []
+        scope, rules = self.rules_for(evidence.subject)
         counts: dict[str, int] = {}
         exempt = 0
         for finding in evidence.scan.findings:
             counts[finding.severity] = counts.get(finding.severity, 0) + 1
-            if finding.vex_status == NOT_AFFECTED:  # a VEX statement (kept, shown, not denying)
-                exempt += 1
-                continue
-            if finding.severity in self.rules.deny_severities:
-                reasons.append(
-                    f"{finding.severity} {finding.vuln_id} in {finding.package} {finding.installed}"
-                    + (f" (fixed in {finding.fixed})" if finding.fixed else " (no fix)")
-                )
-        if len(reasons) > MAX_REASONS:
-            reasons = [*reasons[:MAX_REASONS], f"… and {len(reasons) - MAX_REASONS} more"]
-        age_limit = self.rules.max_db_age_hours
-        if age_limit is not None:
-            updated = evidence.scan.db_updated_at
-            if updated is None or now - updated > timedelta(hours=age_limit):
-                reasons.append(
-                    f"advisory DB older than {age_limit:g}h (updated {updated or 'unknown'})"
-                )
-        signed = any(s.verified and not s.is_attestation for s in evidence.signatures)
-        if self.rules.require_signature and not signed:
-            reasons.append("no verified signature")
-        details: dict[str, Any] = {"severity_counts": counts, "not_affected": exempt}
-        if reasons:
-            return self._verdict("deny", reasons, now, details)
-        denied = "/".join(self.rules.deny_severities) or "none"
-        return self._verdict("allow", [f"no finding of severity {denied}"], now, details)
+            exempt += finding.vex_status == NOT_AFFECTED
+        found, used = apply_waivers(violations(rules, evidence, now), evidence, now)
+        details: dict[str, Any] = {
+            "severity_counts": counts,
+            "not_affected": exempt,
+            "scope": scope,
+            "rules": sorted({v.rule for v in found}),
+            "waivers": [w.id for w in used],
+        }
+        waived = [f"waived by {describe(w)}" for w in used]
+        if found:
+            reasons = [v.text for v in found]
+            if len(reasons) > MAX_REASONS:
+                reasons = [*reasons[:MAX_REASONS], f"… and {len(reasons) - MAX_REASONS} more"]
+            return self._verdict("deny", [*reasons, *waived], now, details)
+        denied = "/".join(rules.deny_severities) or "none"
+        return self._verdict("allow", [f"no finding of severity {denied}", *waived], now, details)
 
     def _verdict(
         self,
@@ -130,3 +143,18 @@ class RulesPolicy(Policy):
         details: dict[str, Any] | None = None,
     ) -> Verdict:
         return Verdict(decision, tuple(reasons), self.name, self.digest, now, details or {})
+
+
+class RulesPolicy(ScopedPolicy):
+    """The old format's three keys, evaluated as one unscoped rule set (same digest as before)."""
+
+    def __init__(self, rules: PolicyRules) -> None:
+        from supplychain.decide.rules import SignatureRule
+
+        self.rules = rules
+        ruleset = RuleSet(
+            deny_severities=rules.deny_severities,
+            signatures=SignatureRule(required=1) if rules.require_signature else None,
+            max_db_age_hours=rules.max_db_age_hours,
+        )
+        super().__init__(rules.name, ruleset, canonical=asdict(rules))

@@ -14,7 +14,14 @@ from sqlalchemy.orm import Session
 from supplychain.decide.decision import ChildFacts, ImageFacts, IndexFacts
 from supplychain.decide.vex import VexStatement
 from supplychain.evidence import models
-from supplychain.interface import Evidence, Finding, ScanResult, SignatureEvidence
+from supplychain.interface import (
+    Component,
+    Evidence,
+    Finding,
+    ScanResult,
+    SignatureEvidence,
+    Waiver,
+)
 from supplychain.mediatypes import INDEX_MEDIA_TYPES
 
 __all__ = ["latest_scan_id", "load_facts", "load_image_facts", "load_index_facts"]
@@ -57,12 +64,57 @@ def _failure(session: Session, image: models.Image) -> str | None:
     ).first()
 
 
+def cvss_score(cvss: object) -> float | None:
+    """The highest base score in Trivy's ``CVSS`` entry (per source: V40, V3 or V2 score)."""
+    if not isinstance(cvss, dict):
+        return None
+    scores = [
+        float(entry[key])
+        for entry in cvss.values()
+        if isinstance(entry, dict)
+        for key in ("V40Score", "V3Score", "V2Score")
+        if isinstance(entry.get(key), int | float)
+    ]
+    return max(scores) if scores else None
+
+
+def load_waivers(session: Session, image: models.Image) -> tuple[Waiver, ...]:
+    """The waivers that may cover ``image`` (its digest's, and every repository pattern's),
+    revoked ones left out; which apply at a given time is the decision's to say."""
+    rows = session.scalars(
+        select(models.Waiver)
+        .where(
+            models.Waiver.revoked_at.is_(None),
+            (models.Waiver.digest == image.digest) | models.Waiver.repository.is_not(None),
+        )
+        .order_by(models.Waiver.id)
+    ).all()
+    return tuple(
+        Waiver(
+            w.id,
+            w.digest,
+            w.repository,
+            w.cve,
+            w.package,
+            w.rule,
+            w.owner,
+            w.reason,
+            w.ticket,
+            w.expires_at,
+            w.justification,
+        )
+        for w in rows
+    )
+
+
 def load_image_facts(session: Session, image: models.Image) -> ImageFacts:
     """The facts about one image manifest (no scan yet: evidence without a scan)."""
     vex = _vex(session, image.digest)
     scan_id = latest_scan_id(session, image)
+    subject = f"{image.host}/{image.repository}"
+    waivers = load_waivers(session, image)
     if scan_id is None:
-        empty = Evidence(None, None, None, ())
+        empty = Evidence(None, None, None, (), subject, image.digest, (), waivers)
         return ImageFacts(image.digest, empty, vex, _failure(session, image))
     scan = session.get_one(models.Scan, scan_id)
     findings = session.scalars(
@@ -92,9 +144,20 @@ def load_image_facts(session: Session, image: models.Image) -> ImageFacts:
                 f.data_source,
                 f.layer_digest,
                 tuple(str(a) for a in f.aliases or ()),
+                cvss_score(f.cvss),
+                f.kind,
             )
             for f in findings
         ),
+        scanned_at=scan.finished_at,
+    )
+    components = tuple(
+        Component(c.name, c.version, c.purl, c.type, c.layer_digest, c.path, c.source_name)
+        for c in session.scalars(
+            select(models.Component)
+            .where(models.Component.scan_id == scan_id)
+            .order_by(models.Component.id)
+        )
     )
     found = tuple(
         SignatureEvidence(s.kind, s.reference, s.digest, s.verified, s.reason, s.signer)
@@ -105,7 +168,8 @@ def load_image_facts(session: Session, image: models.Image) -> ImageFacts:
         )
         for a in attestations
     )
-    return ImageFacts(image.digest, Evidence(None, None, result, found), vex)
+    evidence = Evidence(None, None, result, found, subject, image.digest, components, waivers)
+    return ImageFacts(image.digest, evidence, vex)
 
 
 def _child(session: Session, index: models.Image, digest: str) -> models.Image | None:

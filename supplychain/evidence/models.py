@@ -459,3 +459,25 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+class Waiver(Base):
+    """An accepted exception to the policy, scoped to a digest or a repository pattern."""
+
+    __tablename__ = "waivers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str | None] = mapped_column(Digest, index=True)
+    repository: Mapped[str | None] = mapped_column(String(512))
+    cve: Mapped[str | None] = mapped_column(String(128))
+    package: Mapped[str | None] = mapped_column(String(512))
+    rule: Mapped[str | None] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    ticket: Mapped[str] = mapped_column(String(255))
+    justification: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(255))
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    revoked_by: Mapped[str | None] = mapped_column(String(255))

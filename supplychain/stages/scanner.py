@@ -291,8 +291,6 @@ class TrivyScanner(Scanner):
 class TrivyFinding(Finding):
     """A :class:`Finding` with what else Trivy reports about it."""
 
-    kind: str = "vulnerability"
-    """``vulnerability``, or ``secret`` for a secret found in a layer's file."""
     vendor_severity: tuple[tuple[str, str], ...] = ()
     """Severity per advisory source, e.g. ``(("debian", "HIGH"), ("nvd", "CRITICAL"))``."""
     cvss: tuple[tuple[str, str], ...] = ()

@@ -72,6 +72,8 @@ class Advisory:
     description: str = ""
     vendor_ids: tuple[str, ...] = ()
     """Other ids of the advisory (trivy-db's ``VendorIDs``, e.g. a GHSA id): Trivy reports them."""
+    cvss_v3_score: float | None = None
+    """NVD's CVSS v3 base score (trivy-db's ``CVSS.nvd.V3Score``), when the advisory has one."""
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -133,6 +135,8 @@ def _collect(advisories: Sequence[Advisory]) -> dict[bytes, dict[bytes, Any]]:
             },
         )
         detail["VendorSeverity"][data_source(adv.source)["ID"]] = adv.severity_int
+        if adv.cvss_v3_score is not None:
+            detail["CVSS"] = {"nvd": {"V3Score": adv.cvss_v3_score}}
     for vuln_id, detail in details.items():
         tree[b"vulnerability"][vuln_id.encode()] = json.dumps(detail).encode()
     return tree
