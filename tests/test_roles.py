@@ -33,7 +33,7 @@ from tests.support.tokens import cli_token
 
 CALLERS = ("none", "bogus", *ROLES)
 """No token, a well-formed unknown token, and one token per role."""
-PARAMS = {"source": "distribution", "job_id": "1", "name": "nobody"}
+PARAMS = {"source": "distribution", "job_id": "1", "name": "nobody", "waiver_id": "1"}
 BOGUS = "sc_admin_" + "a" * 52
 
 
