@@ -21,8 +21,9 @@ from supplychain.evidence.database import Database
 from supplychain.evidence.models import Job, Scan
 from supplychain.mediatypes import OCI_MANIFEST
 from supplychain.service import Service, build_service
-from tests.conftest import make_settings, new_database
+from tests.conftest import make_settings
 from tests.support import images
+from tests.support.hostile import database_url
 from tests.support.registry import Registry
 from tests.test_vuln_scan import BASE_ADVISORIES, install_db
 
@@ -70,11 +71,10 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp(f"hostile-{request.param}")
     with ExitStack() as stack:
         registry = stack.enter_context(Registry(root / "registry"))
-        if request.param == "postgresql":
-            url = stack.enter_context(new_database())
-        else:
-            url = f"sqlite:///{root / 'supplychain.db'}"
-            Database(url).upgrade()
+        url = stack.enter_context(database_url(request.param, root))
+        migrated = Database(url)
+        migrated.upgrade()  # SQLite is new; on PostgreSQL, already at head: nothing to do
+        migrated.dispose()
         clean = images.push(images.tiny_layout(), "tiny", f"{registry.host}/{REPO}:clean")
         install_db(root / "trivy", BASE_ADVISORIES, root)
         settings = make_settings(

@@ -22,8 +22,9 @@ from supplychain.evidence.database import Database
 from supplychain.evidence.models import Image, IndexEntry, Job
 from supplychain.mediatypes import OCI_INDEX, OCI_MANIFEST
 from supplychain.service import Service, build_service
-from tests.conftest import make_settings, new_database
+from tests.conftest import make_settings
 from tests.support import images
+from tests.support.hostile import database_url
 from tests.support.registry import Registry
 from tests.test_vuln_scan import BASE_ADVISORIES, NEW_ADVISORY, install_db
 
@@ -81,11 +82,10 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp(f"index-attacks-{request.param}")
     with ExitStack() as stack:
         registry = stack.enter_context(Registry(root / "registry"))
-        if request.param == "postgresql":
-            url = stack.enter_context(new_database())
-        else:
-            url = f"sqlite:///{root / 'supplychain.db'}"
-            Database(url).upgrade()
+        url = stack.enter_context(database_url(request.param, root))
+        migrated = Database(url)
+        migrated.upgrade()  # SQLite is new; on PostgreSQL, already at head: nothing to do
+        migrated.dispose()
         layout = images.app_layout()
         digests = {}
         for tag in ("app", "base"):
