@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from supplychain.decide.decision import ImageFacts, IndexFacts, decide, decide_index
 from supplychain.evidence import models
-from supplychain.evidence.load import load_facts
+from supplychain.evidence.load import load_facts, load_facts_many
 from supplychain.interface import Policy, Verdict
 from supplychain.registry.index import MAX_INDEX_DEPTH
 
@@ -36,6 +37,12 @@ class Decider:
     def load(self, session: Session, image: models.Image) -> ImageFacts | IndexFacts:
         """The recorded facts about ``image``, as :meth:`verdict` reads them."""
         return load_facts(session, image, max_depth=self.max_depth)
+
+    def load_many(
+        self, session: Session, images: Sequence[models.Image]
+    ) -> dict[int, ImageFacts | IndexFacts]:
+        """:meth:`load` for several images, by image id, in a few queries (rematching)."""
+        return load_facts_many(session, images, max_depth=self.max_depth)
 
     def decide(
         self,

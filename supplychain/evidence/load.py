@@ -8,7 +8,10 @@ its own recorded entries, followed into nested indexes to a depth limit.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from supplychain.decide.decision import ChildFacts, ImageFacts, IndexFacts
@@ -24,7 +27,14 @@ from supplychain.interface import (
 )
 from supplychain.mediatypes import INDEX_MEDIA_TYPES
 
-__all__ = ["latest_scan_id", "load_facts", "load_image_facts", "load_index_facts"]
+__all__ = [
+    "latest_scan_id",
+    "load_facts",
+    "load_facts_many",
+    "load_image_facts",
+    "load_image_facts_many",
+    "load_index_facts",
+]
 
 
 def latest_scan_id(session: Session, image: models.Image) -> int | None:
@@ -81,15 +91,20 @@ def cvss_score(cvss: object) -> float | None:
 def load_waivers(session: Session, image: models.Image) -> tuple[Waiver, ...]:
     """The waivers that may cover ``image`` (its digest's, and every repository pattern's),
     revoked ones left out; which apply at a given time is the decision's to say."""
+    return _waivers(session, [image.digest])[image.digest]
+
+
+def _waivers(session: Session, digests: Sequence[str]) -> dict[str, tuple[Waiver, ...]]:
+    """:func:`load_waivers` for several image digests, in one query."""
     rows = session.scalars(
         select(models.Waiver)
         .where(
             models.Waiver.revoked_at.is_(None),
-            (models.Waiver.digest == image.digest) | models.Waiver.repository.is_not(None),
+            models.Waiver.digest.in_(sorted(set(digests))) | models.Waiver.repository.is_not(None),
         )
         .order_by(models.Waiver.id)
     ).all()
-    return tuple(
+    waivers = [
         Waiver(
             w.id,
             w.digest,
@@ -104,72 +119,183 @@ def load_waivers(session: Session, image: models.Image) -> tuple[Waiver, ...]:
             w.justification,
         )
         for w in rows
-    )
+    ]
+    return {
+        d: tuple(w for w in waivers if w.repository is not None or w.digest == d) for d in digests
+    }
+
+
+def _in_chunks(ids: Sequence[Any], size: int = 500) -> Iterator[list[Any]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+def _latest_scans(session: Session, image_ids: Sequence[int]) -> dict[int, int]:
+    """:func:`latest_scan_id` for several images, in one query per 500."""
+    found: dict[int, int] = {}
+    for ids in _in_chunks(sorted(set(image_ids))):
+        ranked = (
+            select(
+                models.Scan.image_id,
+                models.Scan.id,
+                func.row_number()
+                .over(
+                    partition_by=models.Scan.image_id,
+                    order_by=(models.Scan.finished_at.desc(), models.Scan.id.desc()),
+                )
+                .label("rank"),
+            )
+            .where(models.Scan.image_id.in_(ids), models.Scan.finished_at.is_not(None))
+            .subquery()
+        )
+        found.update(
+            (int(i), int(s))
+            for i, s in session.execute(
+                select(ranked.c.image_id, ranked.c.id).where(ranked.c.rank == 1)
+            )
+        )
+    return found
+
+
+def _scan_rows(
+    session: Session, model: Any, columns: Sequence[str], scan_ids: Sequence[int]
+) -> dict[int, list[Any]]:
+    """The ``columns`` of ``model``'s rows for ``scan_ids`` by scan id, in id order (rows, not
+    ORM objects: tens of thousands of components load without building an object each)."""
+    out: dict[int, list[Any]] = {}
+    selected = [getattr(model, name) for name in ("scan_id", *columns)]
+    for ids in _in_chunks(sorted(set(scan_ids))):
+        for row in session.execute(
+            select(*selected).where(model.scan_id.in_(ids)).order_by(model.id)
+        ):
+            out.setdefault(row.scan_id, []).append(row)
+    return out
 
 
 def load_image_facts(session: Session, image: models.Image) -> ImageFacts:
     """The facts about one image manifest (no scan yet: evidence without a scan)."""
-    vex = _vex(session, image.digest)
-    scan_id = latest_scan_id(session, image)
-    subject = f"{image.host}/{image.repository}"
-    waivers = load_waivers(session, image)
-    if scan_id is None:
-        empty = Evidence(None, None, None, (), subject, image.digest, (), waivers)
-        return ImageFacts(image.digest, empty, vex, _failure(session, image))
-    scan = session.get_one(models.Scan, scan_id)
-    findings = session.scalars(
-        select(models.Finding).where(models.Finding.scan_id == scan_id).order_by(models.Finding.id)
-    ).all()
-    signatures = session.scalars(
-        select(models.Signature).where(models.Signature.scan_id == scan_id)
-    ).all()
-    attestations = session.scalars(
-        select(models.Attestation).where(models.Attestation.scan_id == scan_id)
-    ).all()
-    result = ScanResult(
-        scan.scanner,
-        scan.scanner_version,
-        scan.db_updated_at,
-        scan.db_digest,
-        tuple(
-            Finding(
-                f.vuln_id,
-                f.package,
-                f.purl,
-                f.installed,
-                f.fixed,
-                f.severity,
-                f.status,
-                f.title,
-                f.data_source,
-                f.layer_digest,
-                tuple(str(a) for a in f.aliases or ()),
-                cvss_score(f.cvss),
-                f.kind,
+    return load_image_facts_many(session, [image])[image.id]
+
+
+def load_image_facts_many(
+    session: Session, images: Sequence[models.Image]
+) -> dict[int, ImageFacts]:
+    """:func:`load_image_facts` for several image manifests, by image id: a few queries for all
+    of them (rematching thousands of images), never one set per image."""
+    digests = [image.digest for image in images]
+    waivers = _waivers(session, digests)
+    vex: dict[str, list[VexStatement]] = {}
+    for chunk in _in_chunks(sorted(set(digests))):
+        for r in session.scalars(
+            select(models.VexStatement)
+            .where(models.VexStatement.product.in_(chunk))
+            .order_by(models.VexStatement.id)
+        ):
+            vex.setdefault(r.product, []).append(
+                VexStatement(r.vuln_id, r.product, r.subcomponent, r.status, r.justification, {})
             )
-            for f in findings
-        ),
-        scanned_at=scan.finished_at,
+    latest = _latest_scans(session, [image.id for image in images])
+    scan_ids = sorted(set(latest.values()))
+    scans: dict[int, tuple[Any, ...]] = {}
+    for ids in _in_chunks(scan_ids):
+        for row in session.execute(
+            select(
+                models.Scan.id,
+                models.Scan.scanner,
+                models.Scan.scanner_version,
+                models.Scan.db_updated_at,
+                models.Scan.db_digest,
+                models.Scan.finished_at,
+            ).where(models.Scan.id.in_(ids))
+        ):
+            scans[int(row[0])] = tuple(row)
+    findings = _scan_rows(session, models.Finding, _FINDING, scan_ids)
+    components = _scan_rows(session, models.Component, _COMPONENT, scan_ids)
+    signatures = _scan_rows(session, models.Signature, _SIGNATURE, scan_ids)
+    attestations = _scan_rows(
+        session, models.Attestation, (*_SIGNATURE, "predicate_type"), scan_ids
     )
-    components = tuple(
-        Component(c.name, c.version, c.purl, c.type, c.layer_digest, c.path, c.source_name)
-        for c in session.scalars(
-            select(models.Component)
-            .where(models.Component.scan_id == scan_id)
-            .order_by(models.Component.id)
+    out: dict[int, ImageFacts] = {}
+    for image in images:
+        subject = f"{image.host}/{image.repository}"
+        statements = tuple(vex.get(image.digest, ()))
+        scan_id = latest.get(image.id)
+        if scan_id is None:
+            empty = Evidence(None, None, None, (), subject, image.digest, (), waivers[image.digest])
+            out[image.id] = ImageFacts(image.digest, empty, statements, _failure(session, image))
+            continue
+        _, scanner, version, db_updated_at, db_digest, finished_at = scans[scan_id]
+        result = ScanResult(
+            scanner,
+            version,
+            db_updated_at,
+            db_digest,
+            tuple(
+                Finding(
+                    f.vuln_id,
+                    f.package,
+                    f.purl,
+                    f.installed,
+                    f.fixed,
+                    f.severity,
+                    f.status,
+                    f.title,
+                    f.data_source,
+                    f.layer_digest,
+                    tuple(str(a) for a in f.aliases or ()),
+                    cvss_score(f.cvss),
+                    f.kind,
+                )
+                for f in findings.get(scan_id, ())
+            ),
+            scanned_at=finished_at,
         )
-    )
-    found = tuple(
-        SignatureEvidence(s.kind, s.reference, s.digest, s.verified, s.reason, s.signer)
-        for s in signatures
-    ) + tuple(
-        SignatureEvidence(
-            a.kind, a.reference, a.digest, a.verified, a.reason, a.signer, b"", a.predicate_type
+        found = tuple(
+            SignatureEvidence(s.kind, s.reference, s.digest, s.verified, s.reason, s.signer)
+            for s in signatures.get(scan_id, ())
+        ) + tuple(
+            SignatureEvidence(
+                a.kind, a.reference, a.digest, a.verified, a.reason, a.signer, b"", a.predicate_type
+            )
+            for a in attestations.get(scan_id, ())
         )
-        for a in attestations
-    )
-    evidence = Evidence(None, None, result, found, subject, image.digest, components, waivers)
-    return ImageFacts(image.digest, evidence, vex)
+        evidence = Evidence(
+            None,
+            None,
+            result,
+            found,
+            subject,
+            image.digest,
+            tuple(
+                Component(c.name, c.version, c.purl, c.type, c.layer_digest, c.path, c.source_name)
+                for c in components.get(scan_id, ())
+            ),
+            waivers[image.digest],
+        )
+        out[image.id] = ImageFacts(image.digest, evidence, statements)
+    return out
+
+
+_FINDING = (
+    "vuln_id",
+    "package",
+    "purl",
+    "installed",
+    "fixed",
+    "severity",
+    "status",
+    "title",
+    "data_source",
+    "layer_digest",
+    "aliases",
+    "cvss",
+    "kind",
+)
+"""Columns of a finding, in the order of :class:`~supplychain.interface.Finding`'s fields."""
+_COMPONENT = ("name", "version", "purl", "type", "layer_digest", "path", "source_name")
+"""Columns of a component, in the order of :class:`~supplychain.interface.Component`'s fields."""
+_SIGNATURE = ("kind", "reference", "digest", "verified", "reason", "signer")
+"""Columns of a signature, in the order of :class:`~supplychain.interface.SignatureEvidence`."""
 
 
 def _child(session: Session, index: models.Image, digest: str) -> models.Image | None:
@@ -213,3 +339,15 @@ def load_facts(session: Session, image: models.Image, *, max_depth: int) -> Imag
     if image.media_type in INDEX_MEDIA_TYPES:
         return load_index_facts(session, image, max_depth=max_depth)
     return load_image_facts(session, image)
+
+
+def load_facts_many(
+    session: Session, images: Sequence[models.Image], *, max_depth: int
+) -> dict[int, ImageFacts | IndexFacts]:
+    """:func:`load_facts` for several images, by image id (manifests batched)."""
+    manifests = [i for i in images if i.media_type not in INDEX_MEDIA_TYPES]
+    out: dict[int, ImageFacts | IndexFacts] = dict(load_image_facts_many(session, manifests))
+    for image in images:
+        if image.media_type in INDEX_MEDIA_TYPES:
+            out[image.id] = load_index_facts(session, image, max_depth=max_depth)
+    return out

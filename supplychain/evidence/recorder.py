@@ -25,6 +25,7 @@ from supplychain.stages.scanner import finding_extras
 
 __all__ = [
     "find_image",
+    "finding_fields",
     "record_facts",
     "record_index",
     "record_tag",
@@ -178,7 +179,7 @@ def record_facts(
         for c in outcome.sbom.components
     )
     findings = [
-        models.Finding(scan_id=row.id, image_id=image.id, **_finding_fields(f))
+        models.Finding(scan_id=row.id, image_id=image.id, **finding_fields(f))
         for f in scan.findings
     ]
     session.add_all(findings)
@@ -241,7 +242,8 @@ def _store_payload(session: Session, data: bytes, stored: set[str]) -> str | Non
     return digest
 
 
-def _finding_fields(finding: Finding) -> dict[str, object]:
+def finding_fields(finding: Finding) -> dict[str, object]:
+    """The columns of a ``findings`` row for ``finding`` (truncated to the column sizes)."""
     return {
         "vuln_id": finding.vuln_id[:128],
         "package": finding.package[:512],

@@ -18,26 +18,26 @@ import itertools
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
 from supplychain.decide.decider import Decider
 from supplychain.evidence import models
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit
-from supplychain.evidence.recorder import record_verdict
 from supplychain.evidence.sbomstore import StoredSbomError, unpack
 from supplychain.interface import ScanError, ScanResult
 from supplychain.rematch.plan import RematchPlan, plan_rematch, select_scans
+from supplychain.rematch.record import Keep, Rematched, record_chunk
 from supplychain.rematch.revocations import AnnounceError, Announcer, LogAnnouncer, Revocation
-from supplychain.stages.scanner import TrivyRunner, finding_extras
+from supplychain.stages.scanner import TrivyRunner
 
 __all__ = [
+    "Keep",
     "RematchPlan",
     "RematchReport",
     "Rematcher",
@@ -48,10 +48,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("supplychain.rematch.run")
-Keep = Callable[[models.Finding], bool]
-CHUNK = 100
-"""Scans written per transaction."""
-PIPELINE_CONTEXTS = ("pipeline", "rematch")
+CHUNK = 250
+"""Scans written per transaction (their facts loaded and their rows written together)."""
 
 
 class SbomMatcher(ABC):
@@ -88,39 +86,6 @@ class RematchReport:
     """``scan <id>: <reason>`` for each scan that could not be matched (nothing changed)."""
     seconds: float
     """Wall time."""
-
-
-def _key(kind: str, vuln_id: str, purl: str | None, package: str, installed: str) -> str:
-    return f"{kind}|{vuln_id}|{purl or package}|{installed}"
-
-
-def _package_key(purl: str | None, name: str, version: str) -> tuple[str, str]:
-    base = (purl or "").split("?", 1)[0].split("#", 1)[0].lower()
-    return (base, "") if base else ("", f"{name.lower()}@{version}")
-
-
-def _fill_layers(session: Session, scan_id: int, rows: list[models.Finding]) -> None:
-    """Give findings the layer of their component when the SBOM did not tell Trivy (not every
-    SBOM generator writes Trivy's layer property); the components table always has it."""
-    if all(r.layer_digest for r in rows):
-        return
-    layers: dict[tuple[str, str], str] = {}
-    for purl, name, version, layer in session.execute(
-        select(
-            models.Component.purl,
-            models.Component.name,
-            models.Component.version,
-            models.Component.layer_digest,
-        ).where(models.Component.scan_id == scan_id, models.Component.layer_digest.is_not(None))
-    ):
-        if layer:
-            layers.setdefault(_package_key(purl, name, version), layer)
-            layers.setdefault(_package_key(None, name, version), layer)
-    for row in rows:
-        if not row.layer_digest:
-            row.layer_digest = layers.get(
-                _package_key(row.purl, row.package, row.installed)
-            ) or layers.get(_package_key(None, row.package, row.installed))
 
 
 class Rematcher:
@@ -183,7 +148,7 @@ class Rematcher:
         failed: list[str] = []
         items = iter(results)
         while chunk := list(itertools.islice(items, CHUNK)):
-            changes: list[Revocation] = []
+            matched: list[Rematched] = []
             with self.db.session(write=True) as session:
                 for scan_id, result, keep in chunk:
                     if isinstance(result, ScanError):
@@ -198,10 +163,9 @@ class Rematcher:
                             error=str(result),
                         )
                         continue
-                    change = self._apply(session, scan_id, result, keep)
-                    rematched += 1
-                    if change is not None:
-                        changes.append(change)
+                    matched.append(Rematched(scan_id, result, keep))
+                changes = record_chunk(session, self.decider, self.actor, matched)
+                rematched += len(matched)
             changed += len(changes)
             for change in changes:
                 if change.previous == "allow" and change.decision == "deny":
@@ -222,105 +186,6 @@ class Rematcher:
                     )
                 )
             audit(session, self.actor, "rematch.advanced", None, scans=len(scan_ids), db=db_digest)
-
-    def _apply(
-        self, session: Session, scan_id: int, result: ScanResult, keep: Keep | None
-    ) -> Revocation | None:
-        scan = session.get(models.Scan, scan_id, with_for_update=True)
-        if scan is None:
-            return None
-        image = scan.image
-        old = session.scalars(
-            select(models.Finding).where(
-                models.Finding.scan_id == scan_id, models.Finding.kind == "vulnerability"
-            )
-        ).all()
-        before = {_key(f.kind, f.vuln_id, f.purl, f.package, f.installed) for f in old}
-        db_before = scan.db_digest
-        kept = [f for f in old if keep is not None and keep(f)]
-        for stale in old:
-            if keep is None or not keep(stale):
-                session.delete(stale)
-        rows = [
-            models.Finding(
-                scan_id=scan_id,
-                image_id=image.id,
-                vuln_id=f.vuln_id[:128],
-                package=f.package[:512],
-                purl=f.purl,
-                installed=f.installed[:255],
-                fixed=f.fixed[:255] if f.fixed else None,
-                severity=f.severity,
-                status=f.status,
-                title=f.title,
-                data_source=f.data_source,
-                layer_digest=f.layer_digest,
-                **finding_extras(f),
-            )
-            for f in result.findings
-        ]
-        session.add_all(rows)
-        _fill_layers(session, scan_id, rows)
-        after = {
-            _key(str(r.kind), r.vuln_id, r.purl, r.package, r.installed) for r in [*kept, *rows]
-        }
-        scan.db_updated_at = result.db_updated_at
-        scan.db_digest = result.db_digest
-        scan.scanner_version = result.scanner_version
-        scan.matched_at = models.utcnow()
-        session.flush()
-        previous = session.scalars(
-            select(models.Verdict)
-            .where(
-                models.Verdict.image_id == image.id,
-                models.Verdict.context.in_(PIPELINE_CONTEXTS),
-            )
-            .order_by(models.Verdict.evaluated_at.desc(), models.Verdict.id.desc())
-            .limit(1)
-        ).first()
-        verdict = self.decider.verdict(session, image)
-        decided = record_verdict(session, verdict, image=image, scan_id=scan_id, context="rematch")
-        session.flush()
-        if previous is not None and previous.decision == verdict.decision:
-            return None
-        revocation = (
-            previous is not None and previous.decision == "allow" and (verdict.decision == "deny")
-        )
-        change = models.VerdictChange(
-            image_id=image.id,
-            scan_id=scan_id,
-            previous_verdict_id=previous.id if previous else None,
-            verdict_id=decided.id,
-            previous_decision=previous.decision if previous else None,
-            decision=verdict.decision,
-            revocation=revocation,
-            db_digest_before=db_before,
-            db_digest_after=result.db_digest,
-            added=sorted(after - before),
-            removed=sorted(before - after),
-        )
-        session.add(change)
-        session.flush()
-        pinned = f"{image.host}/{image.repository}@{image.digest}"
-        audit(
-            session,
-            self.actor,
-            "verdict.revoked" if revocation else "verdict.changed",
-            pinned,
-            change=change.id,
-            previous=change.previous_decision,
-            decision=verdict.decision,
-            db_digest=result.db_digest,
-        )
-        return Revocation(
-            change.id,
-            pinned,
-            change.previous_decision,
-            verdict.decision,
-            verdict.reasons,
-            result.db_digest,
-            change.at.isoformat(),
-        )
 
     def _announce(self, revocation: Revocation) -> None:
         error: str | None = None
