@@ -7,6 +7,7 @@ over the file. Bad values stop start-up with a :class:`ConfigError` that names t
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tempfile
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -110,6 +112,30 @@ def _keys(var: str, value: str) -> tuple[tuple[str, str], ...]:
         if not sep or not source.strip() or len(key) < 16:
             raise ConfigError(f"{PREFIX}{var}: want source=key pairs, keys of 16+ characters")
     return tuple((source.strip(), key) for source, _, key in pairs)
+
+
+def _claims(var: str, value: str) -> tuple[tuple[str, str], ...]:
+    """``claim=pattern,…``: OIDC claim conditions (shell-style patterns)."""
+    pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+    for claim, sep, pattern in pairs:
+        if not sep or not claim.strip() or not pattern.strip():
+            raise ConfigError(f"{PREFIX}{var}: want claim=pattern pairs (repository=org/*,…)")
+    return tuple((claim.strip(), pattern.strip()) for claim, _, pattern in pairs)
+
+
+def _jwks_url(var: str, value: str) -> str | None:
+    """An https URL (plain http only to a loopback host, for local issuers and tests)."""
+    url = _url(var, value)
+    if url is None or url.startswith("https://"):
+        return url
+    host = (urlsplit(url).hostname or "").lower()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"{PREFIX}{var}: must be https (plain http only to loopback)")
+    return url
 
 
 def _optional_float(var: str, value: str) -> float | None:
@@ -248,6 +274,16 @@ class Settings:
     """Server key of the HMAC-SHA-256 under which API tokens are stored."""
     metrics_role: str | None = None
     """Role ``/metrics`` asks for; None: open."""
+    oidc_issuer: str | None = None
+    """The one OIDC issuer (exact ``iss``) whose JWTs may act as ``ci``; None: no JWT accepted."""
+    oidc_jwks_url: str | None = None
+    """Where that issuer's JWKS is fetched (https; http only to loopback)."""
+    oidc_audience: str | None = None
+    """The ``aud`` an accepted JWT must be made for."""
+    oidc_claims: tuple[tuple[str, str], ...] = ()
+    """Claim conditions an accepted JWT must meet, all of them (``repository=org/*,…``)."""
+    oidc_jwks_ttl_seconds: float = 3600.0
+    """How long a fetched JWKS is used before it is fetched again."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -296,6 +332,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "metrics_role": lambda var, value: (
         _choice("", "webhook", "ci", "auditor", "admin")(var, value) or None
     ),
+    "oidc_jwks_url": _jwks_url,
+    "oidc_claims": _claims,
+    "oidc_jwks_ttl_seconds": _float,
 }
 
 _DEFAULTS: dict[str, str] = {
@@ -338,6 +377,9 @@ _DEFAULTS: dict[str, str] = {
     "webhook_keys": "",
     "token_pepper": "",
     "metrics_role": "",
+    "oidc_jwks_url": "",
+    "oidc_claims": "",
+    "oidc_jwks_ttl_seconds": "3600",
 }
 
 
@@ -406,6 +448,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "job_lease_seconds",
         "job_backoff_seconds",
         "gate_recheck_seconds",
+        "oidc_jwks_ttl_seconds",
     ):
         if values[name] <= 0:
             raise ConfigError(f"{PREFIX}{name.upper()}: must be positive")
@@ -431,7 +474,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     sign_key = raw.get("sign_key") or None
     if values["sign_after_allow"] and not sign_key:
         raise ConfigError(f"{PREFIX}SIGN_AFTER_ALLOW: needs {PREFIX}SIGN_KEY")
+    oidc_issuer = raw.get("oidc_issuer") or None
+    oidc_audience = raw.get("oidc_audience") or None
+    oidc = (oidc_issuer, values["oidc_jwks_url"], oidc_audience, values["oidc_claims"])
+    if any(oidc) and not all(oidc):
+        raise ConfigError(
+            f"{PREFIX}OIDC_ISSUER, {PREFIX}OIDC_JWKS_URL, {PREFIX}OIDC_AUDIENCE and "
+            f"{PREFIX}OIDC_CLAIMS go together (an issuer signs tokens for all its users: "
+            "at least one claim condition, such as repository=org/*, is required)"
+        )
     return Settings(
+        oidc_issuer=oidc_issuer,
+        oidc_audience=oidc_audience,
         db_repository=raw.get("db_repository") or None,
         sign_key=sign_key,
         certificate_identity=identity,

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
+from supplychain.access.oidc import OidcVerifier, looks_like_jwt
 from supplychain.access.tokens import ROLES, Principal, TokenStore
 
 __all__ = ["BY_SOURCE", "OPEN", "RULES", "authorizer", "rule_of"]
@@ -58,12 +59,13 @@ def _bearer(request: Request) -> str | None:
 
 
 def authorizer(
-    tokens: TokenStore, metrics_role: str | None
+    tokens: TokenStore, metrics_role: str | None, oidc: OidcVerifier | None = None
 ) -> Callable[[Request], Awaitable[Principal | None]]:
     """The app-wide dependency refusing every request its route's rule does not allow.
 
     A known, cached token costs one HMAC and a dict look-up; the database is read only on a
-    cache miss and written (audit) once per token per minute, both off the event loop.
+    cache miss and written (audit) once per token per minute, both off the event loop. With
+    ``oidc``, a JWT of the configured issuer is a ``ci`` principal (:mod:`supplychain.access.oidc`).
     """
     if metrics_role is not None and metrics_role not in ROLES:
         raise ValueError(f"unknown role {metrics_role!r}")
@@ -85,7 +87,9 @@ def authorizer(
             raise HTTPException(
                 401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
             )
-        if tokens.cached(token):
+        if oidc is not None and looks_like_jwt(token):
+            principal = await run_in_threadpool(oidc.check, token)
+        elif tokens.cached(token):
             principal = tokens.check(token)
         else:
             principal = await run_in_threadpool(tokens.check, token)

@@ -26,6 +26,7 @@ from sqlalchemy import select, text
 from registry_hooks import ADAPTERS
 from registry_hooks.grammar import GrammarError, check_text, valid_digest
 from supplychain import __version__
+from supplychain.access.oidc import oidc_verifier
 from supplychain.access.rules import authorizer
 from supplychain.api.accesslog import AccessLog
 from supplychain.api.admission import admission_router
@@ -118,7 +119,7 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
             await poller
         await run_in_threadpool(pool.shutdown, settings.shutdown_grace_seconds)
 
-    authorize = authorizer(service.tokens, settings.metrics_role)
+    authorize = authorizer(service.tokens, settings.metrics_role, oidc_verifier(settings))
     app = FastAPI(
         title="supplychain",
         version=__version__,
