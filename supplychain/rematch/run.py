@@ -167,10 +167,9 @@ class Rematcher:
                 changes = record_chunk(session, self.decider, self.actor, matched)
                 rematched += len(matched)
             changed += len(changes)
-            for change in changes:
-                if change.previous == "allow" and change.decision == "deny":
-                    revoked += 1
-                    self._announce(change)
+            revocations = [c for c in changes if c.previous == "allow" and c.decision == "deny"]
+            revoked += len(revocations)
+            self._announce(revocations)
         seconds = round(time.perf_counter() - start, 3)
         return RematchReport(selected, rematched, changed, revoked, tuple(failed), seconds)
 
@@ -187,14 +186,22 @@ class Rematcher:
                 )
             audit(session, self.actor, "rematch.advanced", None, scans=len(scan_ids), db=db_digest)
 
-    def _announce(self, revocation: Revocation) -> None:
-        error: str | None = None
-        try:
-            self.announcer.announce(revocation)
-        except AnnounceError as exc:
-            error = str(exc)
-        with self.db.session(write=True) as session:
-            change = session.get(models.VerdictChange, revocation.change_id)
-            if change is not None:
-                change.announced_at = None if error else models.utcnow()
-                change.announce_error = error
+    def _announce(self, revocations: list[Revocation]) -> None:
+        """Announce each revocation, then record the outcomes in one transaction."""
+        outcomes: list[dict[str, object]] = []
+        for revocation in revocations:
+            error: str | None = None
+            try:
+                self.announcer.announce(revocation)
+            except AnnounceError as exc:
+                error = str(exc)
+            outcomes.append(
+                {
+                    "id": revocation.change_id,
+                    "announced_at": None if error else models.utcnow(),
+                    "announce_error": error,
+                }
+            )
+        if outcomes:
+            with self.db.session(write=True) as session:
+                session.execute(update(models.VerdictChange), outcomes)
