@@ -24,6 +24,7 @@ from supplychain.signatures.checkpoint import (
     note_key_id,
     parse_checkpoint,
     sign_checkpoint,
+    sign_note,
 )
 from supplychain.signatures.signer import KeyFileSigner
 
@@ -144,3 +145,15 @@ def test_checkpoint_is_a_signed_note_and_any_change_fails(make: object) -> None:
         parse_checkpoint(signed.note, _ed25519().public_key)
     with pytest.raises(CheckpointError, match="not 'other"):
         parse_checkpoint(signed.note, signer.public_key, "other.test/log")
+
+
+def test_signed_note_matches_go_sumdb_note_vector() -> None:
+    """The key ID and signature line of golang.org/x/mod's own signed-note test."""
+    vector = json.loads((Path(__file__).parent / "data" / "signed_note_vectors.json").read_text())
+    seed = base64.b64decode(vector["private"])
+    assert seed[0] == 1
+    signer = KeyFileSigner(ed25519.Ed25519PrivateKey.from_private_bytes(seed[1:]))
+    raw = signer.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    assert base64.b64encode(b"\x01" + raw).decode() == vector["public"]
+    assert note_key_id(vector["name"], signer.public_key).hex() == vector["key_hash"]
+    assert sign_note(vector["text"], vector["name"], signer) == vector["signed"]

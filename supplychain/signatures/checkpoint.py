@@ -23,7 +23,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from supplychain.signatures.keys import PublicKey, verify_bytes
 from supplychain.signatures.signer import Signer, SignerError
 
-__all__ = ["Checkpoint", "CheckpointError", "note_key_id", "parse_checkpoint", "sign_checkpoint"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "note_key_id",
+    "parse_checkpoint",
+    "sign_checkpoint",
+    "sign_note",
+]
 
 DASH = "\u2014"
 ORIGIN = re.compile(r"[^\s\u2014][^\s]{0,254}")
@@ -79,18 +86,22 @@ def note_key_id(name: str, key: PublicKey) -> bytes:
     return hashlib.sha256(encoded).digest()[:4]
 
 
+def sign_note(text: str, name: str, signer: Signer) -> str:
+    """The signed note of ``text`` (ending in a newline) signed by ``signer`` as key ``name``."""
+    key_id = note_key_id(name, signer.public_key)
+    try:
+        signature = signer.sign(text.encode())
+    except SignerError as exc:
+        raise CheckpointError(f"could not sign the note: {exc}") from None
+    line = base64.b64encode(key_id + signature).decode()
+    return f"{text}\n{DASH} {name} {line}\n"
+
+
 def sign_checkpoint(origin: str, size: int, root: bytes, signer: Signer) -> Checkpoint:
     """Sign a checkpoint of ``size`` leaves with root ``root``."""
     if ORIGIN.fullmatch(origin) is None:
         raise CheckpointError("the origin is one word of printable characters (a URL-like name)")
-    text = body(origin, size, root)
-    key_id = note_key_id(origin, signer.public_key)
-    try:
-        signature = signer.sign(text.encode())
-    except SignerError as exc:
-        raise CheckpointError(f"could not sign the checkpoint: {exc}") from None
-    line = base64.b64encode(key_id + signature).decode()
-    return Checkpoint(origin, size, root, f"{text}\n{DASH} {origin} {line}\n")
+    return Checkpoint(origin, size, root, sign_note(body(origin, size, root), origin, signer))
 
 
 def parse_checkpoint(note: str, key: PublicKey, origin: str | None = None) -> Checkpoint:
