@@ -327,3 +327,32 @@ def test_commands_checkpoint_prove_and_verify_on_sqlite(tmp_path: Path) -> None:
     db.dispose()
     tampered = run("audit", "verify")
     assert tampered.returncode == 1 and "TAMPERED api_tokens 1:" in tampered.stdout
+
+
+def test_policy_and_waiver_changes_are_facts_of_the_log(db: Database) -> None:
+    from datetime import timedelta
+
+    from supplychain.decide import waiverstore
+    from supplychain.evidence.dbutil import record_policy
+
+    now = models.utcnow()
+    request = waiverstore.WaiverRequest(
+        owner="alice", reason="not reachable", ticket="SEC-1", expires_at=now + timedelta(days=9),
+        digest=TARGET.digest, cve="CVE-2024-0001",
+    )  # fmt: skip
+    with db.session(write=True) as session:
+        assert record_policy(session, "serve", "default", "sha256:" + "1" * 64)
+        waiver = waiverstore.create(session, request, "alice", now)
+    with db.session(write=True) as session:
+        assert not record_policy(session, "serve", "default", "sha256:" + "1" * 64)  # unchanged
+        assert record_policy(session, "serve", "strict", "sha256:" + "2" * 64)
+        waiverstore.revoke(session, int(waiver["id"]), "bob", now)
+    with db.session() as session:
+        logged = session.execute(
+            select(models.LogLeaf.table_name, models.LogLeaf.row_key).order_by(models.LogLeaf.idx)
+        ).all()
+    assert [tuple(r) for r in logged if r[0] == "waivers"] == [("waivers", "1"), ("waivers", "1")]
+    assert len([r for r in logged if r[0] == "audit_log"]) == 4  # 2 policies, create, revoke
+    assert verify(db, None).problems == ()
+    tamper(db, "UPDATE waivers SET revoked_at = NULL, revoked_by = NULL")  # un-revoke it
+    assert named(db) == {("waivers", "1")}

@@ -156,11 +156,22 @@ def leaf_data(
     ``row`` is the row when the caller read it already; a missing row serialises as null (a
     deletion recorded in the log).
     """
+    return _with_index(_document(conn, name, key, row, present), index)
+
+
+def _with_index(document: dict[str, object], index: int) -> bytes:
+    return canonical({**document, "index": index})
+
+
+def _document(
+    conn: Connection, name: str, key: str, row: Any = None, present: Present = None
+) -> dict[str, object]:
+    """Leaf ``key`` of ``name`` as the DB holds it now, all but its index."""
     spec, table = LOGGED[name], _table(name)
     if row is None:
         query = _select(table, present).where(_pk(table) == _key_value(table, key))
         row = conn.execute(query).mappings().first()
-    document: dict[str, object] = {"index": index, "table": name, "key": key, "row": None}
+    document: dict[str, object] = {"table": name, "key": key, "row": None}
     if row is not None:
         document["row"] = _row(spec, row)
         children: dict[str, object] = {}
@@ -174,7 +185,7 @@ def leaf_data(
             children[child] = {"rows": count, "sha256": digest.hexdigest()}
         if children:
             document["children"] = children
-    return canonical(document)
+    return document
 
 
 def touch(session: Session, name: str, key: object) -> None:
@@ -230,8 +241,32 @@ def _after_rollback(session: Session) -> None:
     session.info.pop(PENDING, None)
 
 
+def _documents(
+    conn: Connection, keys: list[tuple[str, str]], present: Present
+) -> list[dict[str, object]]:
+    """The leaf documents of ``keys``, in order: one query per table (and per parent's children)."""
+    rows: dict[tuple[str, str], Any] = {}
+    for name in {name for name, _ in keys}:
+        table, pk = _table(name), _pk(_table(name))
+        wanted = [_key_value(table, key) for n, key in keys if n == name]
+        for start in range(0, len(wanted), 500):
+            query = _select(table, present).where(pk.in_(wanted[start : start + 500]))
+            for row in conn.execute(query).mappings():
+                rows[(name, str(row[pk.name]))] = row
+    return [
+        _document(conn, name, key, rows[(name, key)], present)
+        if (name, key) in rows
+        else {"table": name, "key": key, "row": None}
+        for name, key in keys
+    ]
+
+
 def append(conn: Connection, keys: Iterable[tuple[str, str]], present: Present = None) -> int:
-    """Append leaves for ``keys`` (table, primary key) at the log's end; the first new index."""
+    """Append leaves for ``keys`` (table, primary key) at the log's end; the first new index.
+
+    The rows are read before the lock is taken; under it only the index is added and hashed.
+    """
+    documents = _documents(conn, list(keys), present)
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
     # On SQLite this transaction already wrote the facts, so it holds the database's write lock.
@@ -240,13 +275,11 @@ def append(conn: Connection, keys: Iterable[tuple[str, str]], present: Present =
     rows = [
         {
             "idx": start + offset,
-            "table_name": name,
-            "row_key": key,
-            "leaf_hash": leaf_hash(
-                leaf_data(conn, start + offset, name, key, present=present)
-            ).hex(),
+            "table_name": document["table"],
+            "row_key": document["key"],
+            "leaf_hash": leaf_hash(_with_index(document, start + offset)).hex(),
         }
-        for offset, (name, key) in enumerate(keys)
+        for offset, document in enumerate(documents)
     ]
     if rows:
         conn.execute(insert(leaves), rows)
