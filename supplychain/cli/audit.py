@@ -40,6 +40,43 @@ def _signing_key(path: str | None) -> str | None:
     return path or _settings(writable=False).sign_key
 
 
+def _registry_client(repository: str) -> object:
+    """A registry client allowed to reach the witness repository's registry only."""
+    from supplychain.cli.main import _settings
+    from supplychain.evidence.witness import witness_target
+    from supplychain.registry import BlobCache, RegistryClient, docker_credentials
+
+    settings = _settings(writable=False)
+    return RegistryClient(
+        allowed=frozenset({witness_target(repository).registry}),
+        insecure=settings.insecure_registries,
+        cache=BlobCache(settings.data_dir / "blobs", settings.blob_cache_bytes),
+        credentials=docker_credentials(),
+        redirect_hosts=settings.registry_redirect_hosts,
+    )
+
+
+def _witnessed(db: object, repository: str, key: object) -> list[str]:
+    """Problems found comparing the log with the checkpoint witnessed at ``repository``."""
+    from supplychain.evidence.database import Database
+    from supplychain.evidence.tlogcheck import check_witnessed
+    from supplychain.evidence.witness import WitnessError, fetch_witnessed
+    from supplychain.registry import RegistryClient
+    from supplychain.signatures.keys import PublicKey
+
+    assert isinstance(db, Database) and isinstance(key, PublicKey)  # noqa: S101 - callers' types
+    client = _registry_client(repository)
+    assert isinstance(client, RegistryClient)  # noqa: S101 - made above
+    try:
+        witnessed = fetch_witnessed(client, repository, key)
+    except WitnessError as exc:
+        return [f"log_checkpoints {repository}: {exc}"]
+    if witnessed is None:
+        return [f"log_checkpoints {repository}: no checkpoint witnessed there"]
+    problem = check_witnessed(db, witnessed, repository)
+    return [str(problem)] if problem else []
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from supplychain.evidence.database import Database
     from supplychain.evidence.tlogcheck import verify
@@ -56,17 +93,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _fail(f"--key: {exc}")
     db = _database()
     assert isinstance(db, Database)  # noqa: S101 - _database makes one
+    if args.witness and key is None:
+        return _fail("--witness needs the log's public key (--key or SUPPLYCHAIN_SIGN_KEY)")
     report = verify(db, key)
-    for problem in report.problems:
+    problems = [str(p) for p in report.problems]
+    if args.witness:
+        problems += _witnessed(db, args.witness, key)
+    for problem in problems:
         print(f"TAMPERED {problem}")
     signed = "" if key else " (signatures not checked: no --key or SUPPLYCHAIN_SIGN_KEY)"
     print(
         f"{report.leaves} leaves, {report.rows} fact rows, {report.checkpoints} checkpoints "
         f"recomputed{signed}: "
-        + (f"{len(report.problems)} problems" if report.problems else "the log and facts agree"),
+        + (f"{len(problems)} problems" if problems else "the log and facts agree"),
         file=sys.stderr,
     )
-    return EXIT_TAMPERED if report.problems else 0
+    return EXIT_TAMPERED if problems else 0
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
@@ -91,6 +133,17 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         else:
             return _fail(str(exc))
     sys.stdout.write(signed.note)
+    if args.witness:
+        from supplychain.evidence.witness import WitnessError, push_checkpoint
+        from supplychain.registry import RegistryClient
+
+        client = _registry_client(args.witness)
+        assert isinstance(client, RegistryClient)  # noqa: S101 - made by _registry_client
+        try:
+            digest = push_checkpoint(client, args.witness, signed)
+        except WitnessError as exc:
+            return _fail(f"checkpoint stored but not witnessed: {exc}")
+        print(f"witnessed at {args.witness}@{digest}", file=sys.stderr)
     return 0
 
 
@@ -140,6 +193,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     verify.add_argument(
         "--key", help="public key PEM checking the checkpoints (default: SUPPLYCHAIN_SIGN_KEY's)"
     )
+    verify.add_argument(
+        "--witness", help="also compare with the checkpoint witnessed at this HOST/REPOSITORY"
+    )
     verify.set_defaults(func=cmd_verify)
     checkpoint = actions.add_parser("checkpoint", help="sign and store the log's current root")
     checkpoint.add_argument(
@@ -147,6 +203,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     checkpoint.add_argument(
         "--origin", help="the log's name (default: the last checkpoint's, else HOST/supplychain)"
+    )
+    checkpoint.add_argument(
+        "--witness",
+        help="also push the checkpoint to this OCI HOST/REPOSITORY (tag size-N, latest)",
     )
     checkpoint.set_defaults(func=cmd_checkpoint)
     prove = actions.add_parser(

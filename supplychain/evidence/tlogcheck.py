@@ -46,6 +46,7 @@ __all__ = [
     "Problem",
     "VerifyReport",
     "check_proof",
+    "check_witnessed",
     "make_checkpoint",
     "prove",
     "verify",
@@ -201,6 +202,26 @@ def _hashes(conn: Connection, size: int | None = None) -> list[bytes]:
     if size is not None:
         query = query.where(LEAVES.c.idx < size)
     return [bytes.fromhex(h) for h in conn.execute(query).scalars()]
+
+
+def check_witnessed(db: Database, checkpoint: Checkpoint, where: str) -> Problem | None:
+    """What is wrong when the database's log no longer extends ``checkpoint`` (kept elsewhere)."""
+    with _snapshot(db) as conn:
+        hashes = _hashes(conn, checkpoint.size)
+    span = _span(0, checkpoint.size - 1) if checkpoint.size else "-"
+    if len(hashes) < checkpoint.size:
+        what = (
+            f"the checkpoint witnessed at {where} signed {checkpoint.size} leaves, the log holds "
+            f"{len(hashes)}: leaves deleted"
+        )
+        return Problem("log_leaves", span, what)
+    if not hmac.compare_digest(tree_root(hashes), checkpoint.root):
+        what = (
+            f"the first {checkpoint.size} leaves no longer hash to the root witnessed at {where}: "
+            "the log was rewritten (with the checkpoints stored in the database)"
+        )
+        return Problem("log_leaves", span, what)
+    return None
 
 
 def make_checkpoint(db: Database, signer: Signer, origin: str | None = None) -> Checkpoint:
