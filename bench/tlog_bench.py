@@ -2,9 +2,10 @@
 
 Measures, on SQLite and on PostgreSQL, the transaction the gate records each answer in (a
 verdict row and its audit row, ``Gate._record``'s writes) with the log's append and, as the
-baseline, with the log's session hook removed from a second ``Database`` of the same database
-(this benchmark only), calls interleaved: single-threaded latency (median, p90) and throughput of
-8 threads, one answer or a batch of 20 answers a transaction (as batched gate writes do). Then ``audit checkpoint`` and ``audit verify`` over the log that made.
+baseline, on a twin database whose ``Database`` has the log's session hook removed (this
+benchmark only), calls interleaved: single-threaded latency (median, p90), and the throughput of
+8 threads writing one answer, or a batch of 20 answers, a transaction (as batched gate writes
+do). Then ``audit checkpoint`` and ``audit verify`` over the log that made.
 
 Usage: python bench/tlog_bench.py [--runs N]   (prints a Markdown table)
 """
