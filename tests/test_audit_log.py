@@ -356,3 +356,27 @@ def test_policy_and_waiver_changes_are_facts_of_the_log(db: Database) -> None:
     assert verify(db, None).problems == ()
     tamper(db, "UPDATE waivers SET revoked_at = NULL, revoked_by = NULL")  # un-revoke it
     assert named(db) == {("waivers", "1")}
+
+
+def test_the_upgrade_logs_the_facts_already_stored(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/old.db")
+    db.upgrade("0009")  # before the log: facts written with plain SQL, no hook to see them
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO verdicts (context, decision, reasons, policy, policy_digest, "
+            "evaluated_at) VALUES ('gate', 'deny', '[\"old\"]', 'default', 'sha256:00', "
+            "'2026-01-01 00:00:00')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO audit_log (at, actor, action, details) "
+            "VALUES ('2026-01-01 00:00:00', 'gate', 'gate.answered', '{}')"
+        )
+        conn.commit()
+    db.upgrade()
+    with db.session() as session:
+        logged = session.execute(select(models.LogLeaf.table_name, models.LogLeaf.row_key)).all()
+    assert sorted(tuple(r) for r in logged) == [("audit_log", "1"), ("verdicts", "1")]
+    assert verify(db, None).problems == ()
+    tamper(db, "UPDATE verdicts SET decision = 'allow'")
+    assert named(db) == {("verdicts", "1")}
+    db.dispose()
