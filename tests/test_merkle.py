@@ -157,3 +157,14 @@ def test_signed_note_matches_go_sumdb_note_vector() -> None:
     assert base64.b64encode(b"\x01" + raw).decode() == vector["public"]
     assert note_key_id(vector["name"], signer.public_key).hex() == vector["key_hash"]
     assert sign_note(vector["text"], vector["name"], signer) == vector["signed"]
+
+
+def test_keys_a_signed_note_cannot_carry_are_refused() -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    rsa_signer = KeyFileSigner(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    with pytest.raises(CheckpointError, match="Ed25519 or ECDSA P-256"):
+        sign_checkpoint("example.test/log", 0, EMPTY_ROOT, rsa_signer)
+    p384 = KeyFileSigner(ec.generate_private_key(ec.SECP384R1()))
+    with pytest.raises(CheckpointError, match="Ed25519 or ECDSA P-256"):
+        sign_checkpoint("example.test/log", 0, EMPTY_ROOT, p384)
