@@ -30,6 +30,7 @@ EXTENSIONS = (
     "supplychain.cli.vulndb",
     "supplychain.cli.tokens",
     "supplychain.cli.policy",
+    "supplychain.cli.audit",
 )
 """Modules adding subcommands with ``add_parser(subparsers)``."""
 MAX_ANSWER = 4 * 1024 * 1024
@@ -88,6 +89,15 @@ def _upgrade_or_check(settings: Settings, *, required: bool) -> None:
         db.dispose()
 
 
+def _record_policy(service: Any, actor: str) -> None:
+    """Audit the policy this process decides with when it changed (a fact of the audit log)."""
+    from supplychain.evidence.dbutil import record_policy
+
+    policy = service.decider.policy
+    with service.db.session(write=True) as session:
+        record_policy(session, actor, policy.name, policy.digest)
+
+
 def _warn_without_db(service: Any) -> None:
     """One start-up line when scans cannot run yet: no advisory DB, and the command to run."""
     from supplychain.stages.scanner import missing_db_advice
@@ -112,6 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _migrate(settings, required=False)
     service = build_service(settings, policy_file=args.policy)
     _warn_without_db(service)
+    _record_policy(service, "serve")
     if not service.tokens.list():
         log.warning(
             "no API token exists yet: every call but /healthz, /readyz and /metrics is refused; "
@@ -149,6 +160,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _migrate(settings, required=False)
     service = build_service(settings, policy_file=args.policy)
     _warn_without_db(service)
+    _record_policy(service, "worker")
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())

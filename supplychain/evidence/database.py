@@ -70,6 +70,10 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         writer = self.engine.execution_options(**{_IMMEDIATE: True})
         self._write_sessions = sessionmaker(writer, expire_on_commit=False)
+        from supplychain.evidence import tlog  # the models import the rest of the schema
+
+        tlog.install(self._sessions)
+        tlog.install(self._write_sessions)
 
     @property
     def is_postgres(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,3 +26,21 @@ def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -
 def audit(session: Session, actor: str, action: str, subject: str | None, **details: Any) -> None:
     """Append one entry to the audit log (in the caller's transaction)."""
     session.add(AuditEntry(actor=actor, action=action, subject=subject, details=details))
+
+
+def record_policy(session: Session, actor: str, name: str, digest: str) -> bool:
+    """Audit the policy in force (``policy.loaded``) when it differs from the last one recorded.
+
+    The audit row is a fact of the tamper-evident log, so policy changes are in it too.
+    """
+    last = session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.action == "policy.loaded")
+        .order_by(AuditEntry.id.desc())
+        .limit(1)
+    ).first()
+    previous = last.details.get("digest") if last is not None else None
+    if previous == digest:
+        return False
+    audit(session, actor, "policy.loaded", name, digest=digest, previous=previous)
+    return True

@@ -481,3 +481,37 @@ class Waiver(Base):
     created_by: Mapped[str] = mapped_column(String(255))
     revoked_at: Mapped[datetime | None] = mapped_column()
     revoked_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class LogLeaf(Base):
+    """One leaf of the tamper-evident log: a fact row's RFC 6962 leaf hash at its index.
+
+    The hashed data is the row's canonical serialisation (:mod:`supplychain.evidence.tlog`),
+    recomputed from the row itself by ``supplychain audit verify``. Append-only (triggers).
+    """
+
+    __tablename__ = "log_leaves"
+    __table_args__ = (Index(None, "table_name", "row_key"),)
+
+    idx: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    """The leaf's index: 0, 1, 2 … with no gap, in commit order."""
+    table_name: Mapped[str] = mapped_column(String(64))
+    """The fact's table."""
+    row_key: Mapped[str] = mapped_column(String(255))
+    """The fact row's primary key, as text."""
+    leaf_hash: Mapped[str] = mapped_column(String(64))
+    """Hex ``SHA-256(0x00 || canonical row)``."""
+
+
+class LogCheckpoint(Base):
+    """A signed checkpoint of the log (a C2SP signed note), as issued."""
+
+    __tablename__ = "log_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

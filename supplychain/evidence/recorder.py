@@ -18,6 +18,7 @@ from supplychain.evidence import models
 from supplychain.evidence.dbutil import audit, insert_ignore
 from supplychain.evidence.models import utcnow
 from supplychain.evidence.sbomstore import pack
+from supplychain.evidence.tlog import touch
 from supplychain.interface import Finding, ImageTarget, SignatureEvidence, Verdict
 from supplychain.registry.index import IndexEntry
 from supplychain.stages.pipeline import Outcome
@@ -93,9 +94,11 @@ def upsert_image(
     image = find_image(session, target)
     if image is None:  # concurrent callers (gate calls, workers) may insert the same image
         key = {"host": target.registry, "repository": target.repository, "digest": target.digest}
-        insert_ignore(session, models.Image, key)
+        inserted = insert_ignore(session, models.Image, key)
         image = find_image(session, target)
         assert image is not None  # noqa: S101 - inserted now or by a committed concurrent caller
+        if inserted:  # a Core insert: the session hook does not see it
+            touch(session, "images", image.id)
     image.media_type = image.media_type or media_type
     image.platform = image.platform or platform
     session.flush()

@@ -30,6 +30,7 @@ from supplychain.evidence import models
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit
 from supplychain.evidence.sbomstore import StoredSbomError, unpack
+from supplychain.evidence.tlog import touch
 from supplychain.interface import ScanError, ScanResult
 from supplychain.rematch.plan import RematchPlan, plan_rematch, select_scans
 from supplychain.rematch.record import Keep, Rematched, record_chunk
@@ -184,6 +185,8 @@ class Rematcher:
                         db_digest=db_digest, db_updated_at=updated_at, matched_at=models.utcnow()
                     )
                 )
+            for scan_id in scan_ids:  # a Core update: the log's session hook does not see it
+                touch(session, "scans", scan_id)
             audit(session, self.actor, "rematch.advanced", None, scans=len(scan_ids), db=db_digest)
 
     def _announce(self, revocations: list[Revocation]) -> None:
