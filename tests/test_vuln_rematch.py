@@ -25,6 +25,7 @@ from supplychain.decide.vex import match_vex, parse_vex, record_vex
 from supplychain.evidence import models
 from supplychain.evidence.database import Database
 from supplychain.evidence.load import load_image_facts
+from supplychain.evidence.tlogcheck import verify
 from supplychain.interface import Evidence, Finding, ImageTarget, ScanResult
 from supplychain.rematch.batch import rematch_packages
 from supplychain.rematch.dbdiff import changed_packages
@@ -187,6 +188,9 @@ def test_new_advisory_rematch_revokes_the_allow_and_announces_it(
     again = rematcher(service, receiver.url).run(scan_ids)  # same DB: nothing changes
     assert (again.rematched, again.changed, again.revocations) == (1, 0, 0)
     assert len(receiver.requests) == 1
+    # every row the rematch wrote (findings, scans, verdicts, changes) is in the tamper-evident log
+    report_log = verify(db, None)
+    assert report_log.problems == (), report_log.problems
 
 
 def test_rematch_narrows_to_sboms_naming_the_changed_packages(
