@@ -215,6 +215,7 @@ def main() -> None:
     parser.add_argument(
         "--commit", choices=("durable", "fast"), default="durable", help="SUPPLYCHAIN_GATE_COMMIT"
     )
+    parser.add_argument("--processes", type=int, default=1, help="SUPPLYCHAIN_API_PROCESSES")
     parser.add_argument("--warmup", type=int, default=3, help="seconds at the first rate first")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -224,8 +225,12 @@ def main() -> None:
     script = root / "pacer.lua"
     script.write_text(PACER)
     rows = []
+    extra = {
+        "SUPPLYCHAIN_GATE_COMMIT": args.commit,
+        "SUPPLYCHAIN_API_PROCESSES": str(args.processes),
+    }
     try:
-        with stack(args.backend, root, {"SUPPLYCHAIN_GATE_COMMIT": args.commit}) as (
+        with stack(args.backend, root, extra) as (
             server,
             image,
             db,
@@ -262,6 +267,7 @@ def main() -> None:
     ]
     print(
         f"backend: {args.backend}; SUPPLYCHAIN_GATE_COMMIT={args.commit}; "
+        f"SUPPLYCHAIN_API_PROCESSES={args.processes}; "
         f"decision answered: {decision}; cpus: {os.cpu_count()}"
     )
     print(
