@@ -169,6 +169,25 @@ def _database(backend: str, root: Path) -> Iterator[str]:
         yield f"sqlite:///{root / 'data' / 'supplychain.db'}"
 
 
+def cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process ``root`` and its descendants (from /proc)."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks = int(fields[11]) + int(fields[12])  # utime, stime
+            stats[int(entry.name)] = (int(fields[1]), ticks / os.sysconf("SC_CLK_TCK"))
+    tree, total = {root}, 0.0
+    for _ in range(4):  # serve → uvicorn processes → (trivy) children
+        tree |= {pid for pid, (parent, _cpu) in stats.items() if parent in tree}
+    for pid in tree:
+        total += stats.get(pid, (0, 0.0))[1]
+    return total
+
+
 def gate_rows(db: Database) -> int:
     with db.session() as session:
         query = select(func.count()).select_from(Verdict).where(Verdict.context == "gate")
@@ -250,7 +269,11 @@ def main() -> None:
             for rate in rates:
                 before = gate_rows(db)
                 load_before = os.getloadavg()[0]
+                cpu = cpu_seconds(server.proc.pid)
                 figures = step(server, script, image, token, rate, args)
+                figures["cpu_ms"] = (
+                    (cpu_seconds(server.proc.pid) - cpu) * 1000 / figures["requests"]
+                )
                 time.sleep(0.5)  # answers are recorded before they are sent; this is margin only
                 recorded = gate_rows(db) - before
                 figures.update(rate=rate, recorded=recorded, load=load_before)
@@ -276,15 +299,16 @@ def main() -> None:
     )
     print(
         "| target (req/s) | achieved (req/s) | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) "
-        "| late sends | errors | answers | gate rows recorded | load avg (1 min) |"
+        "| late sends | errors | answers | gate rows recorded | server CPU per answer (ms) "
+        "| load avg (1 min) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['rate']:.0f} | {r['achieved']:.0f} | {r['p50_us'] / 1000:.2f} "
             f"| {r['p90_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | {r['max_us'] / 1000:.1f} "
             f"| {r['late']:.0f} | {r['errors'] + r['non_200']:.0f} | {r['requests']:.0f} "
-            f"| {r['recorded']:.0f} | {r['load']:.2f} |"
+            f"| {r['recorded']:.0f} | {r['cpu_ms']:.2f} | {r['load']:.2f} |"
         )
     print(
         f"\nhighest rate held (achieved >= {HELD:.0%} of target, p99 <= {P99_LIMIT_MS} ms, "
