@@ -30,8 +30,9 @@ from supplychain.evidence.load import load_image_facts
 
 __all__ = ["FactCache", "ScannedImage"]
 
-SIZE = 1024
-"""Images whose facts are kept (least recently used dropped first)."""
+SIZE = 256
+"""Images whose facts are kept, least recently used dropped first (an image's facts include its
+SBOM's components: a few MB for a large image)."""
 
 Fingerprint = tuple[Any, ...]
 
