@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import requests
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
@@ -30,6 +31,7 @@ from supplychain.interface import ImageTarget
 from supplychain.service import Service, build_service
 from tests.conftest import PG_SERVER, make_settings, new_database
 from tests.support import images
+from tests.support.hostile import serve
 from tests.support.registry import Registry
 from tests.support.tokens import bearer
 from tests.test_vuln_scan import BASE_ADVISORIES, NEW_ADVISORY, install_db
@@ -263,3 +265,38 @@ def test_a_pinned_digest_not_recorded_needs_the_registry_and_fails_closed(
         gate.decide(f"{DOWN}/{REPO}@{scanned.digest}")
     assert raised.value.status == 502 and "could not resolve" in str(raised.value)
     assert gate.decide(scanned.pinned).decision == "deny"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_serve_with_two_processes_records_every_concurrent_answer(
+    backend: str, registry: Registry, tmp_path: Path
+) -> None:
+    digest = images.push(images.app_layout(), "base", f"{registry.host}/{REPO}:base")
+    pinned = f"{registry.host}/{REPO}@{digest}"
+    extra = {"SUPPLYCHAIN_REGISTRIES": registry.host, "SUPPLYCHAIN_API_PROCESSES": "2"}
+    with _url(backend, tmp_path) as url, serve(tmp_path, url, extra) as server:
+
+        def ask(_: int) -> tuple[int, str]:
+            answer = requests.post(
+                f"{server.url}/v1/gate",
+                json={"image": pinned},
+                headers=server.auth("ci"),
+                timeout=60,
+            )
+            return answer.status_code, answer.json()["decision"]
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(ask, range(CONCURRENT)))
+        assert answers == [(200, "pending")] * CONCURRENT  # no worker: queued, not scanned
+        db = Database(url)
+        try:
+            with db.session() as session:
+                rows = session.scalar(
+                    select(func.count())
+                    .select_from(models.Verdict)
+                    .where(models.Verdict.context == "gate", models.Verdict.digest == digest)
+                )
+                jobs = session.scalar(select(func.count()).select_from(models.Job))
+        finally:
+            db.dispose()
+        assert (rows, jobs) == (CONCURRENT, 1)
