@@ -12,13 +12,14 @@
 #   libcommons-lang3-java       a real jar;  ruby-rack  real gemspecs;  rpm  a real rpmdb
 #   openssl                     the timestamp authority of the keyless tests (openssl ts)
 #   postgresql                  the database every test runs on
+#   wrk                         the load generator of bench/gate_load.py (benchmarks only)
 # Python 3.11+ with venv, for .venv (python3-venv).
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 packages=(python3 python3-venv skopeo umoci docker-registry debootstrap golang-go binutils
           openssl ruby-rack libcommons-lang3-java libjansi-java libguava-java rpm db-util
-          postgresql)
+          postgresql wrk)
 command -v cargo >/dev/null 2>&1 || packages+=(cargo)  # a rustup cargo will do
 command -v npm >/dev/null 2>&1 || packages+=(npm)      # so will Node.js's own npm
 missing=()

@@ -264,6 +264,13 @@ class Settings:
     """Kubernetes admission: ``enforce`` denies, ``audit`` admits with warnings (errors deny)."""
     admission_wait_seconds: float = 5.0
     """Seconds one admission request may wait for pending verdicts (all its images together)."""
+    api_processes: int = 1
+    """``serve``: HTTP processes sharing the listening socket (the in-process workers run in
+    the parent); more than one suits PostgreSQL, and SQLite in WAL mode copes."""
+    gate_commit: str = "durable"
+    """How the gate's answers are committed before they are sent: ``durable`` (flushed to disk)
+    or ``fast`` (committed without waiting for the flush: kept across a crash of supplychain,
+    the newest may be lost when the machine or PostgreSQL itself crashes)."""
     tls_cert: Path | None = None
     """PEM certificate (chain) ``serve`` presents over HTTPS; with ``tls_key``."""
     tls_key: Path | None = None
@@ -324,6 +331,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "min_free_bytes": _int,
     "registry_redirect_hosts": _hosts,
     "admission_mode": _choice("enforce", "audit"),
+    "gate_commit": _choice("durable", "fast"),
+    "api_processes": _int,
     "admission_wait_seconds": _float,
     "tls_cert": _optional_file,
     "tls_key": _optional_file,
@@ -371,6 +380,8 @@ _DEFAULTS: dict[str, str] = {
     "min_free_bytes": str(256 * 1024**2),
     "registry_redirect_hosts": "",
     "admission_mode": "enforce",
+    "gate_commit": "durable",
+    "api_processes": "1",
     "admission_wait_seconds": "5",
     "tls_cert": "",
     "tls_key": "",

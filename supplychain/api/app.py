@@ -126,6 +126,9 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         lifespan=lifespan,
         dependencies=[Depends(authorize)],
         openapi_url=None,  # no route outside the access rules
+        # metrics are Prometheus'; FastAPI's OpenTelemetry hooks would look up providers (and
+        # the environment) on every request, a measurable share of a gate call
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.add_middleware(AccessLog)
     app.add_middleware(BodyLimit, limit_for=body_limit)

@@ -131,22 +131,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     workers = settings.workers if args.workers is None else args.workers
     host, _, port = (args.listen or settings.listen).rpartition(":")
-    app = create_app(service, workers=workers)
     cert = args.tls_cert or settings.tls_cert
     key = args.tls_key or settings.tls_key
     if (cert is None) != (key is None):
         print("supplychain: --tls-cert and --tls-key go together", file=sys.stderr)
         return EXIT_OTHER
+    listen: dict[str, Any] = {
+        "host": host.strip("[]"),
+        "port": int(port),
+        "ssl_certfile": cert,
+        "ssl_keyfile": key,
+    }
+    processes = args.processes if args.processes is not None else settings.api_processes
+    if processes > 1:
+        return _serve_processes(service, args, processes, workers, listen)
     # uvicorn turns SIGTERM into a graceful exit; the app's lifespan then shuts the workers down.
-    uvicorn.run(
-        app,
-        host=host.strip("[]"),
-        port=int(port),
-        log_config=None,
-        access_log=False,
-        ssl_certfile=cert,
-        ssl_keyfile=key,
-    )
+    uvicorn.run(create_app(service, workers=workers), log_config=None, access_log=False, **listen)
+    return 0
+
+
+def _serve_processes(
+    service: Any, args: argparse.Namespace, processes: int, workers: int, listen: dict[str, Any]
+) -> int:
+    """``processes`` HTTP processes (:mod:`supplychain.api.processes`); the job workers here."""
+    import uvicorn
+
+    from supplychain.api.processes import CHILD_LOG_LEVEL, CHILD_POLICY
+    from supplychain.queue.pool import WorkerPool
+
+    os.environ[CHILD_POLICY] = str(args.policy or "")
+    os.environ[CHILD_LOG_LEVEL] = args.log_level
+    pool = WorkerPool(service.worker, workers)
+    pool.start()
+    try:  # uvicorn stops the processes on SIGTERM, then returns
+        uvicorn.run(
+            "supplychain.api.processes:child_app",
+            factory=True,
+            workers=processes,
+            log_config=None,
+            access_log=False,
+            **listen,
+        )
+    finally:
+        pool.shutdown(service.settings.shutdown_grace_seconds)
     return 0
 
 
@@ -283,6 +310,13 @@ def parser(*, extensions: bool = True) -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="host:port (default SUPPLYCHAIN_LISTEN)")
     serve.add_argument(
         "--workers", type=int, help="in-process workers (default SUPPLYCHAIN_WORKERS)"
+    )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        choices=range(1, 65),
+        metavar="N",
+        help="HTTP processes, 1-64 (default SUPPLYCHAIN_API_PROCESSES, 1)",
     )
     serve.add_argument("--tls-cert", type=Path, help="serve HTTPS: PEM certificate chain")
     serve.add_argument("--tls-key", type=Path, help="serve HTTPS: PEM private key")

@@ -4,6 +4,15 @@ Fail closed: anything not known to be allowed is denied or pending. Unscanned im
 for a scan and answered ``pending``. The answer is the one decision
 (:class:`~supplychain.decide.decider.Decider`) on the recorded facts: an image index is decided
 from its own recorded entries, allowed only when every platform image is.
+
+The hot path: a reference pinned by digest (no tag) whose image is recorded and scanned (or, for
+an index, expanded) needs no registry call (the digest names the content; the facts were
+recorded from bytes verified against it) and no write before deciding. Its facts come from a
+:class:`~supplychain.evidence.factcache.FactCache` checked by one query per call, the decision
+runs on every call, and the answer is recorded through a
+:class:`~supplychain.evidence.groupcommit.GroupCommit` before it is returned. Everything else
+(tags, images not recorded or not scanned yet) takes the full path: resolve at the registry,
+record the tag, queue what is missing.
 """
 
 from __future__ import annotations
@@ -13,13 +22,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from supplychain.decide.decider import Decider
+from supplychain.decide.decision import ImageFacts, IndexFacts
 from supplychain.decide.findings import GateFinding, findings_of
+from supplychain.evidence import models
 from supplychain.evidence.database import Database
-from supplychain.evidence.dbutil import audit
+from supplychain.evidence.dbutil import audit, audit_values
+from supplychain.evidence.factcache import FactCache
+from supplychain.evidence.groupcommit import GroupCommit
 from supplychain.evidence.load import latest_scan_id
 from supplychain.evidence.models import utcnow
-from supplychain.evidence.recorder import find_image, record_tag, record_verdict, upsert_image
+from supplychain.evidence.recorder import find_image, record_tag, upsert_image, verdict_values
 from supplychain.interface import Decision, ImageTarget, Verdict
 from supplychain.mediatypes import INDEX_MEDIA_TYPES
 from supplychain.metrics import GATE, GATE_SECONDS
@@ -88,12 +103,18 @@ class Gate:
         queue: JobQueue,
         decider: Decider,
         allowed: frozenset[str],
+        *,
+        recorder: GroupCommit | None = None,
     ) -> None:
         self.db = db
         self.client = client
         self.queue = queue
         self.decider = decider
         self.allowed = allowed
+        self.facts = FactCache()
+        """Facts of scanned images, checked against the database on every call."""
+        self.recorder = recorder or GroupCommit(db)
+        """Records the answers, many per transaction."""
 
     def decide(self, image: str, *, wait: float = 0.0, platform: str | None = None) -> GateAnswer:
         """Decide on ``image`` (``host/repo:tag`` or ``…@sha256:…``); wait ``wait`` s if pending."""
@@ -107,6 +128,12 @@ class Gate:
             with self.db.session(write=True) as session:
                 audit(session, "gate", "gate.error", image, reason=reason)
             raise GateError(reason, 403)
+        if ref.digest is not None and ref.tag is None:
+            recorded = self._recorded(ref, ref.digest, platform)
+            if recorded is not None:
+                image_id, decided = recorded
+                target = ImageTarget(ref.registry, ref.repository, ref.digest, None)
+                return self._record(image, ref, target, decided, started, image_id=image_id)
         try:
             descriptor = self.client.resolve(ref)
         except RegistryError as exc:
@@ -116,14 +143,38 @@ class Gate:
         target = ImageTarget(ref.registry, ref.repository, descriptor.digest, ref.tag)
         deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT)
         while True:
-            decided = self._evaluate(target, descriptor.media_type, platform)
+            image_id, decided = self._evaluate(target, descriptor.media_type, platform)
             if decided[0].decision != "pending" or time.monotonic() >= deadline:
-                return self._record(image, ref, target, decided, started)
+                return self._record(image, ref, target, decided, started, image_id=image_id)
             time.sleep(POLL_SECONDS)
+
+    def _recorded(
+        self, ref: ImageReference, digest: str, platform: str | None
+    ) -> tuple[int, tuple[Verdict, tuple[GateFinding, ...]]] | None:
+        """The image's id and the one decision on its recorded facts, when they are complete
+        (a scanned manifest, an expanded index); None sends the call down the full path."""
+        with self.db.reading() as connection:
+            scanned = self.facts.find(connection, ref.registry, ref.repository, digest)
+            facts: ImageFacts | IndexFacts
+            if scanned is not None:
+                image_id = scanned.id
+                facts = self.facts.facts(connection, scanned)
+            else:
+                with Session(bind=connection) as session:
+                    target = ImageTarget(ref.registry, ref.repository, digest, None)
+                    row = find_image(session, target)
+                    if row is None or row.media_type not in INDEX_MEDIA_TYPES:
+                        return None
+                    if row.expanded_at is None:
+                        return None
+                    image_id = row.id
+                    facts = self.decider.load(session, row)
+        verdict = self.decider.decide(facts, platform=platform)
+        return image_id, (verdict, findings_of(facts, platform=platform))
 
     def _evaluate(
         self, target: ImageTarget, media_type: str, platform: str | None
-    ) -> tuple[Verdict, tuple[GateFinding, ...]]:
+    ) -> tuple[int, tuple[Verdict, tuple[GateFinding, ...]]]:
         """The one decision on the recorded facts, and their findings; the rest is queued."""
         with self.db.session(write=True) as session:
             if target.tag:
@@ -136,7 +187,7 @@ class Gate:
                 self.queue.enqueue(session, "image", target)
             facts = self.decider.load(session, image)
             verdict = self.decider.decide(facts, platform=platform)
-            return verdict, findings_of(facts, platform=platform)
+            return image.id, (verdict, findings_of(facts, platform=platform))
 
     def _verdict(self, decision: Decision, reasons: list[str]) -> Verdict:
         policy = self.decider.policy
@@ -149,32 +200,29 @@ class Gate:
         target: ImageTarget | None,
         decided: tuple[Verdict, tuple[GateFinding, ...]],
         started: float,
+        *,
+        image_id: int | None,
     ) -> GateAnswer:
+        """Record the answer (committed with others' answers, before this returns)."""
         verdict, findings = decided
         elapsed = (time.perf_counter() - started) * 1000
-        with self.db.session(write=True) as session:
-            row = find_image(session, target) if target is not None else None
-            record_verdict(
-                session,
-                verdict,
-                image=row,
-                scan_id=None,
-                context="gate",
-                requested=image,
-                digest=target.digest if target else None,
-                duration_ms=elapsed,
-            )
-            audit(
-                session,
-                "gate",
-                "gate.answered",
-                image,
-                decision=verdict.decision,
-                digest=target and target.digest,
-            )
+
+        digest = target.digest if target else None
+        verdict_row = verdict_values(
+            verdict,
+            image_id=image_id,
+            scan_id=None,
+            context="gate",
+            requested=image,
+            digest=digest,
+            duration_ms=elapsed,
+        )
+        entry = audit_values(
+            "gate", "gate.answered", image, decision=verdict.decision, digest=digest
+        )
+        self.recorder.write([(models.Verdict, verdict_row), (models.AuditEntry, entry)])
         GATE.labels(decision=verdict.decision).inc()
         GATE_SECONDS.observe(elapsed / 1000)
-        digest = target.digest if target else None
         return GateAnswer(
             verdict.decision,
             image,

@@ -35,6 +35,12 @@ def migrations_dir() -> Path:
 _IMMEDIATE = "supplychain_sqlite_immediate"
 
 
+def _sqlite_no_sync(dbapi_connection: Any, _record: Any) -> None:
+    # WAL with synchronous=NORMAL: a commit is in the WAL file (the OS has it, so it survives
+    # the process) but not yet flushed to disk; the next checkpoint or FULL commit flushes it.
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # pysqlite issues BEGIN only before DML, so a SELECT … then UPDATE runs partly outside any
     # transaction and two processes can claim the same row. SQLAlchemy's documented fix: turn
@@ -56,7 +62,10 @@ def _sqlite_begin(connection: Connection) -> None:
 class Database:
     """An engine plus a session factory for one database URL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, flush: bool = True) -> None:
+        """``flush=False``: commits return before the database flushes them to disk (SQLite
+        ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``) - for a second engine
+        whose writes may trade that for latency, never for the main one."""
         self.url = normalise_url(url)
         if self.url.startswith("sqlite"):
             path = self.url.split(":///", 1)[-1]
@@ -64,9 +73,14 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(self.url, connect_args={"timeout": 30})
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            if not flush:
+                event.listen(self.engine, "connect", _sqlite_no_sync)
             event.listen(self.engine, "begin", _sqlite_begin)
         else:
-            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10)
+            options = {} if flush else {"options": "-c synchronous_commit=off"}
+            self.engine = create_engine(
+                self.url, pool_pre_ping=True, pool_size=10, connect_args=options
+            )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         writer = self.engine.execution_options(**{_IMMEDIATE: True})
         self._write_sessions = sessionmaker(writer, expire_on_commit=False)
@@ -90,6 +104,13 @@ class Database:
         factory = self._write_sessions if write else self._sessions
         with factory() as session, session.begin():
             yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A Core connection in a read transaction (rolled back at the end): the cheapest way to
+        run a few prepared statements, e.g. on the gate's hot path."""
+        with self.engine.connect() as connection:
+            yield connection
 
     def upgrade(self, revision: str = "head") -> None:
         """Migrate the schema to ``revision``."""

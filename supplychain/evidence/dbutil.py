@@ -25,7 +25,12 @@ def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -
 
 def audit(session: Session, actor: str, action: str, subject: str | None, **details: Any) -> None:
     """Append one entry to the audit log (in the caller's transaction)."""
-    session.add(AuditEntry(actor=actor, action=action, subject=subject, details=details))
+    session.add(AuditEntry(**audit_values(actor, action, subject, **details)))
+
+
+def audit_values(actor: str, action: str, subject: str | None, **details: Any) -> dict[str, Any]:
+    """The columns of one audit log entry (``at`` is filled in by the column's default)."""
+    return {"actor": actor, "action": action, "subject": subject, "details": details}
 
 
 def record_policy(session: Session, actor: str, name: str, digest: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -275,17 +276,41 @@ def record_verdict(
 ) -> models.Verdict:
     """Store one decision."""
     row = models.Verdict(
-        image_id=image.id if image else None,
-        scan_id=scan_id,
-        context=context,
-        requested=requested,
-        digest=digest or (image.digest if image else None),
-        decision=verdict.decision,
-        reasons=list(verdict.reasons),
-        policy=verdict.policy,
-        policy_digest=verdict.policy_digest,
-        evaluated_at=verdict.evaluated_at or utcnow(),
-        duration_ms=duration_ms,
+        **verdict_values(
+            verdict,
+            image_id=image.id if image else None,
+            scan_id=scan_id,
+            context=context,
+            requested=requested,
+            digest=digest or (image.digest if image else None),
+            duration_ms=duration_ms,
+        )
     )
     session.add(row)
     return row
+
+
+def verdict_values(
+    verdict: Verdict,
+    *,
+    image_id: int | None,
+    scan_id: int | None,
+    context: str,
+    requested: str | None,
+    digest: str | None,
+    duration_ms: float | None,
+) -> dict[str, Any]:
+    """The columns of one decision's ``verdicts`` row."""
+    return {
+        "image_id": image_id,
+        "scan_id": scan_id,
+        "context": context,
+        "requested": requested,
+        "digest": digest,
+        "decision": verdict.decision,
+        "reasons": list(verdict.reasons),
+        "policy": verdict.policy,
+        "policy_digest": verdict.policy_digest,
+        "evaluated_at": verdict.evaluated_at or utcnow(),
+        "duration_ms": duration_ms,
+    }
