@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from supplychain.decide.decision import ChildFacts, ImageFacts, IndexFacts
 from supplychain.decide.vex import VexStatement
 from supplychain.evidence import models
+from supplychain.evidence.imageconfig import config_from_row
 from supplychain.interface import (
     Component,
     Evidence,
@@ -152,7 +153,16 @@ def load_image_facts(session: Session, image: models.Image) -> ImageFacts:
         scanned_at=scan.finished_at,
     )
     components = tuple(
-        Component(c.name, c.version, c.purl, c.type, c.layer_digest, c.path, c.source_name)
+        Component(
+            c.name,
+            c.version,
+            c.purl,
+            c.type,
+            c.layer_digest,
+            c.path,
+            c.source_name,
+            tuple(str(x) for x in c.licenses or ()),
+        )
         for c in session.scalars(
             select(models.Component)
             .where(models.Component.scan_id == scan_id)
@@ -160,15 +170,28 @@ def load_image_facts(session: Session, image: models.Image) -> ImageFacts:
         )
     )
     found = tuple(
-        SignatureEvidence(s.kind, s.reference, s.digest, s.verified, s.reason, s.signer)
+        SignatureEvidence(
+            s.kind, s.reference, s.digest, s.verified, s.reason, s.signer, signed_at=s.signed_at
+        )
         for s in signatures
     ) + tuple(
         SignatureEvidence(
-            a.kind, a.reference, a.digest, a.verified, a.reason, a.signer, b"", a.predicate_type
+            a.kind,
+            a.reference,
+            a.digest,
+            a.verified,
+            a.reason,
+            a.signer,
+            b"",
+            a.predicate_type,
+            a.signed_at,
         )
         for a in attestations
     )
-    evidence = Evidence(None, None, result, found, subject, image.digest, components, waivers)
+    config = config_from_row(scan.image_config)
+    evidence = Evidence(
+        None, None, result, found, subject, image.digest, components, waivers, config
+    )
     return ImageFacts(image.digest, evidence, vex)
 
 

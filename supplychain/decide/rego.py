@@ -1,0 +1,154 @@
+"""Custom policy rules in Rego, evaluated with ``regopy`` (rego-cpp) over the policy input.
+
+A module defines ``deny`` and/or ``warn`` as sets of messages (``deny contains msg if {…}``);
+the input is :func:`supplychain.decide.regoinput.policy_input`. A module is read and checked
+when the policy is loaded: a syntax error is a :class:`~supplychain.interface.PolicyError`
+naming the file and line. At decision time every module gets a fresh interpreter (no state is
+shared between threads or decisions); anything that goes wrong there — an evaluation error,
+``deny`` that is not a set — is returned as an error, which the policy turns into a deny.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supplychain.interface import PolicyError
+
+__all__ = ["RegoModule", "RegoOutcome", "evaluate", "load_module"]
+
+_PACKAGE = re.compile(r"^[ \t]*package[ \t]+([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)[ \t]*(?:#.*)?$", re.M)
+_LOCATION = re.compile(r"\(error \d+:[^|\n]*\|(\d+)\|(\d+)")
+_MESSAGE = re.compile(r"\(errormsg \d+:([^\n]*)\)")
+MAX_MESSAGES = 50
+"""Messages kept from one rule (the rest are counted)."""
+MAX_MESSAGE = 500
+"""Characters kept of one message."""
+
+
+@dataclass(frozen=True)
+class RegoModule:
+    """One Rego file of a policy; its source is part of the policy's canonical form."""
+
+    path: str
+    """The file as the policy names it (relative to the policy file)."""
+    package: str
+    """Its ``package`` (the rules read are ``data.<package>.deny`` and ``.warn``)."""
+    source: str
+    """The whole module text."""
+
+
+@dataclass(frozen=True)
+class RegoOutcome:
+    """What one module said about one input."""
+
+    deny: tuple[str, ...] = ()
+    """``deny`` messages: each denies."""
+    warn: tuple[str, ...] = ()
+    """``warn`` messages: shown, never deny."""
+    error: str | None = field(default=None)
+    """Why it could not be evaluated (the policy denies: fail closed)."""
+
+
+def _interpreter() -> Any:
+    from regopy import Interpreter, LogLevel
+
+    interpreter = Interpreter()
+    interpreter.log_level = LogLevel.NONE  # errors come back as values, not printed to stdout
+    interpreter.strict_built_in_errors = True  # a failing built-in is an error, not undefined
+    return interpreter
+
+
+def _messages(text: str) -> str:
+    found = [m.strip() for m in _MESSAGE.findall(text)]
+    return "; ".join(dict.fromkeys(found)) or "evaluation error"
+
+
+def _located(path: str, source: str, error: str) -> str:
+    """``path:line: message`` from a rego-cpp error (its location is a byte offset)."""
+    where = _LOCATION.search(error)
+    line = 1
+    if where is not None:
+        offset = int(where.group(1))
+        line = source.encode()[:offset].count(b"\n") + 1
+    return f"{path}:{line}: {_messages(error)}"
+
+
+def _query(interpreter: Any, package: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(``data.<package>`` as JSON, None) or (None, the error)."""
+    from regopy import RegoError
+
+    try:
+        output = interpreter.query(f"x := data.{package}")
+    except json.JSONDecodeError as exc:  # regopy could not read an error answer as JSON
+        return None, _messages(exc.doc)
+    except (RegoError, ValueError) as exc:
+        return None, _messages(str(exc))
+    if not output.ok():
+        return None, _messages(str(output))
+    if len(output) == 0:
+        return {}, None  # the package defines nothing at all: no rule fired
+    value = output[0].bindings.get("x")
+    if not isinstance(value, dict):
+        return None, f"data.{package} is not an object"
+    return value, None
+
+
+def load_module(path: Path, name: str, probe: dict[str, Any]) -> RegoModule:
+    """Read and check the Rego file at ``path`` (named ``name`` in the policy); ``probe`` is a
+    minimal input to compile it against. :class:`PolicyError` names the file and line."""
+    from regopy import Input, RegoError
+
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read Rego module {path}: {exc}") from None
+    package = _PACKAGE.search(source)
+    if package is None:
+        raise PolicyError(f"{path}:1: no package declaration (e.g. package supplychain.custom)")
+    interpreter = _interpreter()
+    try:
+        interpreter.add_module(str(path), source)
+    except RegoError as exc:
+        raise PolicyError(_located(str(path), source, str(exc))) from None
+    interpreter.set_input(Input(probe))
+    _, error = _query(interpreter, package.group(1))
+    if error is not None:
+        raise PolicyError(f"{path}: {error}")
+    return RegoModule(name, package.group(1), source)
+
+
+def _texts(value: object, rule: str) -> tuple[tuple[str, ...], str | None]:
+    if value is None:
+        return (), None
+    if not isinstance(value, list):  # a set comes back as a JSON list
+        return (), f"{rule} must be a set of messages ({rule} contains msg if {{ … }})"
+    texts = [v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in value]
+    kept = [t[:MAX_MESSAGE] for t in sorted(texts)[:MAX_MESSAGES]]
+    if len(texts) > MAX_MESSAGES:
+        kept.append(f"… and {len(texts) - MAX_MESSAGES} more")
+    return tuple(kept), None
+
+
+def evaluate(module: RegoModule, document: dict[str, Any]) -> RegoOutcome:
+    """``module``'s deny and warn messages for the input ``document`` (never raises for what the
+    module does: an error is returned, to deny)."""
+    from regopy import Input, RegoError
+
+    interpreter = _interpreter()
+    try:
+        interpreter.add_module(module.path, module.source)
+        interpreter.set_input(Input(document))
+    except (RegoError, ValueError, TypeError) as exc:
+        return RegoOutcome(error=_messages(str(exc)))
+    value, error = _query(interpreter, module.package)
+    if value is None:
+        return RegoOutcome(error=error)
+    deny, problem = _texts(value.get("deny"), "deny")
+    warn, warn_problem = _texts(value.get("warn"), "warn")
+    if problem or warn_problem:
+        return RegoOutcome(deny, warn, problem or warn_problem)
+    return RegoOutcome(deny, warn)
