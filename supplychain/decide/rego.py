@@ -77,21 +77,64 @@ def _located(path: str, source: str, error: str) -> str:
     return f"{path}:{line}: {_messages(error)}"
 
 
+def _value(node: Any, depth: int = 0) -> Any:
+    """A result node as Python, read node by node: regopy's JSON rendering of results does not
+    escape quotes inside strings (rego-cpp 1.x), so a message holding one would not parse.
+    Strings made by some built-ins carry their JSON quotes in the node; one pair is removed."""
+    from regopy import rego_shared as api
+    from regopy.rego_shared import NodeKind
+
+    if depth > 64:
+        raise ValueError("result nested too deep")
+    kind = api.rego_node_type(node)
+    children = [api.rego_node_get(node, i) for i in range(api.rego_node_size(node))]
+    if kind in (NodeKind.Term, NodeKind.Scalar) and len(children) == 1:
+        return _value(children[0], depth + 1)
+    if kind == NodeKind.Object:
+        items: dict[str, Any] = {}
+        for item in children:
+            key = _value(api.rego_node_get(item, 0), depth + 1)
+            items[key if isinstance(key, str) else json.dumps(key)] = _value(
+                api.rego_node_get(item, 1), depth + 1
+            )
+        return items
+    if kind in (NodeKind.Array, NodeKind.Set):
+        return [_value(child, depth + 1) for child in children]
+    if kind == NodeKind.String:
+        text = str(api.rego_node_value(node))
+        quoted = len(text) >= 2 and text[0] == text[-1] == '"'
+        return text[1:-1] if quoted else text
+    if kind == NodeKind.Int:
+        return int(api.rego_node_value(node))
+    if kind == NodeKind.Float:
+        return float(api.rego_node_value(node))
+    if kind in (NodeKind.True_, NodeKind.False_, NodeKind.Boolean):
+        return api.rego_node_value(node) == "true"
+    if kind == NodeKind.Null:
+        return None
+    raise ValueError(f"unexpected result node kind {kind}")
+
+
 def _query(interpreter: Any, package: str) -> tuple[dict[str, Any] | None, str | None]:
-    """(``data.<package>`` as JSON, None) or (None, the error)."""
+    """(``data.<package>`` as Python, None) or (None, the error)."""
     from regopy import RegoError
+    from regopy import rego_shared as api
 
     try:
-        output = interpreter.query(f"x := data.{package}")
-    except json.JSONDecodeError as exc:  # regopy could not read an error answer as JSON
-        return None, _messages(exc.doc)
-    except (RegoError, ValueError) as exc:
+        output = api.rego_query(interpreter._impl, f"x := data.{package}")
+    except RegoError as exc:
         return None, _messages(str(exc))
-    if not output.ok():
-        return None, _messages(str(output))
-    if len(output) == 0:
-        return {}, None  # the package defines nothing at all: no rule fired
-    value = output[0].bindings.get("x")
+    try:
+        text = api.rego_output_string(output)
+        if not api.rego_output_ok(output) or text.startswith(("<error>", "(error", "(rego-error")):
+            return None, _messages(text)
+        if text == "undefined":
+            return None, f"data.{package} is undefined"
+        value = _value(api.rego_output_binding_at_index(output, 0, "x"))
+    except (RegoError, ValueError) as exc:
+        return None, f"unreadable result: {exc}"
+    finally:
+        api.rego_free_output(output)
     if not isinstance(value, dict):
         return None, f"data.{package} is not an object"
     return value, None
