@@ -201,6 +201,32 @@ def test_licence_rule_allows_and_denies(world: World) -> None:
     assert decision == "deny" and any("pkg:pypi/requests@2.19.0" in r for r in reasons)
 
 
+def test_each_stated_licence_is_judged_on_its_own(world: World) -> None:
+    """e2fsprogs states ``GPL-2.0-or-later WITH Texinfo-exception`` next to texts that are not
+    SPDX (``GPL or MIT-US-export``): those do not hide it, and the bare licence matches it."""
+    e2fsprogs = next(c for c in world.facts.evidence.components if c.name == "e2fsprogs")
+    assert "GPL or MIT-US-export" in e2fsprogs.licenses
+    reasons = verdict(world, {"severities": [], "licenses": {"deny": ["GPL-2.0-or-later"]}})[2]
+    assert any(
+        r.startswith("forbidden licence GPL-2.0-or-later (GPL-2.0-or-later WITH Texinfo-exception)")
+        and "pkg:deb/debian/e2fsprogs@" in r
+        for r in reasons
+    ), reasons
+
+
+def test_unknown_licences_deny_only_when_asked(world: World) -> None:
+    """base-passwd states ``GPL-2.0-only`` and ``public-domain``, which is not an SPDX licence."""
+    rules: dict[str, object] = {"severities": [], "licenses": {"deny": ["AGPL-3.0-only"]}}
+    assert verdict(world, rules)[0] == "allow"
+    rules = {"severities": [], "licenses": {"deny": ["AGPL-3.0-only"], "unknown": "deny"}}
+    decision, hit, reasons = verdict(world, rules)
+    assert (decision, hit) == ("deny", ["licenses"])
+    assert any(
+        r.startswith("licence not an SPDX expression: public-domain in pkg:deb/debian/base-passwd@")
+        for r in reasons
+    ), reasons
+
+
 def test_a_licence_choice_without_the_forbidden_one_is_allowed(world: World) -> None:
     """libcap2 states ``BSD-3-Clause OR GPL-2.0-only`` and ``BSD-3-Clause OR GPL-2.0-or-later``:
     forbidding one side of each choice leaves the other; forbidding both sides denies."""

@@ -1,8 +1,8 @@
 """Forbidden licences: which components' stated licences a policy refuses. Pure.
 
 A component's licences all apply (as the SBOM states them: several become one ``AND``
-expression). Its expression is put in disjunctive normal form with the ``license-expression``
-library: the component is forbidden when **every** choice the expression leaves (``MIT OR
+expression), so it is forbidden when one of them is. Each is put in disjunctive normal form with
+the ``license-expression`` library: it is forbidden when **every** choice it leaves (``MIT OR
 GPL-3.0-only`` lets one take MIT) includes a forbidden licence. A forbidden id also matches that
 licence with an exception (``GPL-2.0-only`` matches ``GPL-2.0-only WITH Classpath-exception-2.0``);
 a forbidden ``X WITH E`` matches only itself. Stated text that is not an SPDX expression is
@@ -69,20 +69,23 @@ def _choices(expression: str) -> tuple[frozenset[str], ...] | None:
 
 
 def license_problem(rule: LicenseRule, component: Component) -> str | None:
-    """Why ``component``'s licences are forbidden by ``rule``, or None."""
-    if not component.licenses:
-        return None
+    """Why ``component``'s licences are forbidden by ``rule``, or None.
+
+    Its licences all apply, so it is forbidden when one of them is: ``A AND B`` leaves no
+    choice without a forbidden licence exactly when ``A`` or ``B`` leaves none. Each stated text
+    is therefore judged on its own (and a text that is not SPDX spoils only itself)."""
     spelling = {k.lower(): k for k in rule.deny}
     forbidden = set(spelling)
-    stated = " AND ".join(f"({text})" for text in component.licenses)
-    choices = _choices(stated)
-    if choices is None:
-        if any(text.strip().lower() in forbidden for text in component.licenses):
-            return f"forbidden licence {' AND '.join(component.licenses)}"
-        if rule.unknown == "deny":
-            return f"licence not an SPDX expression: {' AND '.join(component.licenses)}"
-        return None
-    if all(choice & forbidden for choice in choices):
-        named = sorted({spelling[n] for choice in choices for n in choice & forbidden})
-        return f"forbidden licence {', '.join(named)} ({' AND '.join(component.licenses)})"
+    for text in component.licenses:
+        choices = _choices(text)
+        if choices is None:
+            if text.strip().lower() in forbidden:
+                return f"forbidden licence {text.strip()}"
+            if rule.unknown == "deny":
+                return f"licence not an SPDX expression: {text}"
+            continue
+        if all(choice & forbidden for choice in choices):
+            named = sorted({spelling[n] for choice in choices for n in choice & forbidden})
+            shown = f" ({text})" if text != ", ".join(named) else ""
+            return f"forbidden licence {', '.join(named)}{shown}"
     return None
