@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -361,6 +362,19 @@ def test_rego_reads_the_versioned_input_built_from_the_facts(world: World) -> No
         "signers=1",
         "scanner=trivy",
     } <= said, said
+
+
+def test_rego_decides_alike_from_many_threads(world: World) -> None:
+    """The gate decides on many threads at once; each compiles its own copy of a module."""
+    write(world.tmp, "critical.rego", CRITICAL_REGO)
+    write(world.tmp, "root.rego", ROOT_REGO)
+    loaded = read_policy(policy(world, {"severities": [], "rego": ["critical.rego", "root.rego"]}))
+    now = utcnow()
+    expected = decide(world.facts, loaded, now)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: decide(world.facts, loaded, now), range(16)))
+    assert {(a.decision, a.reasons) for a in answers} == {(expected.decision, expected.reasons)}
+    assert expected.decision == "deny" and len(expected.reasons) == 2
 
 
 def test_rego_evaluation_error_fails_closed(world: World) -> None:

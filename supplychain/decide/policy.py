@@ -165,8 +165,7 @@ def _rego(rules: RuleSet, evidence: Evidence, now: datetime) -> tuple[list[Viola
     document = policy_input(evidence, now)
     found: list[Violation] = []
     warnings: list[str] = []
-    for module in rules.rego:
-        outcome = evaluate(module, document)
+    for module, outcome in zip(rules.rego, evaluate(rules.rego, document), strict=True):
         if outcome.error is not None:
             found.append(Violation("rego", f"rego {module.path}: not evaluated: {outcome.error}"))
         found += [Violation("rego", f"rego {module.path}: {text}") for text in outcome.deny]
