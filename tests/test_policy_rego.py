@@ -443,6 +443,7 @@ def test_policy_test_shows_which_rule_decided(
     shown = json.loads(capsys.readouterr().out)
     assert shown["decision"] == "allow" and shown["rules"] == []
     assert "warning: rego root.rego: runs as root (no USER in the image config)" in shown["reasons"]
+    assert shown["warnings"] == ["rego root.rego: runs as root (no USER in the image config)"]
     with world.service.db.session() as session:  # policy test records nothing
         assert session.scalar(select(func.count()).select_from(models.Verdict)) == before
 
