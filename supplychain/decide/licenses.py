@@ -14,7 +14,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from license_expression import ExpressionError, LicenseWithExceptionSymbol, get_spdx_licensing
+from license_expression import (
+    ExpressionError,
+    LicenseWithExceptionSymbol,
+    Licensing,
+    get_spdx_licensing,
+)
 
 from supplychain.interface import Component
 
@@ -31,10 +36,16 @@ class LicenseRule:
     """``deny``: a component whose stated licence is not an SPDX expression denies too."""
 
 
+@functools.cache
+def _licensing() -> Licensing:
+    """The SPDX licence index (the library builds it anew on every call: ~40 ms)."""
+    return get_spdx_licensing()
+
+
 def forbidden_keys(expression: str) -> tuple[str, ...]:
     """The licences an SPDX id or expression names (``X WITH E`` kept whole); ValueError if it
     is not one SPDX knows."""
-    licensing = get_spdx_licensing()
+    licensing = _licensing()
     try:
         parsed = licensing.parse(expression, validate=True)
     except ExpressionError as exc:
@@ -48,7 +59,7 @@ def forbidden_keys(expression: str) -> tuple[str, ...]:
 def _choices(expression: str) -> tuple[frozenset[str], ...] | None:
     """The licence sets one may choose among (DNF terms; each symbol also as its bare licence
     when it carries an exception, lower-cased), or None when not SPDX."""
-    licensing = get_spdx_licensing()
+    licensing = _licensing()
     try:
         parsed = licensing.parse(expression, validate=True)
     except ExpressionError:
