@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from supplychain.decide.decision import ImageFacts, decide  # noqa: E402
-from supplychain.decide.policyfile import read_policy  # noqa: E402
-from supplychain.decide.regoinput import policy_input  # noqa: E402
-from supplychain.interface import (  # noqa: E402
+from supplychain.decide.decision import ImageFacts, decide
+from supplychain.decide.policyfile import read_policy
+from supplychain.decide.regoinput import policy_input
+from supplychain.interface import (
     Component,
     Evidence,
     Finding,
@@ -106,7 +106,9 @@ def main() -> None:
             size = len(json.dumps(policy_input(image.evidence, datetime.now(UTC))))
             for name, policy in made.items():
                 now = datetime.now(UTC)
-                first, median = median_ms(lambda p=policy: decide(image, p, now), args.runs)
+                first, median = median_ms(
+                    lambda p=policy, i=image, t=now: decide(i, p, t), args.runs
+                )
                 print(
                     f"| {packages} packages, {findings} findings | {size // 1024} KiB | {name} "
                     f"| {first:.1f} | {median:.2f} |"
