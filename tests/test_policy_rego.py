@@ -27,6 +27,7 @@ from supplychain.cli.main import main
 from supplychain.decide.decision import ImageFacts, decide
 from supplychain.decide.policyfile import read_policy
 from supplychain.decide.regoinput import INPUT_VERSION
+from supplychain.decide.waiverstore import WaiverRequest, create, revoke
 from supplychain.evidence import models
 from supplychain.evidence.database import Database
 from supplychain.evidence.models import utcnow
@@ -319,6 +320,19 @@ warn contains sprintf("slsa signed_at=%s", [a.signed_at]) if {
 warn contains sprintf("signers=%d", [count(input.signatures)])
 warn contains sprintf("scanner=%s", [input.scan.scanner])
 """
+ECHO_WAIVERS_REGO = """package supplychain.waivers
+
+import rego.v1
+
+warn contains sprintf("waivers=%s,%s", [r, p]) if {
+  some a in input.waivers
+  a.rule != null
+  r := a.rule
+  some b in input.waivers
+  b.package != null
+  p := b.package
+}
+"""
 BROKEN_REGO = """package supplychain.broken
 
 import rego.v1
@@ -375,6 +389,45 @@ def test_rego_decides_alike_from_many_threads(world: World) -> None:
         answers = list(pool.map(lambda _: decide(world.facts, loaded, now), range(16)))
     assert {(a.decision, a.reasons) for a in answers} == {(expected.decision, expected.reasons)}
     assert expected.decision == "deny" and len(expected.reasons) == 2
+
+
+def test_waivers_lift_rego_and_licence_denies_and_rego_sees_them(world: World) -> None:
+    write(world.tmp, "critical.rego", CRITICAL_REGO)
+    write(world.tmp, "echo.rego", ECHO_WAIVERS_REGO)
+    rules = {
+        "severities": [],
+        "rego": ["critical.rego", "echo.rego"],
+        "licenses": {"deny": ["MPL-2.0"]},  # certifi's licence, no other package's
+    }
+    loaded = read_policy(policy(world, rules, "waived.yaml"))
+    now = utcnow()
+    expires = now + timedelta(hours=1)
+    with world.service.db.session(write=True) as session:
+        made = [
+            create(
+                session,
+                WaiverRequest("carol", "accepted", "SEC-9", expires, world.facts.digest, **what),
+                "carol",
+                now,
+            )
+            for what in ({"rule": "rego"}, {"package": "certifi"})
+        ]
+    try:
+        with world.service.db.session() as session:
+            row = session.scalars(select(models.Image)).one()
+            facts = world.service.decider.load(session, row)
+        assert isinstance(facts, ImageFacts)
+        before = decide(world.facts, loaded, now)  # the facts loaded before the waivers
+        assert before.decision == "deny" and before.details["rules"] == ["licenses", "rego"]
+        waived = decide(facts, loaded, now)
+        assert waived.decision == "allow", waived.reasons
+        assert sum(r.startswith("waived by waiver") for r in waived.reasons) == 2
+        assert "warning: rego echo.rego: waivers=rego,certifi" in waived.reasons
+        assert decide(facts, loaded, expires).decision == "deny"  # expired: in force no more
+    finally:
+        with world.service.db.session(write=True) as session:
+            for waiver in made:
+                revoke(session, int(waiver["id"]), "carol", utcnow())
 
 
 def test_rego_evaluation_error_fails_closed(world: World) -> None:
