@@ -49,6 +49,7 @@ from tests.support import images
 from tests.support.registry import Registry, free_port
 from tests.support.service import Process, run_cli, service_env, wait_for
 from tests.support.tokens import issue
+from tests.test_ci_admission import _review
 from tests.test_keyless import IDENTITY, ISSUER, PrivateSigstore, private_sigstore
 from tests.test_policy_rules import ADVISORIES, PROVENANCE
 from tests.test_vuln_scan import install_db
@@ -537,6 +538,22 @@ def test_a_rego_warning_prints_but_does_not_fail_the_gate(world: World) -> None:
             answer = json.loads(run_cli(["gate", ref, "--output", "json"], cli_env).stdout)
             assert answer["decision"] == ("allow" if code == 0 else "deny")
             assert answer["policy"]["digest"] == read_policy(path).digest
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "app", "namespace": "team"},
+                "spec": {"containers": [{"name": "app", "image": ref}]},
+            }
+            review = requests.post(
+                f"{url}/v1/admission/validate",
+                data=_review(pod),
+                headers={"Content-Type": "application/json", **tokens.headers("ci")},
+                timeout=60,
+            ).json()["response"]
+            assert review["allowed"] is (code == 0), review
+            if code == 0:  # the warn rule reaches whoever creates the pod, which is admitted
+                warning = "rego root.rego: runs as root (no USER in the image config)"
+                assert review["warnings"] == [f"supplychain: {ref}: {warning}"]
         finally:
             process.stop()
 
