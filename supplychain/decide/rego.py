@@ -6,7 +6,12 @@ when the policy is loaded: a syntax error is a :class:`~supplychain.interface.Po
 naming the file and line. Anything that goes wrong at decision time — an evaluation error,
 ``deny`` that is not a set — is returned as an error, which the policy turns into a deny.
 Each thread compiles a module once into a bundle and evaluates it with one interpreter whose
-input is set per decision (rego-cpp: compiling costs ~10 ms, evaluating well under one).
+input is set per decision (compiling costs ~10 ms; handing the input over is then most of a
+decision's cost, see ``docs/benchmarks.md``).
+
+Besides regopy's public API this module uses its ``rego_shared`` C bindings to run a bundle and
+to read results node by node (regopy's JSON rendering of results leaves quotes inside strings
+unescaped); pin ``regopy>=1.5.2,<1.6``.
 """
 
 from __future__ import annotations
