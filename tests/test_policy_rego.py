@@ -24,6 +24,7 @@ import requests
 from sqlalchemy import func, select
 
 from supplychain.cli.main import main
+from supplychain.decide.decider import Decider
 from supplychain.decide.decision import ImageFacts, decide
 from supplychain.decide.policyfile import read_policy
 from supplychain.decide.regoinput import INPUT_VERSION
@@ -415,7 +416,9 @@ def test_waivers_lift_rego_and_licence_denies_and_rego_sees_them(world: World) -
         ]
     try:
         with world.service.db.session() as session:
-            row = session.scalars(select(models.Image)).one()
+            row = session.scalars(
+                select(models.Image).where(models.Image.digest == world.facts.digest)
+            ).one()
             facts = world.service.decider.load(session, row)
         assert isinstance(facts, ImageFacts)
         before = decide(world.facts, loaded, now)  # the facts loaded before the waivers
@@ -429,6 +432,29 @@ def test_waivers_lift_rego_and_licence_denies_and_rego_sees_them(world: World) -
         with world.service.db.session(write=True) as session:
             for waiver in made:
                 revoke(session, int(waiver["id"]), "carol", utcnow())
+
+
+def test_an_index_gathers_its_platforms_warnings(world: World) -> None:
+    layout = images.index_layout(world.tmp / "multi", {"linux/amd64": "app", "linux/arm64": "base"})
+    images.push(layout, "multi", f"{world.host}/team/multi:multi")
+    world.service.gate.decide(f"{world.host}/team/multi:multi")  # queues the index and images
+    worker = world.service.worker("test")
+    while worker.run_once():
+        pass
+    with world.service.db.session() as session:
+        index = session.scalars(
+            select(models.Image).where(
+                models.Image.repository == "team/multi", models.Image.expanded_at.is_not(None)
+            )
+        ).one()
+        facts = world.service.decider.load(session, index)
+    write(world.tmp, "root.rego", ROOT_REGO)
+    loaded = read_policy(policy(world, {"severities": [], "rego": ["root.rego"]}, "index.yaml"))
+    verdict = Decider(loaded).decide(facts, now=utcnow())
+    warning = "rego root.rego: runs as root (no USER in the image config)"
+    assert verdict.decision == "allow"
+    assert verdict.details["warnings"] == [f"linux/amd64: {warning}", f"linux/arm64: {warning}"]
+    assert f"linux/arm64: warning: {warning}" in verdict.reasons
 
 
 def test_rego_evaluation_error_fails_closed(world: World) -> None:
