@@ -87,6 +87,8 @@ class Component:
     """Path of the file the package was read from, when known."""
     source_name: str | None = None
     """The source package an OS package was built from (deb ``Source:``, rpm source rpm)."""
+    licenses: tuple[str, ...] = ()
+    """Licences the package states (SPDX ids or expressions where it uses them); all apply."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,9 @@ class SignatureEvidence:
     """The signed payload, stored whole."""
     predicate_type: str | None = None
     """For attestations: the in-toto predicate type (only trustworthy when ``verified``)."""
+    signed_at: datetime | None = None
+    """When it was signed, from a verified Rekor entry or RFC 3161 timestamp; None when nothing
+    verified states it (e.g. a key-signed cosign attestation without a transparency log)."""
 
     @property
     def is_attestation(self) -> bool:
@@ -218,6 +223,26 @@ class Waiver:
 
 
 @dataclass(frozen=True)
+class ImageConfig:
+    """What an image's config says about how it runs (environment values are not kept)."""
+
+    user: str
+    """``User`` as written ('' when unset: the image runs as root)."""
+    exposed_ports: tuple[str, ...] = ()
+    """``ExposedPorts`` keys, e.g. ``8080/tcp``."""
+    env_names: tuple[str, ...] = ()
+    """Names of the ``Env`` variables (their values may be secrets: never stored)."""
+    entrypoint: tuple[str, ...] = ()
+    """``Entrypoint``."""
+    cmd: tuple[str, ...] = ()
+    """``Cmd``."""
+    working_dir: str = ""
+    """``WorkingDir``."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """``Labels``, sorted by name."""
+
+
+@dataclass(frozen=True)
 class Evidence:
     """Everything the policy sees about one image."""
 
@@ -238,6 +263,8 @@ class Evidence:
     waivers: tuple[Waiver, ...] = ()
     """Waivers recorded for this image, revoked ones left out; the policy compares expiry
     with the decision's time."""
+    config: ImageConfig | None = None
+    """What the image's config says (None when not recorded: images scanned before it was)."""
 
 
 @dataclass(frozen=True)

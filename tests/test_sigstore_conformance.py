@@ -8,6 +8,8 @@ are verified against the embedded public-good root or the case's own ``trusted_r
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -149,3 +151,27 @@ def test_artifact_digest_must_be_a_statement_subject() -> None:
     )
     assert not result.verified
     assert "subject" in result.reason
+
+
+@pytest.mark.parametrize(
+    "name", ["happy-path-v0.3", "happy-path-intoto-in-dsse-v3", "managed-key-happy-path"]
+)
+def test_the_verified_signing_time_is_the_log_entrys(name: str) -> None:
+    """Certificate- and key-signed bundles: the signing time is the Rekor entry's integrated
+    time, checked with it (attestations' maximum age is counted from it)."""
+    result = _verify_case(CASES / name)
+    bundle = json.loads((CASES / name / "bundle.sigstore.json").read_text())
+    integrated = int(bundle["verificationMaterial"]["tlogEntries"][0]["integratedTime"])
+    assert result.verified and result.signed_at == datetime.fromtimestamp(integrated, tz=UTC)
+
+
+def test_a_timestamp_authority_alone_gives_the_signing_time() -> None:
+    """A Rekor v2 bundle has no integrated time: its RFC 3161 timestamp is the signing time."""
+    result = _verify_case(CASES / "rekor2-happy-path")
+    assert result.verified and result.signed_at is not None
+    assert datetime(2025, 1, 1, tzinfo=UTC) < result.signed_at < datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_a_failed_verification_states_no_signing_time() -> None:
+    result = _verify_case(CASES / "integrated-time-in-future_fail")
+    assert not result.verified and result.signed_at is None

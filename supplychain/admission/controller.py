@@ -4,7 +4,8 @@ The same decision as ``supplychain gate``: each distinct image is decided by
 :meth:`~supplychain.decide.gate.Gate.decide` (resolving the tag at the registry, recording the
 verdict). Fail closed: an image not allowed denies the object; a gate that cannot answer (database,
 registry or scanner unavailable) denies it in either mode. ``audit`` mode admits objects whose
-images the policy denies or has not decided yet, with a warning for each.
+images the policy denies or has not decided yet, with a warning for each. The policy's own
+``warn`` messages on allowed images are answered as warnings in both modes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,21 @@ class ImageAnswer:
     """``registry/repository@digest`` to run instead of the tag."""
     reasons: tuple[str, ...]
     """Why."""
+
+
+def _policy_warnings(request: AdmissionRequest, answers: dict[str, ImageAnswer]) -> list[str]:
+    """The policy's ``warn`` messages (reasons ``warning: …``) on the images it allowed, once
+    each: they never refuse, but the API server shows them to whoever created the object."""
+    shown: list[str] = []
+    for image in dict.fromkeys(i.image for i in request.images):
+        answer = answers[image]
+        if answer.decision == "allow":
+            shown += [
+                f"supplychain: {image}: {reason.replace('warning: ', '', 1)}"
+                for reason in answer.reasons
+                if reason.startswith("warning: ") or ": warning: " in reason
+            ]
+    return list(dict.fromkeys(shown))
 
 
 class Admission:
@@ -77,6 +93,7 @@ class Admission:
                 request.uid, False, message=f"supplychain denied {where}: " + "; ".join(refused)
             )
         warnings = [f"supplychain (audit): {line}" for line in refused]
+        warnings += _policy_warnings(request, answers)
         return response(request.uid, True, warnings=warnings, patch=patch or None)
 
     def _decide(self, request: AdmissionRequest) -> dict[str, ImageAnswer]:

@@ -100,6 +100,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
             "scope": verdict.details.get("scope"),
             "rules": verdict.details.get("rules", []),
             "waivers": verdict.details.get("waivers", []),
+            "warnings": verdict.details.get("warnings", []),
             "evaluated_at": verdict.evaluated_at.isoformat() if verdict.evaluated_at else None,
         }
     )

@@ -76,8 +76,11 @@ def _verdict(
     policy: Policy,
     now: datetime,
     rules: Sequence[str] = (),
+    warnings: Sequence[str] = (),
 ) -> Verdict:
     details: dict[str, object] = {"rules": sorted(set(rules))} if rules else {}
+    if warnings:
+        details["warnings"] = list(warnings)
     return Verdict(decision, tuple(reasons), policy.name, policy.digest, now, details)
 
 
@@ -111,6 +114,7 @@ def decide_index(
     decisions: list[Decision] = []
     reasons: list[str] = []
     rules: list[str] = []  # the rules that denied a platform image, for `policy test`
+    warnings: list[str] = []  # the policy's warn messages, per platform
     for child in facts.children:
         if child.kind == "index":
             if not isinstance(child.facts, IndexFacts):
@@ -132,6 +136,8 @@ def decide_index(
         found = verdict.details.get("rules", [])
         rules += [str(r) for r in found] if isinstance(found, list) else []
         label = child.platform or child.digest
+        said = verdict.details.get("warnings", [])
+        warnings += [f"{label}: {w}" for w in said] if isinstance(said, list) else []
         reasons += [f"{label}: {reason}" for reason in verdict.reasons]
     if not decisions:
         reason = NO_PLATFORM if platform is not None else "image index lists no platform image"
@@ -141,4 +147,4 @@ def decide_index(
     )
     if len(reasons) > MAX_INDEX_REASONS:
         reasons = [*reasons[:MAX_INDEX_REASONS], f"… and {len(reasons) - MAX_INDEX_REASONS} more"]
-    return _verdict(decision, reasons, policy, now, rules)
+    return _verdict(decision, reasons, policy, now, rules, warnings)

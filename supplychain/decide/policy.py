@@ -18,7 +18,13 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from supplychain.decide.rules import NOT_AFFECTED, SEVERITY_ORDER, RuleSet, violations
+from supplychain.decide.rules import (
+    NOT_AFFECTED,
+    SEVERITY_ORDER,
+    RuleSet,
+    Violation,
+    violations,
+)
 from supplychain.decide.waivers import apply_waivers, describe
 from supplychain.interface import Decision, Evidence, Policy, Verdict
 
@@ -118,7 +124,8 @@ class ScopedPolicy(Policy):
         for finding in evidence.scan.findings:
             counts[finding.severity] = counts.get(finding.severity, 0) + 1
             exempt += finding.vex_status == NOT_AFFECTED
-        found, used = apply_waivers(violations(rules, evidence, now), evidence, now)
+        custom, warnings = _rego(rules, evidence, now)
+        found, used = apply_waivers([*violations(rules, evidence, now), *custom], evidence, now)
         details: dict[str, Any] = {
             "severity_counts": counts,
             "not_affected": exempt,
@@ -126,7 +133,9 @@ class ScopedPolicy(Policy):
             "rules": sorted({v.rule for v in found}),
             "waivers": [w.id for w in used],
         }
-        waived = [f"waived by {describe(w)}" for w in used]
+        if warnings:
+            details["warnings"] = warnings
+        waived = [f"waived by {describe(w)}" for w in used] + [f"warning: {w}" for w in warnings]
         if found:
             reasons = [v.text for v in found]
             if len(reasons) > MAX_REASONS:
@@ -143,6 +152,25 @@ class ScopedPolicy(Policy):
         details: dict[str, Any] | None = None,
     ) -> Verdict:
         return Verdict(decision, tuple(reasons), self.name, self.digest, now, details or {})
+
+
+def _rego(rules: RuleSet, evidence: Evidence, now: datetime) -> tuple[list[Violation], list[str]]:
+    """The deny violations and warn messages of the policy's Rego modules; a module that cannot
+    be evaluated denies, with the reason (fail closed)."""
+    if not rules.rego:
+        return [], []
+    from supplychain.decide.rego import evaluate
+    from supplychain.decide.regoinput import policy_input
+
+    document = policy_input(evidence, now)
+    found: list[Violation] = []
+    warnings: list[str] = []
+    for module, outcome in zip(rules.rego, evaluate(rules.rego, document), strict=True):
+        if outcome.error is not None:
+            found.append(Violation("rego", f"rego {module.path}: not evaluated: {outcome.error}"))
+        found += [Violation("rego", f"rego {module.path}: {text}") for text in outcome.deny]
+        warnings += [f"rego {module.path}: {text}" for text in outcome.warn]
+    return found, warnings
 
 
 class RulesPolicy(ScopedPolicy):

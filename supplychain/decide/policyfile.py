@@ -16,7 +16,10 @@ from typing import Any
 import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from supplychain.decide.licenses import LicenseRule, forbidden_keys
 from supplychain.decide.policy import PolicyRules, RulesPolicy, Scope, ScopedPolicy
+from supplychain.decide.rego import RegoModule, load_module
+from supplychain.decide.regoinput import probe_input
 from supplychain.decide.rules import (
     SEVERITY_ORDER,
     AttestationRule,
@@ -34,6 +37,7 @@ OLD_KEYS = {"name", "deny_severities", "require_signature", "max_db_age_hours"}
 RULE_KEYS = {
     "severities", "fixable_only", "cvss_at_least", "cves", "packages", "secrets", "signatures",
     "attestations", "registries", "repositories", "max_scan_age_hours", "max_db_age_hours",
+    "licenses", "rego",
 }  # fmt: skip
 
 
@@ -134,11 +138,41 @@ class _Reader:
         out: list[AttestationRule] = []
         for i, item in enumerate(self.seq(node, key)):
             where = f"{key}[{i}]"
-            spec = self.mapping(item, where, {"predicate_type", "signers"})
+            spec = self.mapping(item, where, {"predicate_type", "signers", "max_age_hours"})
             if "predicate_type" not in spec:
                 raise self.fail(item, where, "predicate_type is required")
             signers = self.signers(spec["signers"], f"{where}.signers") if "signers" in spec else ()
-            out.append(AttestationRule(self.text(spec["predicate_type"], where), signers))
+            age = spec.get("max_age_hours")
+            out.append(
+                AttestationRule(
+                    self.text(spec["predicate_type"], where),
+                    signers,
+                    self.number(age, f"{where}.max_age_hours") if age is not None else None,
+                )
+            )
+        return tuple(out)
+
+    def licenses(self, node: yaml.Node, key: str) -> LicenseRule:
+        spec = self.mapping(node, key, {"deny", "unknown"})
+        keys: list[str] = []
+        for i, item in enumerate(self.seq(spec["deny"], f"{key}.deny") if "deny" in spec else []):
+            try:
+                keys += forbidden_keys(self.text(item, f"{key}.deny[{i}]"))
+            except ValueError as exc:
+                raise self.fail(item, f"{key}.deny[{i}]", f"not an SPDX licence: {exc}") from None
+        unknown = self.text(spec["unknown"], f"{key}.unknown") if "unknown" in spec else "allow"
+        if unknown not in ("allow", "deny"):
+            raise self.fail(spec["unknown"], f"{key}.unknown", "must be allow or deny")
+        return LicenseRule(tuple(dict.fromkeys(keys)), unknown)
+
+    def rego(self, node: yaml.Node, key: str) -> tuple[RegoModule, ...]:
+        out: list[RegoModule] = []
+        for i, item in enumerate(self.seq(node, key)):
+            name = self.text(item, f"{key}[{i}]")
+            path = self.path.parent / name
+            if not path.is_file():
+                raise self.fail(item, f"{key}[{i}]", f"no Rego file {path}")
+            out.append(load_module(path, name, probe_input()))
         return tuple(out)
 
     def packages(self, node: yaml.Node, key: str) -> tuple[PackageRule, ...]:
@@ -180,6 +214,10 @@ class _Reader:
                     values[f"{which}_cves"] = self.texts(v, f"{at}.{which}")
             elif name == "packages":
                 values["forbidden_packages"] = self.packages(value, at)
+            elif name == "licenses":
+                values["forbidden_licenses"] = self.licenses(value, at)
+            elif name == "rego":
+                values["rego"] = self.rego(value, at)
             elif name == "secrets":
                 if self.text(value, at) not in ("deny", "severity"):
                     raise self.fail(value, at, "must be deny or severity")

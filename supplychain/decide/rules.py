@@ -16,6 +16,8 @@ from packageurl import PackageURL
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from supplychain.decide.licenses import LicenseRule, license_problem
+from supplychain.decide.rego import RegoModule
 from supplychain.interface import Evidence, Finding, SignatureEvidence
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "RULE_NAMES",
     "SEVERITY_ORDER",
     "AttestationRule",
+    "LicenseRule",
     "PackageRule",
     "RuleSet",
     "SignatureRule",
@@ -36,7 +39,7 @@ NOT_AFFECTED = "not_affected"
 """The VEX status that keeps a finding from denying: the image is not affected by it."""
 RULE_NAMES = (
     "severity", "cvss", "cves", "packages", "secrets", "signatures", "attestations",
-    "registries", "scan_age", "db_age",
+    "registries", "scan_age", "db_age", "licenses", "rego",
 )  # fmt: skip
 
 
@@ -93,6 +96,9 @@ class AttestationRule:
     """The in-toto predicate type, exact."""
     signers: tuple[SignerRule, ...] = ()
     """Who must have signed it (any of them); empty: any verified signer."""
+    max_age_hours: float | None = None
+    """It must have been signed at most this long ago (a verified signing time; an attestation
+    without one fails); None: any age."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,8 @@ class RuleSet:
     """Advisories (ids or aliases) that never deny."""
     forbidden_packages: tuple[PackageRule, ...] = ()
     """Packages that deny when present."""
+    forbidden_licenses: LicenseRule | None = None
+    """Licences that deny when a component's licences leave no choice without them."""
     deny_secrets: bool = False
     """Any secret found denies, whatever its severity."""
     signatures: SignatureRule | None = None
@@ -135,6 +143,8 @@ class RuleSet:
     """Deny a scan older than this."""
     max_db_age_hours: float | None = None
     """Deny a scan made with an advisory DB older than this."""
+    rego: tuple[RegoModule, ...] = ()
+    """Custom rules in Rego (their source is part of the policy and of its digest)."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +211,11 @@ def _package_violations(rules: RuleSet, evidence: Evidence) -> list[Violation]:
             if c.purl and _package_matches(rule, c.purl, c.version):
                 found.append(Violation("packages", f"forbidden package {c.purl}", package=c.name))
                 break
+        if rules.forbidden_licenses is not None:
+            problem = license_problem(rules.forbidden_licenses, c)
+            if problem is not None:
+                what = c.purl or f"{c.name} {c.version}"
+                found.append(Violation("licenses", f"{problem} in {what}", package=c.name))
     return found
 
 
@@ -208,7 +223,40 @@ def _signers(sigs: tuple[SignatureEvidence, ...], attestation: bool) -> list[str
     return [s.signer for s in sigs if s.verified and s.is_attestation == attestation]
 
 
-def _signature_violations(rules: RuleSet, evidence: Evidence) -> list[Violation]:
+def _attestation_violation(
+    rule: AttestationRule, evidence: Evidence, now: datetime
+) -> Violation | None:
+    matching = [
+        s
+        for s in evidence.signatures
+        if s.verified
+        and s.is_attestation
+        and s.predicate_type == rule.predicate_type
+        and (not rule.signers or any(r.matches(s.signer) for r in rule.signers))
+    ]
+    if not matching:
+        return Violation("attestations", f"no verified attestation of {rule.predicate_type}")
+    limit = rule.max_age_hours
+    if limit is None:
+        return None
+    times = [s.signed_at for s in matching if s.signed_at is not None]
+    if not times:  # fail closed: an age nobody verified is not a young age
+        return Violation(
+            "attestations",
+            f"attestation of {rule.predicate_type}: signing time unknown (no verified "
+            f"transparency-log entry or timestamp), so not within {limit:g}h",
+        )
+    newest = max(times)
+    if now - newest > timedelta(hours=limit):
+        return Violation(
+            "attestations",
+            f"attestation of {rule.predicate_type} older than {limit:g}h "
+            f"(signed {newest.isoformat()})",
+        )
+    return None
+
+
+def _signature_violations(rules: RuleSet, evidence: Evidence, now: datetime) -> list[Violation]:
     found: list[Violation] = []
     need = rules.signatures
     if need is not None:
@@ -225,17 +273,9 @@ def _signature_violations(rules: RuleSet, evidence: Evidence) -> list[Violation]
                 )
             )
     for att in rules.attestations:
-        ok = any(
-            s.verified
-            and s.is_attestation
-            and s.predicate_type == att.predicate_type
-            and (not att.signers or any(r.matches(s.signer) for r in att.signers))
-            for s in evidence.signatures
-        )
-        if not ok:
-            found.append(
-                Violation("attestations", f"no verified attestation of {att.predicate_type}")
-            )
+        problem = _attestation_violation(att, evidence, now)
+        if problem is not None:
+            found.append(problem)
     return found
 
 
@@ -280,5 +320,5 @@ def violations(rules: RuleSet, evidence: Evidence, now: datetime) -> list[Violat
                 found.append(Violation(rule, _describe(f), f.vuln_id, f.aliases, f.package))
     found += _package_violations(rules, evidence)
     found += _age_violations(rules, evidence, now)
-    found += _signature_violations(rules, evidence)
+    found += _signature_violations(rules, evidence, now)
     return found

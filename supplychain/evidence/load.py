@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from supplychain.decide.decision import ChildFacts, ImageFacts, IndexFacts
 from supplychain.decide.vex import VexStatement
 from supplychain.evidence import models
+from supplychain.evidence.imageconfig import config_from_row
 from supplychain.interface import (
     Component,
     Evidence,
@@ -206,6 +207,7 @@ def load_image_facts_many(
                 models.Scan.db_updated_at,
                 models.Scan.db_digest,
                 models.Scan.finished_at,
+                models.Scan.image_config,
             ).where(models.Scan.id.in_(ids))
         ):
             scans[int(row[0])] = tuple(row)
@@ -224,7 +226,7 @@ def load_image_facts_many(
             empty = Evidence(None, None, None, (), subject, image.digest, (), waivers[image.digest])
             out[image.id] = ImageFacts(image.digest, empty, statements, _failure(session, image))
             continue
-        _, scanner, version, db_updated_at, db_digest, finished_at = scans[scan_id]
+        _, scanner, version, db_updated_at, db_digest, finished_at, config = scans[scan_id]
         result = ScanResult(
             scanner,
             version,
@@ -251,11 +253,21 @@ def load_image_facts_many(
             scanned_at=finished_at,
         )
         found = tuple(
-            SignatureEvidence(s.kind, s.reference, s.digest, s.verified, s.reason, s.signer)
+            SignatureEvidence(
+                s.kind, s.reference, s.digest, s.verified, s.reason, s.signer, signed_at=s.signed_at
+            )
             for s in signatures.get(scan_id, ())
         ) + tuple(
             SignatureEvidence(
-                a.kind, a.reference, a.digest, a.verified, a.reason, a.signer, b"", a.predicate_type
+                a.kind,
+                a.reference,
+                a.digest,
+                a.verified,
+                a.reason,
+                a.signer,
+                b"",
+                a.predicate_type,
+                a.signed_at,
             )
             for a in attestations.get(scan_id, ())
         )
@@ -267,10 +279,20 @@ def load_image_facts_many(
             subject,
             image.digest,
             tuple(
-                Component(c.name, c.version, c.purl, c.type, c.layer_digest, c.path, c.source_name)
+                Component(
+                    c.name,
+                    c.version,
+                    c.purl,
+                    c.type,
+                    c.layer_digest,
+                    c.path,
+                    c.source_name,
+                    tuple(str(x) for x in c.licenses or ()),
+                )
                 for c in components.get(scan_id, ())
             ),
             waivers[image.digest],
+            config_from_row(config),
         )
         out[image.id] = ImageFacts(image.digest, evidence, statements)
     return out
@@ -292,9 +314,18 @@ _FINDING = (
     "kind",
 )
 """Columns of a finding, in the order of :class:`~supplychain.interface.Finding`'s fields."""
-_COMPONENT = ("name", "version", "purl", "type", "layer_digest", "path", "source_name")
+_COMPONENT = (
+    "name",
+    "version",
+    "purl",
+    "type",
+    "layer_digest",
+    "path",
+    "source_name",
+    "licenses",
+)
 """Columns of a component, in the order of :class:`~supplychain.interface.Component`'s fields."""
-_SIGNATURE = ("kind", "reference", "digest", "verified", "reason", "signer")
+_SIGNATURE = ("kind", "reference", "digest", "verified", "reason", "signer", "signed_at")
 """Columns of a signature, in the order of :class:`~supplychain.interface.SignatureEvidence`."""
 
 

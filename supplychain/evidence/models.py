@@ -249,6 +249,9 @@ class Scan(Base):
     report: Mapped[bytes | None] = mapped_column(LargeBinary)
     matched_at: Mapped[datetime | None]
     """When the stored SBOM was last rematched against a new advisory DB (null: never)."""
+    image_config: Mapped[dict[str, Any] | None]
+    """The image config's run settings (:mod:`supplychain.evidence.imageconfig`); null: not
+    recorded (scans made before it was)."""
 
     image: Mapped[Image] = relationship()
 
@@ -270,6 +273,9 @@ class Component(Base):
     path: Mapped[str | None] = mapped_column(Text)
     source_name: Mapped[str | None] = mapped_column(String(512))
     """OS packages: the source package (Debian advisories are keyed by it); None if unknown."""
+    licenses: Mapped[list[Any] | None]
+    """Licences the package states (SPDX where it can be said), all of which apply; null: not
+    recorded (scans made before they were)."""
 
 
 class Finding(Base):
@@ -386,6 +392,8 @@ class Signature(Base):
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
     payload_digest: Mapped[str | None] = mapped_column(ForeignKey("payloads.digest"), index=True)
     found_at: Mapped[datetime] = mapped_column(default=utcnow)
+    signed_at: Mapped[datetime | None]
+    """When it was signed, from a verified transparency-log entry or timestamp (null: unknown)."""
 
 
 class Attestation(Base):
@@ -407,6 +415,8 @@ class Attestation(Base):
     envelope: Mapped[bytes | None] = mapped_column(LargeBinary)
     payload_digest: Mapped[str | None] = mapped_column(ForeignKey("payloads.digest"), index=True)
     found_at: Mapped[datetime] = mapped_column(default=utcnow)
+    signed_at: Mapped[datetime | None]
+    """When it was signed, from a verified transparency-log entry or timestamp (null: unknown)."""
 
 
 class Verdict(Base):

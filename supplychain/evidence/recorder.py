@@ -17,6 +17,7 @@ from supplychain.decide.vex import VexError, record_vex
 from supplychain.decide.vex_attested import attested_vex
 from supplychain.evidence import models
 from supplychain.evidence.dbutil import audit, insert_ignore
+from supplychain.evidence.imageconfig import config_to_row, parse_config
 from supplychain.evidence.models import utcnow
 from supplychain.evidence.sbomstore import pack
 from supplychain.evidence.tlog import touch
@@ -165,6 +166,7 @@ def record_facts(
         sbom=stored_sbom,
         sbom_encoding=encoding,
         report=scan.report,
+        image_config=config_to_row(parse_config(outcome.image.config)),
     )
     session.add(row)
     session.flush()
@@ -179,6 +181,7 @@ def record_facts(
             layer_digest=c.layer_digest,
             path=c.path,
             source_name=c.source_name[:512] if c.source_name else None,
+            licenses=list(c.licenses) or None,
         )
         for c in outcome.sbom.components
     )
@@ -227,6 +230,7 @@ def _record_signatures(
             "verified": item.verified,
             "signer": item.signer,
             "reason": item.reason,
+            "signed_at": item.signed_at,
             "payload_digest": _store_payload(session, item.payload, stored),
         }
         if item.is_attestation:

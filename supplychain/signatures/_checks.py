@@ -358,7 +358,21 @@ class ConformantVerifier(Verifier):
                 )
         return None
 
+    established: tuple[datetime, ...] = ()
+    """The verified signing times of the last bundle checked (the base class checks the
+    certificate's validity at each of them); :attr:`signed_at` is the earliest."""
+
+    @property
+    def signed_at(self) -> datetime | None:
+        """The earliest verified signing time of the last bundle checked."""
+        return min(self.established) if self.established else None
+
     def _establish_time(self, bundle: Bundle) -> list[TimestampVerificationResult]:
+        times = self._times(bundle)
+        self.established = tuple(t.time for t in times)
+        return times
+
+    def _times(self, bundle: Bundle) -> list[TimestampVerificationResult]:
         entry = bundle.log_entry._inner
         if (entry.kind_version.kind, entry.kind_version.version) != ("intoto", "0.0.2"):
             return super()._establish_time(bundle)

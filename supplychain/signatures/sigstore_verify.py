@@ -82,6 +82,8 @@ class SigstoreResult:
     """The DSSE payload type, when the bundle held a verified DSSE envelope."""
     payload: bytes | None = None
     """The verified DSSE payload (e.g. an in-toto statement), when there was one."""
+    signed_at: datetime | None = None
+    """The earliest verified signing time (Rekor integrated time or RFC 3161 timestamp)."""
 
 
 class SigstoreVerifyError(Exception):
@@ -210,6 +212,7 @@ def _verify_certificate_bundle(
         signer=signer,
         payload_type=payload_type,
         payload=payload,
+        signed_at=verifier.signed_at,
     )
 
 
@@ -288,6 +291,7 @@ def _verify_key_bundle(
         signer=_key_id(spki),
         payload_type=payload_type,
         payload=payload,
+        signed_at=datetime.fromtimestamp(entry._inner.integrated_time, tz=UTC),  # SET verified
     )
 
 
@@ -355,7 +359,12 @@ def verify_cosign_keyless(
         signer = signer_identity(cert, policy)
     except SigstoreError as exc:
         return _fail(str(exc))
-    return SigstoreResult(verified=True, reason="cosign keyless signature verified", signer=signer)
+    return SigstoreResult(
+        verified=True,
+        reason="cosign keyless signature verified",
+        signer=signer,
+        signed_at=min(times),
+    )
 
 
 def _verify_rekor_set(

@@ -38,6 +38,7 @@ def components_of(result: SbomResult) -> tuple[Component, ...]:
             layer_digest=p.layer_digest or None,
             path=p.path or None,
             source_name=(p.source_name or p.name) if p.type in OS_TYPES else None,
+            licenses=p.licenses,
         )
         for p in result.packages
     )

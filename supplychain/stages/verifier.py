@@ -24,6 +24,7 @@ import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +158,9 @@ class SignatureVerifier(Verifier):
         if not signature:
             return _result(item, False, "layer carries no signature annotation")
         certificate = notes.get(cosign.CERTIFICATE_ANNOTATION)
+        signed_at: datetime | None = None
         if certificate:
-            signer, why = self._keyless(item.blob, signature, notes)
+            signer, why, signed_at = self._keyless(item.blob, signature, notes)
         else:
             signer, why = self._with_keys(item.blob, signature)
         if signer is None:
@@ -171,7 +173,7 @@ class SignatureVerifier(Verifier):
         )
         if problem:
             return _result(item, False, f"signature valid but {problem}", signer)
-        return _result(item, True, f"verified: {why}", signer)
+        return _result(item, True, f"verified: {why}", signer, signed_at=signed_at)
 
     def _with_keys(self, message: bytes, signature_b64: str) -> tuple[str | None, str]:
         if not self.trust.keys:
@@ -187,9 +189,10 @@ class SignatureVerifier(Verifier):
 
     def _keyless(
         self, message: bytes, signature_b64: str, notes: Mapping[str, Any]
-    ) -> tuple[str | None, str]:
+    ) -> tuple[str | None, str, datetime | None]:
+        """(signer, why, verified signing time) of a certificate-signed cosign layer."""
         if not self.trust.identities:
-            return None, "certificate-signed, not verified: no identity policy configured"
+            return None, "certificate-signed, not verified: no identity policy configured", None
 
         def note(name: str) -> bytes | None:
             value = notes.get(name)
@@ -212,9 +215,9 @@ class SignatureVerifier(Verifier):
                 reasons.append(str(exc))
                 continue
             if result.verified:
-                return result.signer or "certificate", result.reason
+                return result.signer or "certificate", result.reason, result.signed_at
             reasons.append(result.reason)
-        return None, "; ".join(reasons)[:1000] or "certificate does not verify"
+        return None, "; ".join(reasons)[:1000] or "certificate does not verify", None
 
     def _attestation_layer(
         self, target: ImageTarget, item: Found, layer: dict[str, Any]
@@ -227,13 +230,16 @@ class SignatureVerifier(Verifier):
             return _result(item, False, f"malformed envelope: {exc}")
         notes = layer.get("annotations") if isinstance(layer.get("annotations"), dict) else {}
         assert isinstance(notes, dict)  # noqa: S101 - narrowed above
+        signed_at: datetime | None = None  # a key-signed envelope states no verified time
         if notes.get(cosign.CERTIFICATE_ANNOTATION):
             message = pae(envelope.payload_type, envelope.payload)
             signature = base64.b64encode(envelope.signatures[0][1]).decode()
-            signer, why = self._keyless(message, signature, notes)
+            signer, why, signed_at = self._keyless(message, signature, notes)
         else:
             signer, why = self._envelope_with_keys(envelope)
-        return self._statement(target, item, envelope.payload_type, envelope.payload, signer, why)
+        return self._statement(
+            target, item, envelope.payload_type, envelope.payload, signer, why, signed_at
+        )
 
     def _envelope_with_keys(self, envelope: Envelope) -> tuple[str | None, str]:
         if not self.trust.keys:
@@ -252,6 +258,7 @@ class SignatureVerifier(Verifier):
         payload: bytes | None,
         signer: str | None,
         why: str,
+        signed_at: datetime | None = None,
     ) -> SignatureEvidence:
         """Signature checked (``signer`` set); now subject digest, then predicate type."""
         attestation = item.kind.replace("sigstore-bundle", "attestation:referrer")
@@ -277,7 +284,7 @@ class SignatureVerifier(Verifier):
             return _result(labelled, False, reason, signer, ptype)
         if self.trust.require_known_predicates and predicate not in KNOWN_PREDICATES:
             return _result(labelled, False, prefix + "unknown predicate type", signer, ptype)
-        return _result(labelled, True, prefix + f"verified: {why}", signer, ptype)
+        return _result(labelled, True, prefix + f"verified: {why}", signer, ptype, signed_at)
 
     def _bundle(self, target: ImageTarget, manifest: bytes, item: Found) -> SignatureEvidence:
         try:
@@ -335,9 +342,16 @@ class SignatureVerifier(Verifier):
                 reasons.append(result.reason)
                 continue
             if not is_dsse:
-                return _result(item, True, f"verified: {result.reason}", result.signer)
+                reason = f"verified: {result.reason}"
+                return _result(item, True, reason, result.signer, signed_at=result.signed_at)
             return self._statement(
-                target, item, result.payload_type, result.payload, result.signer, result.reason
+                target,
+                item,
+                result.payload_type,
+                result.payload,
+                result.signer,
+                result.reason,
+                result.signed_at,
             )
         return _result(item, False, "; ".join(reasons)[:1000] or "bundle does not verify")
 
@@ -348,7 +362,16 @@ def _result(
     reason: str,
     signer: str | None = None,
     predicate_type: str | None = None,
+    signed_at: datetime | None = None,
 ) -> SignatureEvidence:
     return SignatureEvidence(
-        item.kind, item.reference, item.digest, verified, reason, signer, item.blob, predicate_type
+        item.kind,
+        item.reference,
+        item.digest,
+        verified,
+        reason,
+        signer,
+        item.blob,
+        predicate_type,
+        signed_at if verified else None,  # only a verified signature's time is a fact
     )

@@ -5,7 +5,7 @@ already stored get their leaves here (the log's genesis), so ``supplychain audit
 every row of a fact table covered by a leaf.
 
 Revision ID: 7e3c9a41d2b8
-Revises: 0009
+Revises: 0010rego
 Create Date: 2026-11-30 03:00:00
 """
 
@@ -17,7 +17,7 @@ import supplychain.evidence.models
 from alembic import op
 
 revision = "7e3c9a41d2b8"
-down_revision = "0009"
+down_revision = "0010rego"
 branch_labels = None
 depends_on = None
 
