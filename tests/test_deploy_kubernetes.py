@@ -99,7 +99,7 @@ def _buildah() -> str:
     """buildah, which scripts/install-deps.sh installs: missing or broken is a failure."""
     buildah = shutil.which("buildah")
     if buildah is None:
-        pytest.fail("buildah is not installed: run scripts/install-deps.sh (apt-get install buildah)")
+        pytest.fail("buildah is not installed: run scripts/install-deps.sh (apt: buildah)")
     probe = subprocess.run(
         [buildah, "--storage-driver", "vfs", "info"], capture_output=True, text=True, check=False
     )
