@@ -354,14 +354,18 @@ def tiny_layout() -> Path:
     return _cached(TINY_RECIPE, ("tiny",), _build_tiny)
 
 
-def push(layout: Path, tag: str, dest: str, *, tls_verify: bool = False) -> str:
-    """Copy ``oci:<layout>:<tag>`` to ``docker://<dest>`` unchanged; return the pushed
-    manifest digest (equal to :func:`layout_digest` since digests are preserved)."""
+def push(
+    layout: Path, tag: str, dest: str, *, tls_verify: bool = False, creds: str | None = None
+) -> str:
+    """Copy ``oci:<layout>:<tag>`` to ``docker://<dest>`` unchanged (as ``creds``,
+    ``user:password``, when given); return the pushed manifest digest (equal to
+    :func:`layout_digest` since digests are preserved)."""
     with tempfile.TemporaryDirectory(prefix="skopeo-") as tmp:
         digestfile = Path(tmp) / "digest"
         _run(
             "skopeo copy --quiet --all --preserve-digests --format oci",
             f"--dest-tls-verify={'true' if tls_verify else 'false'}",
+            *(["--dest-creds", creds] if creds else []),
             *("--digestfile", digestfile, f"oci:{layout}:{tag}", f"docker://{dest}"),
         )
         return digestfile.read_text().strip()
