@@ -30,10 +30,11 @@ from supplychain.interface import ImageTarget
 from supplychain.queue.jobs import JobQueue
 from supplychain.reconcile import Reconciler
 from supplychain.registry import BlobCache, RegistryClient, RegistryUnavailableError
+from supplychain.registry.auth import DockerConfigCredentials
 from supplychain.registry.listing import Pacer
 from tests.support import images
 from tests.support.advisories import URLLIB3_HIGH
-from tests.support.registry import Registry
+from tests.support.registry import Registry, TokenServer
 from tests.support.service import Server, run_cli, service_env, wait_for
 from tests.support.trivydb import build_trivy_db
 
@@ -338,6 +339,27 @@ def test_the_command_lists_each_registry_with_its_own_docker_credentials(
         assert again.returncode == 0 and "0 queued, 1 known" in again.stdout
         outside = run_cli(["reconcile", "--registry", "elsewhere.example"], env)
         assert outside.returncode == 2 and "not in SUPPLYCHAIN_REGISTRIES" in outside.stderr
+
+
+def test_a_token_registry_lists_its_catalog_with_the_identity_token_of_the_docker_config(
+    any_db: Database, tmp_path: Path
+) -> None:
+    with (
+        TokenServer(tmp_path, {"bob": "t0ken-pw"}, refresh_tokens={"refresh-xyz": "bob"}) as auth,
+        Registry(tmp_path / "registry", token=auth.registry_auth()) as registry,
+    ):
+        digest = images.push(
+            small_image(tmp_path, "a"), "img", f"{registry.host}/team/app:v1", creds="bob:t0ken-pw"
+        )
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps({"auths": {registry.host: {"identitytoken": "refresh-xyz"}}}))
+        auth.requests.clear()
+        credentials = DockerConfigCredentials(str(config))
+        report = reconciler(any_db, tmp_path, registry.host, credentials=credentials).run()
+    assert report.errors == () and report.queued == (f"{registry.host}/team/app@{digest}",)
+    scopes = [r["query"]["scope"] for r in auth.requests]
+    assert scopes == [["registry:catalog:*"], ["repository:team/app:pull"]]  # one token each
+    assert {r["method"] for r in auth.requests} == {"POST"}  # the refresh token, as OAuth2
 
 
 # -- serve: pushes made while it was down are decided, with no webhook ------------------------
