@@ -446,6 +446,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"{PREFIX}INDEX_MAX_ENTRIES: from 1 to 100000")
     if not 0 <= values["index_max_depth"] <= 16:
         raise ConfigError(f"{PREFIX}INDEX_MAX_DEPTH: from 0 to 16")
+    if 0 < values["reconcile_seconds"] < 10:
+        raise ConfigError(f"{PREFIX}RECONCILE_SECONDS: 0 (off) or at least 10")
     if not 1 <= values["reconcile_page_size"] <= 10_000:
         raise ConfigError(f"{PREFIX}RECONCILE_PAGE_SIZE: from 1 to 10000")
     outside = {h for h, _ in values["reconcile_repositories"]} - values["registries"]

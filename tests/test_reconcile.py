@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import func, select
 
+from supplychain.config import ConfigError, load_settings
 from supplychain.evidence.database import Database
 from supplychain.evidence.models import AuditEntry, Job, TagEvent, Verdict, WebhookDelivery
 from supplychain.interface import ImageTarget
@@ -121,6 +122,25 @@ def test_a_pass_pages_through_the_catalog_and_queues_each_digest_once(
         assert jobs(any_db) == queued
         with any_db.session() as session:
             assert session.scalar(select(func.count()).select_from(TagEvent)) == 10  # no moves
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("RECONCILE_SECONDS", "5", "RECONCILE_SECONDS: 0 (off) or at least 10"),
+        ("RECONCILE_PAGE_SIZE", "0", "RECONCILE_PAGE_SIZE: from 1 to 10000"),
+        ("RECONCILE_RATE", "-1", "RECONCILE_RATE: must not be negative"),
+        ("RECONCILE_REPOSITORIES", "reg.example/ok,oops", "'oops' is not host/repository"),
+        ("RECONCILE_REPOSITORIES", "elsewhere.example/app", "elsewhere.example not in"),
+    ],
+)
+def test_reconcile_settings_are_checked_at_start(setting: str, value: str, message: str) -> None:
+    env = {"SUPPLYCHAIN_REGISTRIES": "reg.example", f"SUPPLYCHAIN_{setting}": value}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(env)
+    good = {"SUPPLYCHAIN_REGISTRIES": "reg.example"}
+    settings = load_settings({**good, "SUPPLYCHAIN_RECONCILE_REPOSITORIES": "reg.example/a/b"})
+    assert settings.reconcile_repositories == (("reg.example", "a/b"),)
 
 
 # -- a fake registry: paged tag lists, hostile Link headers, a 429 ---------------------------

@@ -206,10 +206,10 @@ def _next_url(base: str, endpoint: str, current: str, link: str) -> str:
     parts = urlsplit(url)
     if _origin(url) != _origin(base) or parts.username or parts.password:
         raise NotAllowedError(
-            f"{urlsplit(base).netloc}: refusing a Link to another origin ({parts.netloc[:255]})"
+            f"{urlsplit(base).netloc}: refusing a Link to another origin ({parts.netloc[:255]!a})"
         )
     if parts.path != f"/v2/{endpoint}" or parts.fragment:
         raise NotAllowedError(
-            f"{urlsplit(base).netloc}: refusing a Link to another path ({parts.path[:255]})"
+            f"{urlsplit(base).netloc}: refusing a Link to another path ({parts.path[:255]!a})"
         )
     return f"{base}{parts.path}" + (f"?{parts.query}" if parts.query else "")
