@@ -397,9 +397,11 @@ def test_serve_decides_what_was_pushed_while_it_was_down_with_no_webhook(tmp_pat
                 "SUPPLYCHAIN_WORKERS": "1",
             }
         )
-        server = Server(env, tmp_path / "before.log")
-        server.wait_ready()
-        server.stop()
+        server = Server(env, tmp_path / "before.log")  # up once: the database is made
+        try:
+            server.wait_ready()
+        finally:
+            server.stop()
         pushed = {
             images.push(small_image(tmp_path, name), "img", f"{registry.host}/team/{name}:v1")
             for name in ("one", "two", "three")
