@@ -4,6 +4,8 @@ that runs as non-root."""
 
 from __future__ import annotations
 
+import hashlib
+import platform
 import shutil
 import subprocess
 import sys
@@ -139,7 +141,9 @@ SOURCES = ("pyproject.toml", "setup.py", "README.md", "alembic.ini", "alembic", 
 
 def _wheelhouse(tmp_path: Path) -> Path:
     """``pip wheel . -w wheelhouse`` with this Python's pip (which trusts the host's CAs), from
-    a copy of the sources so that the build leaves nothing in the work tree."""
+    a copy of the sources so that the build leaves nothing in the work tree. The dependencies'
+    wheels are built once per pyproject.toml, setup.py and Python (cached); the package's own
+    wheel every time."""
     source = tmp_path / "source"
     for name in SOURCES:
         if (ROOT / name).is_dir():
@@ -148,8 +152,20 @@ def _wheelhouse(tmp_path: Path) -> Path:
         else:
             source.mkdir(exist_ok=True)
             shutil.copy2(ROOT / name, source / name)
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check"]
+
+    def dependencies(directory: Path) -> None:
+        _run([*pip, str(source), "-w", str(directory)])
+        for own in directory.glob("supplychain-*.whl"):
+            own.unlink()
+
+    key = hashlib.sha256(f"{sys.version_info[:2]} {platform.machine()}".encode())
+    for name in ("pyproject.toml", "setup.py"):
+        key.update((ROOT / name).read_bytes())
+    cached = images.cached_directory(f"wheelhouse-{key.hexdigest()[:16]}", dependencies)
     wheels = tmp_path / "wheelhouse"
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", str(source), "-w", str(wheels)])
+    shutil.copytree(cached, wheels, ignore=shutil.ignore_patterns(".complete"))
+    _run([*pip, "--no-deps", str(source), "-w", str(wheels)])
     return wheels
 
 

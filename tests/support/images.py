@@ -155,6 +155,29 @@ def _cached(name: str, tags: tuple[str, ...], build: Callable[[Path, Path], None
     return layout
 
 
+def cached_directory(name: str, build: Callable[[Path], None]) -> Path:
+    """``CACHE_ROOT/name``, made once by ``build(directory)`` under a lock, in a temporary
+    directory renamed into place when complete (a crashed build leaves nothing used)."""
+    final = CACHE_ROOT / name
+    marker = final / ".complete"
+    if marker.is_file():
+        return final
+    with _file_lock(CACHE_ROOT / f".{name}.lock"):
+        if marker.is_file():
+            return final
+        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=CACHE_ROOT))
+        try:
+            build(staging)
+            (staging / ".complete").touch()
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return final
+
+
 def _copy_layout(src: Path, dst: Path) -> None:
     """Copy an OCI layout, hard-linking the (immutable, content-addressed) blobs."""
 
