@@ -6,6 +6,7 @@
 #
 # Packages (the tests use the real tools; a missing one is a failure, never a skip):
 #   skopeo umoci debootstrap    build and push the test images
+#   buildah                     builds deploy/Containerfile (vfs storage, chroot isolation)
 #   docker-registry             the real OCI registry (CNCF distribution)
 #   npm                         the old npm packages of the test image
 #   golang-go cargo binutils    real Go and Rust binaries for the catalogers (objcopy)
@@ -17,7 +18,7 @@
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(python3 python3-venv skopeo umoci docker-registry debootstrap golang-go binutils
+packages=(python3 python3-venv skopeo umoci buildah docker-registry debootstrap golang-go binutils
           openssl ruby-rack libcommons-lang3-java libjansi-java libguava-java rpm db-util
           postgresql wrk)
 command -v cargo >/dev/null 2>&1 || packages+=(cargo)  # a rustup cargo will do

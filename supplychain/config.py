@@ -136,6 +136,17 @@ def _jwks_url(var: str, value: str) -> str | None:
     if not loopback:
         raise ConfigError(f"{PREFIX}{var}: must be https (plain http only to loopback)")
     return url
+def _repositories(var: str, value: str) -> tuple[tuple[str, str], ...]:
+    """``host/repository,…``: repositories a reconcile pass lists instead of a host's catalog."""
+    from registry_hooks.grammar import valid_repository
+
+    found: list[tuple[str, str]] = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        host, _, repository = item.partition("/")
+        if not _HOST_RE.match(host.lower()) or not valid_repository(repository):
+            raise ConfigError(f"{PREFIX}{var}: {item!r} is not host/repository")
+        found.append((host.lower(), repository))
+    return tuple(found)
 
 
 def _optional_float(var: str, value: str) -> float | None:
@@ -291,6 +302,16 @@ class Settings:
     """Claim conditions an accepted JWT must meet, all of them (``repository=org/*,…``)."""
     oidc_jwks_ttl_seconds: float = 3600.0
     """How long a fetched JWKS is used before it is fetched again."""
+    reconcile_seconds: float = 0.0
+    """``serve`` lists the allowlisted registries and queues digests never seen, at start and
+    then every this many seconds; 0: never (``supplychain reconcile`` runs one pass)."""
+    reconcile_rate: float = 10.0
+    """Requests a second a reconcile pass sends to one registry (0: no limit)."""
+    reconcile_page_size: int = 100
+    """``n``: entries asked for per catalog or tag-list page."""
+    reconcile_repositories: tuple[tuple[str, str], ...] = ()
+    """``host/repository`` pairs listed instead of the catalog of their host (for registries
+    without ``/v2/_catalog``, or to list only some repositories)."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -338,6 +359,10 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "tls_key": _optional_file,
     "webhook_keys": _keys,
     "token_pepper": _secret,
+    "reconcile_seconds": _float,
+    "reconcile_rate": _float,
+    "reconcile_page_size": _int,
+    "reconcile_repositories": _repositories,
     "metrics_role": lambda var, value: (
         _choice("", "webhook", "ci", "auditor", "admin")(var, value) or None
     ),
@@ -391,6 +416,10 @@ _DEFAULTS: dict[str, str] = {
     "oidc_jwks_url": "",
     "oidc_claims": "",
     "oidc_jwks_ttl_seconds": "3600",
+    "reconcile_seconds": "0",
+    "reconcile_rate": "10",
+    "reconcile_page_size": "100",
+    "reconcile_repositories": "",
 }
 
 
@@ -469,6 +498,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"{PREFIX}INDEX_MAX_ENTRIES: from 1 to 100000")
     if not 0 <= values["index_max_depth"] <= 16:
         raise ConfigError(f"{PREFIX}INDEX_MAX_DEPTH: from 0 to 16")
+    if 0 < values["reconcile_seconds"] < 10:
+        raise ConfigError(f"{PREFIX}RECONCILE_SECONDS: 0 (off) or at least 10")
+    if not 1 <= values["reconcile_page_size"] <= 10_000:
+        raise ConfigError(f"{PREFIX}RECONCILE_PAGE_SIZE: from 1 to 10000")
+    outside = {h for h, _ in values["reconcile_repositories"]} - values["registries"]
+    if outside:
+        raise ConfigError(
+            f"{PREFIX}RECONCILE_REPOSITORIES: {', '.join(sorted(outside))} not in "
+            f"{PREFIX}REGISTRIES"
+        )
     identity = raw.get("certificate_identity") or None
     issuer = raw.get("certificate_oidc_issuer") or None
     identity_set = identity or values["certificate_identity_regexp"]

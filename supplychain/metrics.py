@@ -26,3 +26,8 @@ HTTP_REQUESTS = Counter(
     ["route", "method", "status"],
 )
 GATE_WAITING = Gauge("supplychain_gate_waiting", "Gate calls waiting on a pending image")
+RECONCILE = Counter(
+    "supplychain_reconcile_total",
+    "Reconcile passes: digests queued (never seen before) and errors",
+    ["outcome"],
+)

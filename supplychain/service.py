@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from supplychain.intake.webhooks import Intake
 from supplychain.interface import Verdict
 from supplychain.queue.jobs import Backoff, JobQueue
 from supplychain.queue.worker import IndexLimits, Issuer, Worker
+from supplychain.reconcile import Reconciler
 from supplychain.registry import BlobCache, RegistryClient, docker_credentials
 from supplychain.signatures import StorageMode
 from supplychain.signatures.cosign import issue_for_outcome
@@ -66,6 +68,20 @@ class Service:
             limits=limits,
             deadlines=dict(self.settings.stage_deadlines),
             on_job_done=on_job_done,
+        )
+
+    def reconciler(self, stop: threading.Event | None = None) -> Reconciler:
+        """A reconcile pass over the allowlisted registries, with this process's parts."""
+        settings = self.settings
+        return Reconciler(
+            self.db,
+            self.queue,
+            self.client,
+            self.client.allowed,
+            repositories=settings.reconcile_repositories,
+            page_size=settings.reconcile_page_size,
+            rate=settings.reconcile_rate,
+            stop=stop,
         )
 
 

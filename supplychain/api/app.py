@@ -41,6 +41,7 @@ from supplychain.intake.webhooks import MAX_BODY as MAX_HOOK_BODY
 from supplychain.metrics import WEBHOOKS
 from supplychain.queue.faults import DISK, FAULTS, short
 from supplychain.queue.pool import WorkerPool
+from supplychain.reconcile import ReconcileTimer
 from supplychain.service import Service
 from supplychain.stages.scanner import missing_db_advice
 
@@ -99,6 +100,16 @@ class GateRequest(BaseModel):
         return value
 
 
+def reconcile_timer(service: Service) -> ReconcileTimer | None:
+    """Started: ``serve``'s reconcile passes, when ``SUPPLYCHAIN_RECONCILE_SECONDS`` is set."""
+    interval = service.settings.reconcile_seconds
+    if interval <= 0:
+        return None
+    timer = ReconcileTimer(service.reconciler(), interval)
+    timer.start()
+    return timer
+
+
 def create_app(service: Service, *, workers: int = 0) -> FastAPI:
     """The ASGI app; ``workers`` in-process workers run while it is up."""
     settings = service.settings
@@ -113,7 +124,10 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         poller = asyncio.create_task(waits.run(), name="gate-waits")
         pool = WorkerPool(lambda: service.worker(on_job_done=waits.kick), workers)
         pool.start()
+        timer = reconcile_timer(service)
         yield
+        if timer is not None:
+            await run_in_threadpool(timer.stop)
         poller.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await poller

@@ -31,6 +31,7 @@ EXTENSIONS = (
     "supplychain.cli.tokens",
     "supplychain.cli.policy",
     "supplychain.cli.audit",
+    "supplychain.cli.reconcile",
 )
 """Modules adding subcommands with ``add_parser(subparsers)``."""
 MAX_ANSWER = 4 * 1024 * 1024

@@ -16,6 +16,7 @@ retry window. A job failed for good is queued again when asked for after ``faile
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -268,6 +269,15 @@ class JobQueue:
                 "run_after": now,
             }
             return self._end_attempt(session, claim, f"released: {reason}", values)
+
+    def known(self, session: Session, targets: Iterable[ImageTarget]) -> set[str]:
+        """The :func:`job_key` of each target that has a job, in any state."""
+        keys = sorted({job_key(target) for target in targets})
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):  # bounded IN lists
+            chunk = keys[start : start + 500]
+            found.update(session.scalars(select(Job.dedupe_key).where(Job.dedupe_key.in_(chunk))))
+        return found
 
     def last_error(self, session: Session, target: ImageTarget) -> str | None:
         """Why the digest's job has not finished yet: its last error and state, or None."""

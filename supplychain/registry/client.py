@@ -50,7 +50,7 @@ from supplychain.registry.network import (
 )
 from supplychain.registry.transport import checked_session
 
-__all__ = ["Descriptor", "Manifest", "RegistryClient"]
+__all__ = ["Descriptor", "Manifest", "RegistryClient", "check_status"]
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class RegistryClient:
         )
         response = self._get(registry, repository, f"manifests/{reference}", headers)
         with response:
-            self._check_status(response, f"manifest {where}")
+            check_status(response, f"manifest {where}")
             data = read_limited(response, self.max_manifest_bytes, f"manifest {where}")
             content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
             header_digest = response.headers.get("Docker-Content-Digest", "")
@@ -191,7 +191,7 @@ class RegistryClient:
         where = f"blob {registry}/{repository}@{digest}"
         response = self._get(registry, repository, f"blobs/{digest}", {})
         with response:
-            self._check_status(response, where)
+            check_status(response, where)
             length = response.headers.get("Content-Length")
             if length is not None and length.isdigit() and int(length) != size:
                 raise DigestMismatchError(
@@ -199,27 +199,35 @@ class RegistryClient:
                 )
             return self.cache.put_stream(digest, response.iter_content(_CHUNK), size)
 
+    def head_manifest(self, registry: str, repository: str, reference: str) -> Descriptor:
+        """What ``reference`` names now, by one ``HEAD`` (no body is read).
+
+        The digest is the registry's ``Docker-Content-Digest``, unverified: whoever pulls by it
+        verifies the bytes. A registry that does not send it is asked with a verified GET.
+        """
+        if not (valid_digest(reference) or valid_tag(reference)):
+            raise RegistryError(f"invalid manifest reference {reference[:140]!r}")
+        headers = {"Accept": ", ".join(ALL_MANIFEST_TYPES)}
+        where = f"manifest {registry}/{repository}:{reference}"
+        with self.send(
+            "HEAD", registry, repository, f"manifests/{reference}", headers=headers
+        ) as r:
+            check_status(r, where)
+            digest = r.headers.get("Docker-Content-Digest", "")
+            media_type = r.headers.get("Content-Type", "").split(";", 1)[0].strip()
+            length = r.headers.get("Content-Length", "")
+        if not valid_digest(digest) or not length.isdigit() or not media_type:
+            manifest = self.get_manifest(registry, repository, reference)
+            return Descriptor(manifest.media_type, manifest.digest, len(manifest.data))
+        if valid_digest(reference) and digest != reference:
+            raise DigestMismatchError(f"{where}: Docker-Content-Digest {digest[:80]}")
+        return Descriptor(media_type, digest, int(length))
+
     def list_tags(self, registry: str, repository: str, *, max_pages: int = 100) -> list[str]:
-        """All tags of ``repository`` (following ``Link: <..>; rel="next"`` on the same host)."""
-        tags: list[str] = []
-        path: str | None = "tags/list"
-        for _ in range(max_pages):
-            if path is None:
-                break
-            response = self._get(registry, repository, path, {"Accept": "application/json"})
-            with response:
-                self._check_status(response, f"tags of {registry}/{repository}")
-                body = read_limited(
-                    response, self.max_manifest_bytes, f"tags of {registry}/{repository}"
-                )
-                next_link = response.links.get("next", {}).get("url")
-            try:
-                page = json.loads(body).get("tags") or []
-            except (ValueError, AttributeError):
-                raise RegistryError(f"malformed tag list from {registry}/{repository}") from None
-            tags.extend(tag for tag in page if isinstance(tag, str))
-            path = _next_page(next_link, repository)
-        return tags
+        """All tags of ``repository`` (:func:`~supplychain.registry.listing.list_tags`)."""
+        from supplychain.registry.listing import list_tags
+
+        return list(list_tags(self, registry, repository, max_pages=max_pages))
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -251,14 +259,41 @@ class RegistryClient:
         Answers one auth challenge (scope ``pull`` for reads, ``pull,push`` otherwise); reads
         follow checked redirects (module doc), writes follow none. The caller closes the response.
         """
-        base = self.base_url(registry)
         if not valid_repository(repository):
             raise RegistryError(f"invalid repository {repository[:255]!r}")
-        url = path if "://" in path else f"{base}/v2/{repository}/{path}"
+        actions = "pull" if method in _READS else "pull,push"
+        where = path if "://" in path else f"{repository}/{path}"
+        return self.request(
+            method,
+            registry,
+            where,
+            scope=f"repository:{repository}:{actions}",
+            headers=headers,
+            data=data,
+            what=repository,
+        )
+
+    def request(
+        self,
+        method: str,
+        registry: str,
+        path: str,
+        *,
+        scope: str,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        what: str | None = None,
+    ) -> requests.Response:
+        """One request to ``/v2/<path>`` (or an absolute URL of the registry's own origin),
+        answering one auth challenge for ``scope`` (e.g. ``registry:catalog:*``); ``what``
+        names it in errors (default: the path without its query).
+
+        The caller closes the response. :meth:`send` is this for one repository.
+        """
+        base = self.base_url(registry)
+        url = path if "://" in path else f"{base}/v2/{path}"
         if urlsplit(url)[:2] != urlsplit(base)[:2]:
             raise NotAllowedError(f"registry sent us to another origin: {urlsplit(url).netloc}")
-        actions = "pull" if method in _READS else "pull,push"
-        scope = f"repository:{repository}:{actions}"
         authorization = self.auth.cached(registry, scope)
         for attempt in range(2):
             response = self._follow(method, url, headers or {}, data, authorization)
@@ -273,7 +308,8 @@ class RegistryClient:
                 break
             self.auth.forget(registry, scope)
             authorization = self.auth.authorize(registry, scope, challenge)
-        raise AuthError(f"{registry}/{repository}: unauthorized")
+        named = what or urlsplit(path).path.removeprefix("/v2/")[:255]
+        raise AuthError(f"{registry}/{named}: unauthorized")
 
     def _follow(
         self,
@@ -327,18 +363,21 @@ class RegistryClient:
             "or redirect host"
         )
 
-    @staticmethod
-    def _check_status(response: requests.Response, what: str) -> None:
-        status = response.status_code
-        if status == 200:
-            return
-        if status == 404:
-            raise NotFoundError(f"{what}: not found")
-        if status in (401, 403):
-            raise AuthError(f"{what}: access denied (HTTP {status})")
-        if status >= 500 or status == 429:
-            raise RegistryUnavailableError(f"{what}: HTTP {status}")
-        raise RegistryError(f"{what}: HTTP {status}")
+
+def check_status(response: requests.Response, what: str) -> None:
+    """Raise the error an answer other than 200 means (:mod:`~supplychain.registry.errors`)."""
+    status = response.status_code
+    if status == 200:
+        return
+    if status == 404:
+        raise NotFoundError(f"{what}: not found")
+    if status in (401, 403):
+        raise AuthError(f"{what}: access denied (HTTP {status})")
+    if status >= 500 or status == 429:
+        wait = response.headers.get("Retry-After", "").strip()
+        retry_after = float(wait) if wait.isdigit() else None
+        raise RegistryUnavailableError(f"{what}: HTTP {status}", retry_after=retry_after)
+    raise RegistryError(f"{what}: HTTP {status}")
 
 
 def _media_type(data: bytes, content_type: str) -> str:
@@ -349,14 +388,3 @@ def _media_type(data: bytes, content_type: str) -> str:
         raise RegistryError("manifest is not JSON") from None
     stated = document.get("mediaType") if isinstance(document, dict) else None
     return stated if isinstance(stated, str) and stated else content_type
-
-
-def _next_page(link: str | None, repository: str) -> str | None:
-    """The path after ``/v2/<repository>/`` of a same-host ``next`` link, else None."""
-    if not link:
-        return None
-    parts = urlsplit(link)
-    prefix = f"/v2/{repository}/"
-    if parts.netloc or not parts.path.startswith(prefix):
-        return None
-    return parts.path[len(prefix) :] + (f"?{parts.query}" if parts.query else "")

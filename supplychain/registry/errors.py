@@ -25,6 +25,11 @@ class RegistryError(SourceError):
 class RegistryUnavailableError(RegistryError):
     """The registry could not be reached or answered 5xx/429: its fault, not the image's."""
 
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        """Seconds a 429 or 503 answer's ``Retry-After`` asked us to wait, when it said."""
+
 
 class DigestMismatchError(RegistryError):
     """Fetched bytes do not hash to (or are not the size of) the digest they were asked for."""

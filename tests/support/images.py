@@ -29,11 +29,14 @@ CACHE_ROOT = Path(
 
 # Bump a recipe version whenever the corresponding build recipe changes.
 BASE_RECIPE = "debian-bookworm-minbase-v1"
+PYTHON_BASE_RECIPE = "debian-bookworm-python-v1"
 APP_RECIPE = "app-v1"
 TINY_RECIPE = "tiny-v1"
 
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# What deploy/Containerfile needs in its base (it installs them itself when they are missing).
+PYTHON_BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 PYTHON_SITE = "usr/local/lib/python3.11/site-packages"
 PIP_PACKAGES = (
     "requests==2.19.0",
@@ -152,6 +155,29 @@ def _cached(name: str, tags: tuple[str, ...], build: Callable[[Path, Path], None
     return layout
 
 
+def cached_directory(name: str, build: Callable[[Path], None]) -> Path:
+    """``CACHE_ROOT/name``, made once by ``build(directory)`` under a lock, in a temporary
+    directory renamed into place when complete (a crashed build leaves nothing used)."""
+    final = CACHE_ROOT / name
+    marker = final / ".complete"
+    if marker.is_file():
+        return final
+    with _file_lock(CACHE_ROOT / f".{name}.lock"):
+        if marker.is_file():
+            return final
+        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=CACHE_ROOT))
+        try:
+            build(staging)
+            (staging / ".complete").touch()
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return final
+
+
 def _copy_layout(src: Path, dst: Path) -> None:
     """Copy an OCI layout, hard-linking the (immutable, content-addressed) blobs."""
 
@@ -166,15 +192,19 @@ def _copy_layout(src: Path, dst: Path) -> None:
     shutil.copy2(src / "index.json", dst / "index.json")
 
 
-def _build_base(layout: Path, work: Path) -> None:
+def _build_base(layout: Path, work: Path, include: tuple[str, ...] = ()) -> None:
     _run("umoci init --layout", layout)
     _run("umoci new --image", f"{layout}:base")
     bundle = work / "bundle"
     _run("umoci unpack --image", f"{layout}:base", bundle)
     rootfs = bundle / "rootfs"
     started = time.monotonic()
+    included = [f"--include={','.join(include)}"] if include else []
     try:
-        _run("debootstrap --variant=minbase", DEBIAN_SUITE, rootfs, DEBIAN_MIRROR, timeout=1800)
+        _run(
+            "debootstrap --variant=minbase", *included, DEBIAN_SUITE, rootfs, DEBIAN_MIRROR,
+            timeout=1800,
+        )  # fmt: skip
     except ImageBuildError as exc:
         log = rootfs / "debootstrap" / "debootstrap.log"
         tail = log.read_text(errors="replace")[-3000:] if log.is_file() else ""
@@ -192,7 +222,7 @@ def _build_base(layout: Path, work: Path) -> None:
                 shutil.rmtree(child)
             else:
                 child.unlink()
-    created_by = f"debootstrap --variant=minbase {DEBIAN_SUITE}"
+    created_by = " ".join(["debootstrap --variant=minbase", *included, DEBIAN_SUITE])
     _run("umoci repack --history.created_by", created_by, "--image", f"{layout}:base", bundle)
     path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     _run("umoci config --config.cmd /bin/bash --config.env", path, "--image", f"{layout}:base")
@@ -202,6 +232,17 @@ def _build_base(layout: Path, work: Path) -> None:
 def debian_base_layout() -> Path:
     """OCI layout with tag ``base``: Debian bookworm minbase as a single layer."""
     return _cached(BASE_RECIPE, ("base",), _build_base)
+
+
+def debian_python_layout() -> Path:
+    """OCI layout with tag ``base``: Debian bookworm minbase with Python 3.11, venv and the CA
+    certificates (:data:`PYTHON_BASE_PACKAGES`) as a single layer: deploy/Containerfile's base
+    where no public registry is reachable."""
+
+    def build(layout: Path, work: Path) -> None:
+        _build_base(layout, work, PYTHON_BASE_PACKAGES)
+
+    return _cached(PYTHON_BASE_RECIPE, ("base",), build)
 
 
 def _install_app_files(rootfs: Path, work: Path) -> None:
@@ -336,14 +377,18 @@ def tiny_layout() -> Path:
     return _cached(TINY_RECIPE, ("tiny",), _build_tiny)
 
 
-def push(layout: Path, tag: str, dest: str, *, tls_verify: bool = False) -> str:
-    """Copy ``oci:<layout>:<tag>`` to ``docker://<dest>`` unchanged; return the pushed
-    manifest digest (equal to :func:`layout_digest` since digests are preserved)."""
+def push(
+    layout: Path, tag: str, dest: str, *, tls_verify: bool = False, creds: str | None = None
+) -> str:
+    """Copy ``oci:<layout>:<tag>`` to ``docker://<dest>`` unchanged (as ``creds``,
+    ``user:password``, when given); return the pushed manifest digest (equal to
+    :func:`layout_digest` since digests are preserved)."""
     with tempfile.TemporaryDirectory(prefix="skopeo-") as tmp:
         digestfile = Path(tmp) / "digest"
         _run(
             "skopeo copy --quiet --all --preserve-digests --format oci",
             f"--dest-tls-verify={'true' if tls_verify else 'false'}",
+            *(["--dest-creds", creds] if creds else []),
             *("--digestfile", digestfile, f"oci:{layout}:{tag}", f"docker://{dest}"),
         )
         return digestfile.read_text().strip()

@@ -296,7 +296,7 @@ class TokenServer:
         for scope in scopes:
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
-            if kind == "repository" and name:
+            if kind in ("repository", "registry") and name:  # registry:catalog:*: the catalog
                 access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())
         header = {
