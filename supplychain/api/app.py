@@ -31,6 +31,8 @@ from supplychain.api.accesslog import AccessLog
 from supplychain.api.admission import admission_router
 from supplychain.api.bodylimit import BodyLimit, BodyTooLarge
 from supplychain.api.errors import GATE_PATH, install_error_handlers
+from supplychain.api.history import history_router
+from supplychain.api.openapi import OPENAPI_PATH, describe
 from supplychain.api.routemetrics import RouteMetrics
 from supplychain.api.tokens import tokens_router
 from supplychain.api.waits import MAX_WAIT, Waits
@@ -98,6 +100,13 @@ class GateRequest(BaseModel):
         return value
 
 
+class Readiness(BaseModel):
+    """Answer of ``/readyz``: 200 ready, 503 with the problems to fix."""
+
+    status: str
+    problems: list[str]
+
+
 def create_app(service: Service, *, workers: int = 0) -> FastAPI:
     """The ASGI app; ``workers`` in-process workers run while it is up."""
     settings = service.settings
@@ -124,7 +133,7 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         dependencies=[Depends(authorize)],
-        openapi_url=None,  # no route outside the access rules
+        openapi_url=None,  # served below as a route under the access rules
     )
     app.add_middleware(AccessLog)
     app.add_middleware(BodyLimit, limit_for=body_limit)
@@ -133,6 +142,15 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
     app.include_router(admission_router(service))
     app.include_router(tokens_router(service.tokens))
     app.include_router(waivers_router(service))
+    app.include_router(history_router(service))
+    described: list[dict[str, Any]] = []
+
+    @app.get(OPENAPI_PATH, include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        """This API's OpenAPI description (checked in as docs/openapi.json)."""
+        if not described:
+            described.append(describe(app, settings.metrics_role))
+        return JSONResponse(described[0])
 
     @app.post(f"{HOOKS_PATH}{{source}}", status_code=202)
     async def hook(source: str, request: Request) -> JSONResponse:
@@ -245,7 +263,7 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses={200: {"model": Readiness}, 503: {"model": Readiness}})
     def readyz() -> JSONResponse:
         problems = []
         try:
@@ -265,7 +283,9 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
             status_code=status,
         )
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics", responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}
+    )
     async def metrics() -> Response:  # cheap and in-memory: never queued behind gate calls
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -4,11 +4,19 @@ Everything that decides (the worker right after recording, the gate, rematch, th
 through here, so they all see the same facts: the image's latest scan, the signatures found with
 it, the VEX statements about it (uploaded and verified attested, oldest first), and for an index
 its own recorded entries, followed into nested indexes to a depth limit.
+
+``as_of`` (default None: everything recorded now) loads the facts as they were known at a past
+time, for the auditors' time travel (:mod:`supplychain.history.timetravel`): scans finished by
+then, VEX statements recorded by then, waivers created by then and not revoked by then, index
+entries expanded by then. A rematch rewrites a scan's findings in place, so a scan rematched after
+``as_of`` shows its later findings (the time travel answer says so).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from supplychain.decide.decision import ChildFacts, ImageFacts, IndexFacts
@@ -27,38 +35,50 @@ from supplychain.mediatypes import INDEX_MEDIA_TYPES
 __all__ = ["latest_scan_id", "load_facts", "load_image_facts", "load_index_facts"]
 
 
-def latest_scan_id(session: Session, image: models.Image) -> int | None:
-    """The id of the image's latest finished scan."""
+def latest_scan_id(
+    session: Session, image: models.Image, *, as_of: datetime | None = None
+) -> int | None:
+    """The id of the image's latest finished scan (finished by ``as_of`` when given)."""
+    query = select(models.Scan.id).where(
+        models.Scan.image_id == image.id, models.Scan.finished_at.is_not(None)
+    )
+    if as_of is not None:
+        query = query.where(models.Scan.finished_at <= as_of)
     return session.scalars(
-        select(models.Scan.id)
-        .where(models.Scan.image_id == image.id, models.Scan.finished_at.is_not(None))
-        .order_by(models.Scan.finished_at.desc(), models.Scan.id.desc())
-        .limit(1)
+        query.order_by(models.Scan.finished_at.desc(), models.Scan.id.desc()).limit(1)
     ).first()
 
 
-def _vex(session: Session, digest: str) -> tuple[VexStatement, ...]:
-    rows = session.scalars(
-        select(models.VexStatement)
-        .where(models.VexStatement.product == digest)
-        .order_by(models.VexStatement.id)
-    ).all()
+def _vex(session: Session, digest: str, as_of: datetime | None) -> tuple[VexStatement, ...]:
+    query = select(models.VexStatement).where(models.VexStatement.product == digest)
+    if as_of is not None:
+        query = query.where(models.VexStatement.created_at <= as_of)
+    rows = session.scalars(query.order_by(models.VexStatement.id)).all()
     return tuple(
         VexStatement(r.vuln_id, r.product, r.subcomponent, r.status, r.justification, {})
         for r in rows
     )
 
 
-def _failure(session: Session, image: models.Image) -> str | None:
-    """The last error of the image's job while it has no scan (failed or waiting to retry)."""
+def _failure(session: Session, image: models.Image, as_of: datetime | None) -> str | None:
+    """The last error of the image's job while it has no scan (failed or waiting to retry);
+    with ``as_of``, the last attempt's failure recorded by then."""
+    job = (
+        models.Job.host == image.host,
+        models.Job.repository == image.repository,
+        models.Job.digest == image.digest,
+    )
+    if as_of is not None:
+        return session.scalars(
+            select(models.JobFailure.reason)
+            .join(models.Job, models.Job.id == models.JobFailure.job_id)
+            .where(*job, models.JobFailure.at <= as_of)
+            .order_by(models.JobFailure.at.desc(), models.JobFailure.id.desc())
+            .limit(1)
+        ).first()
     return session.scalars(
         select(models.Job.last_error)
-        .where(
-            models.Job.host == image.host,
-            models.Job.repository == image.repository,
-            models.Job.digest == image.digest,
-            models.Job.last_error.is_not(None),
-        )
+        .where(*job, models.Job.last_error.is_not(None))
         .order_by(models.Job.updated_at.desc())
         .limit(1)
     ).first()
@@ -78,16 +98,22 @@ def cvss_score(cvss: object) -> float | None:
     return max(scores) if scores else None
 
 
-def load_waivers(session: Session, image: models.Image) -> tuple[Waiver, ...]:
+def load_waivers(
+    session: Session, image: models.Image, *, as_of: datetime | None = None
+) -> tuple[Waiver, ...]:
     """The waivers that may cover ``image`` (its digest's, and every repository pattern's),
-    revoked ones left out; which apply at a given time is the decision's to say."""
-    rows = session.scalars(
-        select(models.Waiver)
-        .where(
-            models.Waiver.revoked_at.is_(None),
-            (models.Waiver.digest == image.digest) | models.Waiver.repository.is_not(None),
+    revoked ones left out (with ``as_of``: created by then and not revoked by then); which apply
+    at a given time is the decision's to say."""
+    scope = (models.Waiver.digest == image.digest) | models.Waiver.repository.is_not(None)
+    live: ColumnElement[bool]
+    if as_of is None:
+        live = models.Waiver.revoked_at.is_(None)
+    else:
+        live = (models.Waiver.created_at <= as_of) & (
+            models.Waiver.revoked_at.is_(None) | (models.Waiver.revoked_at > as_of)
         )
-        .order_by(models.Waiver.id)
+    rows = session.scalars(
+        select(models.Waiver).where(live, scope).order_by(models.Waiver.id)
     ).all()
     return tuple(
         Waiver(
@@ -107,15 +133,17 @@ def load_waivers(session: Session, image: models.Image) -> tuple[Waiver, ...]:
     )
 
 
-def load_image_facts(session: Session, image: models.Image) -> ImageFacts:
+def load_image_facts(
+    session: Session, image: models.Image, *, as_of: datetime | None = None
+) -> ImageFacts:
     """The facts about one image manifest (no scan yet: evidence without a scan)."""
-    vex = _vex(session, image.digest)
-    scan_id = latest_scan_id(session, image)
+    vex = _vex(session, image.digest, as_of)
+    scan_id = latest_scan_id(session, image, as_of=as_of)
     subject = f"{image.host}/{image.repository}"
-    waivers = load_waivers(session, image)
+    waivers = load_waivers(session, image, as_of=as_of)
     if scan_id is None:
         empty = Evidence(None, None, None, (), subject, image.digest, (), waivers)
-        return ImageFacts(image.digest, empty, vex, _failure(session, image))
+        return ImageFacts(image.digest, empty, vex, _failure(session, image, as_of))
     scan = session.get_one(models.Scan, scan_id)
     findings = session.scalars(
         select(models.Finding).where(models.Finding.scan_id == scan_id).order_by(models.Finding.id)
@@ -172,19 +200,24 @@ def load_image_facts(session: Session, image: models.Image) -> ImageFacts:
     return ImageFacts(image.digest, evidence, vex)
 
 
-def _child(session: Session, index: models.Image, digest: str) -> models.Image | None:
-    return session.scalars(
-        select(models.Image).where(
-            models.Image.host == index.host,
-            models.Image.repository == index.repository,
-            models.Image.digest == digest,
-        )
-    ).first()
+def _child(
+    session: Session, index: models.Image, digest: str, as_of: datetime | None
+) -> models.Image | None:
+    query = select(models.Image).where(
+        models.Image.host == index.host,
+        models.Image.repository == index.repository,
+        models.Image.digest == digest,
+    )
+    if as_of is not None:
+        query = query.where(models.Image.first_seen <= as_of)
+    return session.scalars(query).first()
 
 
-def load_index_facts(session: Session, index: models.Image, *, max_depth: int) -> IndexFacts:
+def load_index_facts(
+    session: Session, index: models.Image, *, max_depth: int, as_of: datetime | None = None
+) -> IndexFacts:
     """The facts about an image index: its own entries and each child's facts."""
-    if index.expanded_at is None:
+    if index.expanded_at is None or (as_of is not None and index.expanded_at > as_of):
         return IndexFacts(index.digest, False, None)
     if index.expansion_error:
         return IndexFacts(index.digest, True, index.expansion_error)
@@ -196,20 +229,26 @@ def load_index_facts(session: Session, index: models.Image, *, max_depth: int) -
     children: list[ChildFacts] = []
     for entry in entries:
         facts: ImageFacts | IndexFacts | None = None
-        row = _child(session, index, entry.digest) if entry.kind in ("image", "index") else None
+        row = (
+            _child(session, index, entry.digest, as_of)
+            if entry.kind in ("image", "index")
+            else None
+        )
         if entry.kind == "index":
             if max_depth <= 0:
                 return IndexFacts(index.digest, True, "image indexes nested too deep")
             if row is not None:
-                facts = load_index_facts(session, row, max_depth=max_depth - 1)
+                facts = load_index_facts(session, row, max_depth=max_depth - 1, as_of=as_of)
         elif row is not None:
-            facts = load_image_facts(session, row)
+            facts = load_image_facts(session, row, as_of=as_of)
         children.append(ChildFacts(entry.digest, entry.platform, entry.kind, facts))
     return IndexFacts(index.digest, True, None, tuple(children))
 
 
-def load_facts(session: Session, image: models.Image, *, max_depth: int) -> ImageFacts | IndexFacts:
-    """The facts about ``image``, an image manifest or an image index."""
+def load_facts(
+    session: Session, image: models.Image, *, max_depth: int, as_of: datetime | None = None
+) -> ImageFacts | IndexFacts:
+    """The facts about ``image``, an image manifest or an image index (as known at ``as_of``)."""
     if image.media_type in INDEX_MEDIA_TYPES:
-        return load_index_facts(session, image, max_depth=max_depth)
-    return load_image_facts(session, image)
+        return load_index_facts(session, image, max_depth=max_depth, as_of=as_of)
+    return load_image_facts(session, image, as_of=as_of)
