@@ -9,6 +9,7 @@ Every text parameter is checked for control characters before it reaches SQL.
 from __future__ import annotations
 
 import base64
+import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -40,6 +41,8 @@ from supplychain.history.timetravel import TimeTravelError, answer_at
 from supplychain.service import Service
 
 __all__ = ["history_router"]
+
+log = logging.getLogger(__name__)
 
 MAX_ROW_ID = 2**31 - 1
 DIGEST = r"^sha256:[0-9a-f]{64}$"
@@ -332,7 +335,8 @@ def history_router(service: Service) -> APIRouter:
         except DocumentError as exc:
             if exc.missing:
                 raise HTTPException(404, str(exc)) from None
-            raise  # a stored document that does not match its digest: 500, never served
+            log.error("stored document refused: %s", exc)  # changed behind the service's back
+            raise HTTPException(500, str(exc)) from None
 
     @router.get("/sboms/{scan_id}", response_class=Response, responses=SBOM_DOWNLOAD)
     def sbom_document(scan_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)]) -> Response:
