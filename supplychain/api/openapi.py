@@ -6,7 +6,7 @@ answer every failure as :class:`~supplychain.api.history.ErrorAnswer`
 route that needs a token (:mod:`supplychain.access.rules`), 413 to every route reading a body,
 503 (database unavailable, failing closed) to every route, and the statuses in
 :data:`STATUSES` to the routes that answer them. ``docs/openapi.json`` is this description
-(``tests/test_openapi.py`` keeps it current).
+(``tests/test_openapi.py`` keeps it current; ``scripts/openapi.py`` writes it).
 """
 
 from __future__ import annotations
