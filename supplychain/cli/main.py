@@ -30,6 +30,7 @@ EXTENSIONS = (
     "supplychain.cli.vulndb",
     "supplychain.cli.tokens",
     "supplychain.cli.policy",
+    "supplychain.cli.history",
 )
 """Modules adding subcommands with ``add_parser(subparsers)``."""
 MAX_ANSWER = 4 * 1024 * 1024
