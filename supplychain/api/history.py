@@ -61,13 +61,15 @@ CSV: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
 }
 BINARY = {"schema": {"type": "string", "format": "binary"}}
-
-
+JSON_DOCUMENT = {"schema": {"type": "object", "description": "the JSON document as stored"}}
 def _download_responses(*media_types: str) -> dict[int | str, dict[str, Any]]:
     return {
         200: {
             "description": "the document as stored; Digest, Repr-Digest and ETag name its SHA-256",
-            "content": dict.fromkeys(media_types, BINARY),
+            "content": {
+                media_type: JSON_DOCUMENT if "json" in media_type else BINARY
+                for media_type in media_types
+            },
         },
         404: {"model": ErrorAnswer, "description": "no such document"},
     }
