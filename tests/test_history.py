@@ -34,10 +34,14 @@ from supplychain.history.events import KINDS
 from supplychain.history.export import cell, to_csv
 from supplychain.interface import ImageTarget
 from supplychain.service import Service, build_service
+from supplychain.signatures import KeyFileSigner, attest_image, generate_key, public_pem
+from supplychain.signatures.statements import OPENVEX, statement
+from supplychain.signatures.storage import SignatureStore
 from tests.conftest import make_settings, truncate
 from tests.support import images
 from tests.support.registry import Registry
 from tests.support.tokens import bearer
+from tests.test_decide_once import openvex
 from tests.test_vuln_scan import BASE_ADVISORIES, NEW_ADVISORY, install_db
 
 REPO = "team/app"
@@ -280,6 +284,53 @@ def test_documents_come_back_as_stored_with_their_digest(
     tampered = client.get(f"/v1/history/sboms/{scan_id}")
     assert tampered.status_code == 500 and "CycloneDX" not in tampered.text
     assert client.get("/v1/history/sboms/2147483647").status_code == 404
+
+
+def test_attestations_by_subject_and_type_and_their_envelopes(
+    url: str, registry: Registry, tmp_path: Path
+) -> None:
+    repo = "team/attested-" + url.split(":")[0]  # the registry outlives each run
+    digest = images.push(images.app_layout(), "app", f"{registry.host}/{repo}:app")
+    install_db(tmp_path / "trivy", (*BASE_ADVISORIES, NEW_ADVISORY), tmp_path)
+    key = generate_key()
+    (tmp_path / "ci.pub").write_bytes(public_pem(key.public_key()))
+    settings = make_settings(
+        tmp_path, url, registries=registry.host, verify_keys=str(tmp_path / "ci.pub")
+    )
+    service = build_service(settings)
+    target = ImageTarget(registry.host, repo, digest, "app")
+    claim = statement(target, OPENVEX, json.loads(openvex(digest, CVE)))
+    attest_image(SignatureStore(service.client), target, KeyFileSigner(key), claim, OPENVEX)
+    with service.db.session() as session:
+        service.queue.enqueue(session, "image", target)
+    assert service.worker("test").run_once()
+    headers = bearer(service.db, "auditor", "attestation-auditor")
+    try:
+        with TestClient(create_app(service, workers=0), headers=headers) as client:
+            found = client.get(
+                "/v1/history/attestations", params={"subject": digest, "predicate_type": OPENVEX}
+            ).json()["items"]
+            assert [(a["digest"], a["details"]["verified"]) for a in found] == [(digest, True)]
+            other = client.get(
+                "/v1/history/attestations",
+                params={"subject": digest, "predicate_type": "https://slsa.dev/provenance/v1"},
+            )
+            assert other.json()["items"] == []
+            envelope = client.get(found[0]["details"]["download"])
+            assert envelope.status_code == 200
+            stored = "sha256:" + hashlib.sha256(envelope.content).hexdigest()
+            assert stored == found[0]["details"]["payload_digest"] == envelope.headers["etag"][1:-1]
+            assert envelope.headers["content-type"] == "application/vnd.dsse.envelope.v1+json"
+            assert json.loads(envelope.content)["payloadType"] == "application/vnd.in-toto+json"
+            kinds = {
+                e["kind"]: e for e in client.get(f"/v1/history/images/{digest}").json()["items"]
+            }
+            assert kinds["vex"]["details"]["source"] == "attestation"
+            answer = at(client, digest, models.utcnow())
+            assert answer["decision"] == "allow"  # the attested VEX: not affected
+            assert [v["vuln_id"] for v in answer["vex"]] == [CVE]
+    finally:
+        service.db.dispose()
 
 
 def test_csv_cells_never_start_a_formula() -> None:
