@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
 from supplychain.decide.rules import PackageRule, package_matches
@@ -114,18 +114,11 @@ def _cve_match(cve: str) -> ColumnElement[bool]:
 
 
 def _candidates(q: Question, after: Position | None, batch: int) -> Select[Any]:
+    """The next ``batch`` images known at ``q.at`` with their scan then (matched in bulk after:
+    one query per batch, not a correlated search per image)."""
     latest = _latest_scan(q.at)
     image = models.Image
     query = select(image, latest.label("scan_id")).where(image.first_seen <= q.at)
-    if q.purl is not None:
-        comp = models.Component
-        query = query.where(
-            exists().where(
-                comp.scan_id == latest, comp.purl.like(_like_prefix(q.purl), escape="\\")
-            )
-        )
-    if q.cve is not None:
-        query = query.where(exists().where(models.Finding.scan_id == latest, _cve_match(q.cve)))
     if after is not None:
         query = query.where(
             or_(
@@ -136,34 +129,47 @@ def _candidates(q: Question, after: Position | None, batch: int) -> Select[Any]:
     return query.order_by(image.first_seen, image.id).limit(batch)
 
 
-def _packages(session: Session, q: Question, scan_id: int) -> tuple[dict[str, Any], ...]:
+Matches = dict[int, list[dict[str, Any]]]
+"""Scan id → the matching rows of that scan."""
+
+
+def _packages(session: Session, q: Question, scan_ids: list[int]) -> Matches:
+    """The components matching ``q`` of each scan (one query for the batch)."""
+    out: Matches = {}
     if q.purl is None:
-        return ()
+        return out
     rule = PackageRule(q.purl, q.versions)
     comp = models.Component
     rows = session.scalars(
         select(comp)
-        .where(comp.scan_id == scan_id, comp.purl.like(_like_prefix(q.purl), escape="\\"))
+        .where(comp.scan_id.in_(scan_ids), comp.purl.like(_like_prefix(q.purl), escape="\\"))
         .order_by(comp.id)
     )
-    return tuple(
-        {"name": c.name, "version": c.version, "purl": c.purl, "type": c.type, "path": c.path}
-        for c in rows
-        if c.purl and package_matches(rule, c.purl, c.version)
-    )
+    for c in rows:
+        if c.purl and package_matches(rule, c.purl, c.version):
+            out.setdefault(c.scan_id, []).append(
+                {"name": c.name, "version": c.version, "purl": c.purl, "type": c.type,
+                 "path": c.path}
+            )  # fmt: skip
+    return out
 
 
-def _findings(session: Session, q: Question, scan_id: int) -> tuple[dict[str, Any], ...]:
+def _findings(session: Session, q: Question, scan_ids: list[int]) -> Matches:
+    """The findings of advisory ``q.cve`` (by id or alias) of each scan."""
+    out: Matches = {}
     if q.cve is None:
-        return ()
+        return out
     f = models.Finding
-    rows = session.scalars(select(f).where(f.scan_id == scan_id, _cve_match(q.cve)).order_by(f.id))
-    return tuple(
-        {"vuln_id": r.vuln_id, "aliases": list(r.aliases or ()), "package": r.package,
-         "installed": r.installed, "fixed": r.fixed, "severity": r.severity}
-        for r in rows
-        if r.vuln_id == q.cve or q.cve in (r.aliases or ())
-    )  # fmt: skip
+    rows = session.scalars(
+        select(f).where(f.scan_id.in_(scan_ids), _cve_match(q.cve)).order_by(f.id)
+    )
+    for r in rows:
+        if r.vuln_id == q.cve or q.cve in (r.aliases or ()):
+            out.setdefault(r.scan_id, []).append(
+                {"vuln_id": r.vuln_id, "aliases": list(r.aliases or ()), "package": r.package,
+                 "installed": r.installed, "fixed": r.fixed, "severity": r.severity}
+            )  # fmt: skip
+    return out
 
 
 def _gate(session: Session, digest: str, at: datetime) -> tuple[dict[str, Any] | None, bool]:
@@ -185,16 +191,21 @@ def _gate(session: Session, digest: str, at: datetime) -> tuple[dict[str, Any] |
 def affected(session: Session, q: Question, after: Position | None, limit: int) -> AffectedPage:
     """The page of ``limit`` images matching ``q`` after ``after``, oldest first."""
     found: list[AffectedImage] = []
-    batch = max(limit + 1, 50)
+    batch = max(limit + 1, 500)
     more = False
     end: Position | None = None
     while True:
         rows = session.execute(_candidates(q, after, batch)).all()
+        scan_ids = [scan_id for _image, scan_id in rows if scan_id is not None]
+        all_packages = _packages(session, q, scan_ids)
+        all_findings = _findings(session, q, scan_ids)
         for image, scan_id in rows:
             here = Position(image.first_seen, KIND, image.id)
             after = here
-            packages = _packages(session, q, scan_id)
-            findings = _findings(session, q, scan_id)
+            if scan_id is None:
+                continue  # not scanned by then
+            packages = tuple(all_packages.get(scan_id, ()))
+            findings = tuple(all_findings.get(scan_id, ()))
             if (q.purl is not None and not packages) or (q.cve is not None and not findings):
                 continue  # the prefilter matched, the exact match did not
             if len(found) == limit:
