@@ -24,6 +24,9 @@ from supplychain.history.cursor import Position
 __all__ = ["AffectedImage", "AffectedPage", "Question", "affected"]
 
 KIND = "image"
+MAX_BATCHES = 20
+"""Batches of images one page examines at most: a rare package in a large history answers a
+short (even empty) page with a cursor rather than one unbounded request."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,7 @@ def affected(session: Session, q: Question, after: Position | None, limit: int) 
     batch = max(limit + 1, 500)
     more = False
     end: Position | None = None
-    while True:
+    for _ in range(MAX_BATCHES):
         rows = session.execute(_candidates(q, after, batch)).all()
         scan_ids = [scan_id for _image, scan_id in rows if scan_id is not None]
         all_packages = _packages(session, q, scan_ids)
@@ -207,7 +210,7 @@ def affected(session: Session, q: Question, after: Position | None, limit: int) 
             packages = tuple(all_packages.get(scan_id, ()))
             findings = tuple(all_findings.get(scan_id, ()))
             if (q.purl is not None and not packages) or (q.cve is not None and not findings):
-                continue  # the prefilter matched, the exact match did not
+                continue  # nothing of the question in this image
             if len(found) == limit:
                 more = True
                 break
@@ -228,5 +231,6 @@ def affected(session: Session, q: Question, after: Position | None, limit: int) 
             )
             end = here
         if more or len(rows) < batch:
-            break
-    return AffectedPage(tuple(found), end if more else None)
+            return AffectedPage(tuple(found), end if more else None)
+    # Examined MAX_BATCHES batches: answer what was found, and go on from the last image read.
+    return AffectedPage(tuple(found), after)
