@@ -33,7 +33,10 @@ from tests.support.tokens import cli_token
 
 CALLERS = ("none", "bogus", *ROLES)
 """No token, a well-formed unknown token, and one token per role."""
-PARAMS = {"source": "distribution", "job_id": "1", "name": "nobody", "waiver_id": "1"}
+PARAMS = {
+    "source": "distribution", "job_id": "1", "name": "nobody", "waiver_id": "1",
+    "digest": "sha256:" + "ab" * 32, "scan_id": "1", "attestation_id": "1",
+}  # fmt: skip
 BOGUS = "sc_admin_" + "a" * 52
 
 

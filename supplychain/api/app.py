@@ -32,6 +32,8 @@ from supplychain.api.accesslog import AccessLog
 from supplychain.api.admission import admission_router
 from supplychain.api.bodylimit import BodyLimit, BodyTooLarge
 from supplychain.api.errors import GATE_PATH, install_error_handlers
+from supplychain.api.history import history_router
+from supplychain.api.openapi import OPENAPI_PATH, describe
 from supplychain.api.routemetrics import RouteMetrics
 from supplychain.api.tokens import tokens_router
 from supplychain.api.waits import MAX_WAIT, Waits
@@ -108,6 +110,11 @@ def reconcile_timer(service: Service) -> ReconcileTimer | None:
     timer = ReconcileTimer(service.reconciler(), interval)
     timer.start()
     return timer
+class Readiness(BaseModel):
+    """Answer of ``/readyz``: 200 ready, 503 with the problems to fix."""
+
+    status: str
+    problems: list[str]
 
 
 def create_app(service: Service, *, workers: int = 0) -> FastAPI:
@@ -139,7 +146,7 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         dependencies=[Depends(authorize)],
-        openapi_url=None,  # no route outside the access rules
+        openapi_url=None,  # served below as a route under the access rules
         # metrics are Prometheus'; FastAPI's OpenTelemetry hooks would look up providers (and
         # the environment) on every request, a measurable share of a gate call
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -151,6 +158,15 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
     app.include_router(admission_router(service))
     app.include_router(tokens_router(service.tokens))
     app.include_router(waivers_router(service))
+    app.include_router(history_router(service))
+    described: list[dict[str, Any]] = []
+
+    @app.get(OPENAPI_PATH, include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        """This API's OpenAPI description (checked in as docs/openapi.json)."""
+        if not described:
+            described.append(describe(app, settings.metrics_role))
+        return JSONResponse(described[0])
 
     @app.post(f"{HOOKS_PATH}{{source}}", status_code=202)
     async def hook(source: str, request: Request) -> JSONResponse:
@@ -263,7 +279,7 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses={200: {"model": Readiness}, 503: {"model": Readiness}})
     def readyz() -> JSONResponse:
         problems = []
         try:
@@ -283,7 +299,9 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
             status_code=status,
         )
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics", responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}
+    )
     async def metrics() -> Response:  # cheap and in-memory: never queued behind gate calls
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

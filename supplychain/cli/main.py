@@ -32,6 +32,7 @@ EXTENSIONS = (
     "supplychain.cli.policy",
     "supplychain.cli.audit",
     "supplychain.cli.reconcile",
+    "supplychain.cli.history",
 )
 """Modules adding subcommands with ``add_parser(subparsers)``."""
 MAX_ANSWER = 4 * 1024 * 1024

@@ -34,9 +34,12 @@ class Decider:
         """The verdict on ``image`` (a manifest or an index) at ``now`` (default: the clock)."""
         return self.decide(self.load(session, image), platform=platform, now=now)
 
-    def load(self, session: Session, image: models.Image) -> ImageFacts | IndexFacts:
-        """The recorded facts about ``image``, as :meth:`verdict` reads them."""
-        return load_facts(session, image, max_depth=self.max_depth)
+    def load(
+        self, session: Session, image: models.Image, *, as_of: datetime | None = None
+    ) -> ImageFacts | IndexFacts:
+        """The recorded facts about ``image``, as :meth:`verdict` reads them (as known at
+        ``as_of``, default: now)."""
+        return load_facts(session, image, max_depth=self.max_depth, as_of=as_of)
 
     def load_many(
         self, session: Session, images: Sequence[models.Image]

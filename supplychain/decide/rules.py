@@ -31,6 +31,7 @@ __all__ = [
     "SignatureRule",
     "SignerRule",
     "Violation",
+    "package_matches",
     "violations",
 ]
 
@@ -188,7 +189,9 @@ def _finding_rule(rules: RuleSet, f: Finding) -> str | None:
     return None
 
 
-def _package_matches(rule: PackageRule, purl: str, version: str) -> bool:
+def package_matches(rule: PackageRule, purl: str, version: str) -> bool:
+    """True when the package ``purl`` at ``version`` is one ``rule`` names (an uncomparable
+    version matches: fail closed)."""
     try:
         parsed = PackageURL.from_string(purl)
     except ValueError:
@@ -208,7 +211,7 @@ def _package_violations(rules: RuleSet, evidence: Evidence) -> list[Violation]:
     found: list[Violation] = []
     for c in evidence.components:
         for rule in rules.forbidden_packages:
-            if c.purl and _package_matches(rule, c.purl, c.version):
+            if c.purl and package_matches(rule, c.purl, c.version):
                 found.append(Violation("packages", f"forbidden package {c.purl}", package=c.name))
                 break
         if rules.forbidden_licenses is not None:

@@ -4,14 +4,21 @@ Everything that decides (the worker right after recording, the gate, rematch, th
 through here, so they all see the same facts: the image's latest scan, the signatures found with
 it, the VEX statements about it (uploaded and verified attested, oldest first), and for an index
 its own recorded entries, followed into nested indexes to a depth limit.
+
+``as_of`` (default None: everything recorded now) loads the facts as they were known at a past
+time, for the auditors' time travel (:mod:`supplychain.history.timetravel`): scans finished by
+then, VEX statements recorded by then, waivers created by then and not revoked by then, index
+entries expanded by then. A rematch rewrites a scan's findings in place, so a scan rematched after
+``as_of`` shows its later findings (the time travel answer says so).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from supplychain.decide.decision import ChildFacts, ImageFacts, IndexFacts
@@ -38,38 +45,39 @@ __all__ = [
 ]
 
 
-def latest_scan_id(session: Session, image: models.Image) -> int | None:
-    """The id of the image's latest finished scan."""
+def latest_scan_id(
+    session: Session, image: models.Image, *, as_of: datetime | None = None
+) -> int | None:
+    """The id of the image's latest finished scan (finished by ``as_of`` when given)."""
+    query = select(models.Scan.id).where(
+        models.Scan.image_id == image.id, models.Scan.finished_at.is_not(None)
+    )
+    if as_of is not None:
+        query = query.where(models.Scan.finished_at <= as_of)
     return session.scalars(
-        select(models.Scan.id)
-        .where(models.Scan.image_id == image.id, models.Scan.finished_at.is_not(None))
-        .order_by(models.Scan.finished_at.desc(), models.Scan.id.desc())
-        .limit(1)
+        query.order_by(models.Scan.finished_at.desc(), models.Scan.id.desc()).limit(1)
     ).first()
 
 
-def _vex(session: Session, digest: str) -> tuple[VexStatement, ...]:
-    rows = session.scalars(
-        select(models.VexStatement)
-        .where(models.VexStatement.product == digest)
-        .order_by(models.VexStatement.id)
-    ).all()
-    return tuple(
-        VexStatement(r.vuln_id, r.product, r.subcomponent, r.status, r.justification, {})
-        for r in rows
+def _failure(session: Session, image: models.Image, as_of: datetime | None) -> str | None:
+    """The last error of the image's job while it has no scan (failed or waiting to retry);
+    with ``as_of``, the last attempt's failure recorded by then."""
+    job = (
+        models.Job.host == image.host,
+        models.Job.repository == image.repository,
+        models.Job.digest == image.digest,
     )
-
-
-def _failure(session: Session, image: models.Image) -> str | None:
-    """The last error of the image's job while it has no scan (failed or waiting to retry)."""
+    if as_of is not None:
+        return session.scalars(
+            select(models.JobFailure.reason)
+            .join(models.Job, models.Job.id == models.JobFailure.job_id)
+            .where(*job, models.JobFailure.at <= as_of)
+            .order_by(models.JobFailure.at.desc(), models.JobFailure.id.desc())
+            .limit(1)
+        ).first()
     return session.scalars(
         select(models.Job.last_error)
-        .where(
-            models.Job.host == image.host,
-            models.Job.repository == image.repository,
-            models.Job.digest == image.digest,
-            models.Job.last_error.is_not(None),
-        )
+        .where(*job, models.Job.last_error.is_not(None))
         .order_by(models.Job.updated_at.desc())
         .limit(1)
     ).first()
@@ -89,21 +97,29 @@ def cvss_score(cvss: object) -> float | None:
     return max(scores) if scores else None
 
 
-def load_waivers(session: Session, image: models.Image) -> tuple[Waiver, ...]:
+def load_waivers(
+    session: Session, image: models.Image, *, as_of: datetime | None = None
+) -> tuple[Waiver, ...]:
     """The waivers that may cover ``image`` (its digest's, and every repository pattern's),
-    revoked ones left out; which apply at a given time is the decision's to say."""
-    return _waivers(session, [image.digest])[image.digest]
+    revoked ones left out (with ``as_of``: created by then and not revoked by then); which apply
+    at a given time is the decision's to say."""
+    return _waivers(session, [image.digest], as_of)[image.digest]
 
 
-def _waivers(session: Session, digests: Sequence[str]) -> dict[str, tuple[Waiver, ...]]:
+def _waivers(
+    session: Session, digests: Sequence[str], as_of: datetime | None = None
+) -> dict[str, tuple[Waiver, ...]]:
     """:func:`load_waivers` for several image digests, in one query."""
-    rows = session.scalars(
-        select(models.Waiver)
-        .where(
-            models.Waiver.revoked_at.is_(None),
-            models.Waiver.digest.in_(sorted(set(digests))) | models.Waiver.repository.is_not(None),
+    scope = models.Waiver.digest.in_(sorted(set(digests))) | models.Waiver.repository.is_not(None)
+    live: ColumnElement[bool]
+    if as_of is None:
+        live = models.Waiver.revoked_at.is_(None)
+    else:
+        live = (models.Waiver.created_at <= as_of) & (
+            models.Waiver.revoked_at.is_(None) | (models.Waiver.revoked_at > as_of)
         )
-        .order_by(models.Waiver.id)
+    rows = session.scalars(
+        select(models.Waiver).where(live, scope).order_by(models.Waiver.id)
     ).all()
     waivers = [
         Waiver(
@@ -131,9 +147,14 @@ def _in_chunks(ids: Sequence[Any], size: int = 500) -> Iterator[list[Any]]:
         yield list(ids[start : start + size])
 
 
-def _latest_scans(session: Session, image_ids: Sequence[int]) -> dict[int, int]:
+def _latest_scans(
+    session: Session, image_ids: Sequence[int], as_of: datetime | None = None
+) -> dict[int, int]:
     """:func:`latest_scan_id` for several images, in one query per 500."""
     found: dict[int, int] = {}
+    finished: ColumnElement[bool] = models.Scan.finished_at.is_not(None)
+    if as_of is not None:
+        finished = finished & (models.Scan.finished_at <= as_of)
     for ids in _in_chunks(sorted(set(image_ids))):
         ranked = (
             select(
@@ -146,7 +167,7 @@ def _latest_scans(session: Session, image_ids: Sequence[int]) -> dict[int, int]:
                 )
                 .label("rank"),
             )
-            .where(models.Scan.image_id.in_(ids), models.Scan.finished_at.is_not(None))
+            .where(models.Scan.image_id.in_(ids), finished)
             .subquery()
         )
         found.update(
@@ -173,29 +194,32 @@ def _scan_rows(
     return out
 
 
-def load_image_facts(session: Session, image: models.Image) -> ImageFacts:
+def load_image_facts(
+    session: Session, image: models.Image, *, as_of: datetime | None = None
+) -> ImageFacts:
     """The facts about one image manifest (no scan yet: evidence without a scan)."""
-    return load_image_facts_many(session, [image])[image.id]
+    return load_image_facts_many(session, [image], as_of=as_of)[image.id]
 
 
 def load_image_facts_many(
-    session: Session, images: Sequence[models.Image]
+    session: Session, images: Sequence[models.Image], *, as_of: datetime | None = None
 ) -> dict[int, ImageFacts]:
     """:func:`load_image_facts` for several image manifests, by image id: a few queries for all
     of them (rematching thousands of images), never one set per image."""
     digests = [image.digest for image in images]
-    waivers = _waivers(session, digests)
+    waivers = _waivers(session, digests, as_of)
     vex: dict[str, list[VexStatement]] = {}
     for chunk in _in_chunks(sorted(set(digests))):
+        known: ColumnElement[bool] = models.VexStatement.product.in_(chunk)
+        if as_of is not None:
+            known = known & (models.VexStatement.created_at <= as_of)
         for r in session.scalars(
-            select(models.VexStatement)
-            .where(models.VexStatement.product.in_(chunk))
-            .order_by(models.VexStatement.id)
+            select(models.VexStatement).where(known).order_by(models.VexStatement.id)
         ):
             vex.setdefault(r.product, []).append(
                 VexStatement(r.vuln_id, r.product, r.subcomponent, r.status, r.justification, {})
             )
-    latest = _latest_scans(session, [image.id for image in images])
+    latest = _latest_scans(session, [image.id for image in images], as_of)
     scan_ids = sorted(set(latest.values()))
     scans: dict[int, tuple[Any, ...]] = {}
     for ids in _in_chunks(scan_ids):
@@ -224,7 +248,9 @@ def load_image_facts_many(
         scan_id = latest.get(image.id)
         if scan_id is None:
             empty = Evidence(None, None, None, (), subject, image.digest, (), waivers[image.digest])
-            out[image.id] = ImageFacts(image.digest, empty, statements, _failure(session, image))
+            out[image.id] = ImageFacts(
+                image.digest, empty, statements, _failure(session, image, as_of)
+            )
             continue
         _, scanner, version, db_updated_at, db_digest, finished_at, config = scans[scan_id]
         result = ScanResult(
@@ -329,19 +355,24 @@ _SIGNATURE = ("kind", "reference", "digest", "verified", "reason", "signer", "si
 """Columns of a signature, in the order of :class:`~supplychain.interface.SignatureEvidence`."""
 
 
-def _child(session: Session, index: models.Image, digest: str) -> models.Image | None:
-    return session.scalars(
-        select(models.Image).where(
-            models.Image.host == index.host,
-            models.Image.repository == index.repository,
-            models.Image.digest == digest,
-        )
-    ).first()
+def _child(
+    session: Session, index: models.Image, digest: str, as_of: datetime | None
+) -> models.Image | None:
+    query = select(models.Image).where(
+        models.Image.host == index.host,
+        models.Image.repository == index.repository,
+        models.Image.digest == digest,
+    )
+    if as_of is not None:
+        query = query.where(models.Image.first_seen <= as_of)
+    return session.scalars(query).first()
 
 
-def load_index_facts(session: Session, index: models.Image, *, max_depth: int) -> IndexFacts:
+def load_index_facts(
+    session: Session, index: models.Image, *, max_depth: int, as_of: datetime | None = None
+) -> IndexFacts:
     """The facts about an image index: its own entries and each child's facts."""
-    if index.expanded_at is None:
+    if index.expanded_at is None or (as_of is not None and index.expanded_at > as_of):
         return IndexFacts(index.digest, False, None)
     if index.expansion_error:
         return IndexFacts(index.digest, True, index.expansion_error)
@@ -353,23 +384,29 @@ def load_index_facts(session: Session, index: models.Image, *, max_depth: int) -
     children: list[ChildFacts] = []
     for entry in entries:
         facts: ImageFacts | IndexFacts | None = None
-        row = _child(session, index, entry.digest) if entry.kind in ("image", "index") else None
+        row = (
+            _child(session, index, entry.digest, as_of)
+            if entry.kind in ("image", "index")
+            else None
+        )
         if entry.kind == "index":
             if max_depth <= 0:
                 return IndexFacts(index.digest, True, "image indexes nested too deep")
             if row is not None:
-                facts = load_index_facts(session, row, max_depth=max_depth - 1)
+                facts = load_index_facts(session, row, max_depth=max_depth - 1, as_of=as_of)
         elif row is not None:
-            facts = load_image_facts(session, row)
+            facts = load_image_facts(session, row, as_of=as_of)
         children.append(ChildFacts(entry.digest, entry.platform, entry.kind, facts))
     return IndexFacts(index.digest, True, None, tuple(children))
 
 
-def load_facts(session: Session, image: models.Image, *, max_depth: int) -> ImageFacts | IndexFacts:
-    """The facts about ``image``, an image manifest or an image index."""
+def load_facts(
+    session: Session, image: models.Image, *, max_depth: int, as_of: datetime | None = None
+) -> ImageFacts | IndexFacts:
+    """The facts about ``image``, an image manifest or an image index (as known at ``as_of``)."""
     if image.media_type in INDEX_MEDIA_TYPES:
-        return load_index_facts(session, image, max_depth=max_depth)
-    return load_image_facts(session, image)
+        return load_index_facts(session, image, max_depth=max_depth, as_of=as_of)
+    return load_image_facts(session, image, as_of=as_of)
 
 
 def load_facts_many(

@@ -312,7 +312,10 @@ class VexStatement(Base):
     """One statement of an OpenVEX or CycloneDX VEX document about a vulnerability of a product."""
 
     __tablename__ = "vex_statements"
-    __table_args__ = (Index(None, "vuln_id", "product"),)
+    __table_args__ = (
+        Index(None, "vuln_id", "product"),
+        Index(None, "product", "created_at"),  # the statements about an image, known by a time
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     document_digest: Mapped[str] = mapped_column(Digest, index=True)
@@ -423,7 +426,10 @@ class Verdict(Base):
     """A policy decision: made by the pipeline, or answered to a gate request."""
 
     __tablename__ = "verdicts"
-    __table_args__ = (Index(None, "image_id", "evaluated_at"),)
+    __table_args__ = (
+        Index(None, "image_id", "evaluated_at"),
+        Index(None, "digest", "evaluated_at"),  # an image's history, gate answers by a time
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id"))
