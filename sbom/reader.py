@@ -16,8 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import posixpath
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO, cast
@@ -31,7 +30,7 @@ from sbom.interface import FileEntry, LayerCataloger
 from sbom.spool import MiB, ReadLimits, Spool
 from sbom.tar import TarReader
 
-__all__ = ["LayerError", "LayerFiles", "blob_digest", "decompressed", "normalise", "read_layer"]
+__all__ = ["LayerError", "LayerFiles", "blob_digest", "normalise", "read_layer"]
 
 log = logging.getLogger(__name__)
 
@@ -162,18 +161,6 @@ def _open(
         handle.close()
         raise
     return handle, raw, _Limited(stream, max_bytes), memory
-
-
-@contextmanager
-def decompressed(
-    path: Path, max_bytes: int = DEFAULT_MAX_BYTES, limits: ReadLimits | None = None
-) -> Iterator[Callable[[int], bytes]]:
-    """``read(n)`` of the layer blob at ``path`` decompressed (gzip, zstd or none, sniffed from
-    its first bytes as :func:`read_layer` does), raising :class:`LayerError` when it is corrupt
-    or decompresses to more than ``max_bytes``. The blob is not hashed: the caller verified it."""
-    handle, _raw, stream, _memory = _open(path, max_bytes, 0, None, limits or ReadLimits())
-    with handle:
-        yield stream.read
 
 
 def blob_digest(path: Path, offset: int = 0, length: int | None = None) -> str:

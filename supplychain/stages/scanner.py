@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sysconfig
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +38,6 @@ from supplychain.interface import (
 )
 from supplychain.jsonutil import json_object
 from supplychain.stages.children import CHILDREN
-from supplychain.stages.plainlayout import plain_layout, restore_layers
 
 __all__ = [
     "TrivyCataloger",
@@ -195,11 +193,10 @@ class TrivyRunner:
             self._digests = {key: digest}  # the newest DB only (workers share the runner)
         return digest
 
-    def scan_report(self, args: list[str], layers: Mapping[str, str] | None = None) -> ScanResult:
+    def scan_report(self, args: list[str]) -> ScanResult:
         """Run ``trivy ARGS --format json`` on one DB snapshot; findings with that DB's provenance.
 
-        A missing DB is an error (never a scan that finds nothing). ``layers`` maps the layer
-        digests Trivy saw to the ones to report (:mod:`supplychain.stages.plainlayout`).
+        A missing DB is an error (never a scan that finds nothing).
         """
         snapshot = self.snapshot()
         if not (snapshot / "db" / "trivy.db").is_file() and (
@@ -218,11 +215,7 @@ class TrivyRunner:
                 f"no Trivy vulnerability DB installed, and Trivy's own download "
                 f"failed ({exc}): {advice}"
             ) from None
-        parsed = json_object(report, "trivy json output", ScanError)
-        if layers:
-            restore_layers(parsed, layers)
-            report = json.dumps(parsed, indent=2).encode()
-        findings = parse_report(parsed)
+        findings = parse_report(json_object(report, "trivy json output", ScanError))
         updated, digest = self.db_info(snapshot)
         if digest is None:
             raise ScanError(f"the advisory DB in {snapshot} vanished during the scan")
@@ -290,15 +283,8 @@ class TrivyScanner(Scanner):
     uses_sbom = False  # Trivy reads the layout itself
 
     def scan(self, image: PulledImage, sbom: Sbom | None) -> ScanResult:
-        """Trivy over a copy of the layout with its layers decompressed (half of Trivy's work is
-        inflating them, done faster here), or over the layout as pulled when the copy cannot
-        stand in for it; the findings are the same (:mod:`supplychain.stages.plainlayout`)."""
-        with tempfile.TemporaryDirectory(prefix=".trivy-", dir=image.layout_dir) as work:
-            plain = Path(work)
-            layers = plain_layout(image, plain)
-            layout = plain if layers is not None else image.layout_dir
-            args = ["image", "--input", str(layout), "--scanners", "vuln,secret"]
-            return self.runner.scan_report(args, layers)
+        args = ["image", "--input", str(image.layout_dir), "--scanners", "vuln,secret"]
+        return self.runner.scan_report(args)
 
 
 @dataclass(frozen=True)
