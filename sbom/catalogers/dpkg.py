@@ -123,7 +123,9 @@ class DpkgCataloger(LayerCataloger):
         packages: list[Package] = []
         namespace = purl_namespace(os_info, "debian")
         stanzas = 0
-        for fields in Deb822.iter_paragraphs(text, use_apt_pkg=False):
+        # Lines, never the text: python-debian opens a one-line str that names an existing file
+        # as that file, so a status file holding "/var/lib/dpkg/status" listed the host's own.
+        for fields in Deb822.iter_paragraphs(text.splitlines(), use_apt_pkg=False):
             stanzas += 1
             name, version = fields.get("Package", ""), fields.get("Version", "")
             if not name or not version:
