@@ -20,7 +20,7 @@ from packageurl import PackageURL
 
 from sbom.generate import SbomResult
 from sbom.interface import Package
-from sbom.licenses import is_spdx
+from sbom.licenses import cyclonedx_expression, cyclonedx_id, is_spdx
 
 if TYPE_CHECKING:  # the library's model is imported for XML only: it costs ~0.3 s to import
     from cyclonedx.model.bom import Bom
@@ -96,17 +96,16 @@ def _licenses(texts: tuple[str, ...]) -> list[tuple[LicenseKind, str]]:
     AND; otherwise each is an id or a name (CycloneDX does not allow an expression next to
     other licenses). The choice of cyclonedx-python-lib's ``LicenseFactory`` (an SPDX id as the
     library spells it, else a valid expression, else a name), made with the same SPDX checks
-    (``cyclonedx.spdx``) without importing the library's model, which JSON does not need."""
-    from cyclonedx.spdx import fixup_id, is_expression
-
+    (``cyclonedx.spdx``'s, in :mod:`sbom.licenses`) without importing the library's model, which
+    JSON does not need."""
     if len(texts) > 1 and all(is_spdx(text) for text in texts):
         texts = (" AND ".join(f"({t})" if " " in t else t for t in texts),)
     made: list[tuple[LicenseKind, str]] = []
     for text in texts:
-        spdx_id = fixup_id(text)
+        spdx_id = cyclonedx_id(text)
         if spdx_id is not None:
             made.append(("id", spdx_id))
-        elif len(texts) == 1 and is_expression(text):
+        elif len(texts) == 1 and cyclonedx_expression(text):
             made.append(("expression", text))
         else:
             made.append(("name", text))

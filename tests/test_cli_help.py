@@ -66,3 +66,33 @@ def test_log_level_has_choices(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["worker", "--log-level", "LOUD"])
     assert "invalid choice: 'LOUD'" in capsys.readouterr().err
+
+
+def test_extension_table_names_the_commands_each_module_adds() -> None:
+    """``supplychain sbom`` imports only the module adding ``sbom``: the table must be exact."""
+    import importlib
+
+    from supplychain.cli.main import EXTENSIONS
+
+    for module, names in EXTENSIONS.items():
+        top = argparse.ArgumentParser()
+        sub = top.add_subparsers()
+        importlib.import_module(module).add_parser(sub)
+        assert tuple(sub.choices) == names, module
+
+
+def test_sbom_does_not_import_the_service() -> None:
+    """A fresh `supplychain sbom --help` loads no database, web, token or webhook code."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from supplychain.cli.main import main\n"
+        "try: main(['sbom', '--help'])\n"
+        "except SystemExit: pass\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = done.stdout.splitlines()[-1]
+    for heavy in ("sqlalchemy", "fastapi", "cryptography", "registry_hooks", "requests"):
+        assert f"'{heavy}'" not in loaded, heavy

@@ -148,3 +148,16 @@ def test_the_service_stores_the_warnings_with_the_scan(
     named = " ".join(warnings)
     for path in ("app/node_modules/@scope/name/package.json", "app/node_modules/deep/package.json"):
         assert path in named
+
+
+def test_a_status_file_naming_a_host_file_is_not_read_from_the_host(tmp_path: Path) -> None:
+    """python-debian reads a one-line string naming an existing file as that file: an image's
+    status file holding a host path must not list the host's packages."""
+    from sbom.catalogers.dpkg import DpkgCataloger
+    from sbom.interface import FileEntry
+
+    host = tmp_path / "status"
+    host.write_text("Package: host-only\nStatus: install ok installed\nVersion: 1.0\n")
+    entry = FileEntry("var/lib/dpkg/status", str(host).encode())
+    found = DpkgCataloger().catalog([entry], None)
+    assert found == {"var/lib/dpkg/status": []}

@@ -161,3 +161,30 @@ def test_cyclonedx_and_spdx_carry_the_licences(tmp_path: Path) -> None:
     declared = {p["name"]: p.get("licenseDeclared") for p in spdx_doc["packages"]}
     assert declared["zlib1g"] == "Zlib"
     assert "(GPL-2.0-or-later OR LGPL-3.0-or-later)" in declared["libgmp10"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "MIT",
+        "mit",
+        "GPL-2.0+",
+        "GPL-2.0-or-later",
+        "MIT OR Apache-2.0",
+        "BSD-3-Clause AND GPL-2.0-only WITH Classpath-exception-2.0",
+        "(MIT",
+        "MIT and BSD",
+        "LicenseRef-foo",
+        "Ünïcode",
+        "",
+    ],
+)
+def test_our_cyclonedx_licence_checks_are_the_librarys(text: str) -> None:
+    """CycloneDX JSON picks id / expression / name with cyclonedx-python-lib's two checks,
+    re-made in sbom.licenses so that JSON does not import cyclonedx.spdx."""
+    import cyclonedx.spdx
+
+    from sbom.licenses import cyclonedx_expression, cyclonedx_id
+
+    assert cyclonedx_id(text) == cyclonedx.spdx.fixup_id(text)
+    assert cyclonedx_expression(text) == cyclonedx.spdx.is_expression(text)

@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from typing import IO, Any
 
-__all__ = ["Executable", "open_executable"]
+__all__ = ["Executable", "is_executable_magic", "open_executable"]
 
 ELF_MAGIC = b"\x7fELF"
 _MACHO = {
@@ -191,6 +191,12 @@ def _macho(data: bytes, stream: IO[bytes]) -> Executable:
                 )
         position += size
     return Executable("macho", tuple(sections), stream)
+
+
+def is_executable_magic(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) starts like an ELF, PE or Mach-O file: the cheap
+    test before anything else is read (scripts, the other third of ``bin/``, stop here)."""
+    return head.startswith((ELF_MAGIC, b"MZ")) or head[:4] in _MACHO
 
 
 def open_executable(stream: IO[bytes]) -> Executable | None:

@@ -24,17 +24,21 @@ EXIT = {"allow": 0, "deny": 1}
 """Exit codes: allow 0, deny 1, anything else (pending, timeout, error) 2."""
 EXIT_OTHER = 2
 CORE_COMMANDS = frozenset({"serve", "worker", "db", "gate", "scan"})
-EXTENSIONS = (
-    "supplychain.cli.sbom",
-    "supplychain.cli.signing",
-    "supplychain.cli.vulndb",
-    "supplychain.cli.tokens",
-    "supplychain.cli.policy",
-    "supplychain.cli.audit",
-    "supplychain.cli.reconcile",
-    "supplychain.cli.history",
-)
-"""Modules adding subcommands with ``add_parser(subparsers)``."""
+EXTENSIONS = {
+    "supplychain.cli.sbom": ("sbom",),
+    "supplychain.cli.signing": ("keys", "sign", "attest", "verify"),
+    "supplychain.cli.vulndb": ("vulndb", "rematch", "vex"),
+    "supplychain.cli.tokens": ("tokens",),
+    "supplychain.cli.policy": ("policy", "waiver"),
+    "supplychain.cli.audit": ("audit",),
+    "supplychain.cli.reconcile": ("reconcile",),
+    "supplychain.cli.history": ("history",),
+}
+"""Modules adding subcommands with ``add_parser(subparsers)``, with the commands each adds.
+
+A command line naming one of them imports that module only: ``supplychain sbom`` does not pay
+for the database, token or signing code the other commands import (a test checks this table
+against what each module adds)."""
 MAX_ANSWER = 4 * 1024 * 1024
 OUTPUTS = ("table", "json", "sarif", "junit", "markdown")
 """``--output`` formats (:mod:`supplychain.report`)."""
@@ -297,8 +301,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return EXIT.get(str(answer.get("decision")), EXIT_OTHER)
 
 
-def parser(*, extensions: bool = True) -> argparse.ArgumentParser:
-    """The argument parser; ``extensions`` adds the subcommands of :data:`EXTENSIONS`."""
+def parser(*, extensions: bool | str = True) -> argparse.ArgumentParser:
+    """The argument parser.
+
+    ``extensions``: True adds the subcommands of every module of :data:`EXTENSIONS`, False none,
+    a command name only those of the module adding it.
+    """
     from supplychain import __version__
 
     main = argparse.ArgumentParser(
@@ -359,8 +367,8 @@ def parser(*, extensions: bool = True) -> argparse.ArgumentParser:
                 type=Path,
                 help="file holding the ci token (default SUPPLYCHAIN_TOKEN)",
             )
-    if extensions:
-        for module in EXTENSIONS:
+    for module, names in EXTENSIONS.items():
+        if extensions is True or extensions in names:
             importlib.import_module(module).add_parser(sub)
     for _path, command in commands(main):
         for action in command._actions:
@@ -405,8 +413,10 @@ def _bare_group(top: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     words = sys.argv[1:] if argv is None else argv
-    core = bool(words) and words[0] in CORE_COMMANDS  # keep `gate` fast: no extension imports
-    top = parser(extensions=not core)
+    first = words[0] if words else ""
+    named = any(first in names for names in EXTENSIONS.values())
+    # `gate` and `sbom` start fast: no imports for the commands not named
+    top = parser(extensions=first if named else first not in CORE_COMMANDS)
     args = top.parse_args(words)
     bare = _bare_group(top, args)
     if bare is not None:

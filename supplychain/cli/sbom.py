@@ -18,10 +18,16 @@ from sbom import FORMATS
 
 if TYPE_CHECKING:
     from sbom import ImageInfo, LayerInput
+    from supplychain.reference import ImageReference
 
 __all__ = ["add_parser", "cmd_sbom"]
 
 _BLOB_CACHE_BYTES = 20 * 1024**3
+
+
+class _ImageError(Exception):
+    """The image cannot be pulled (a registry image's :class:`SourceError`, which is not
+    imported for a local one: ``supplychain.interface`` is many dataclasses to build)."""
 
 
 def _default_cache() -> Path:
@@ -31,18 +37,29 @@ def _default_cache() -> Path:
 
 def _from_registry(text: str, cache_dir: Path, work: Path) -> tuple[list[LayerInput], ImageInfo]:
     # Imported here: a local layout needs none of the registry client (requests alone ~0.1 s).
-    from sbom import ImageInfo, LayerInput
-    from supplychain.interface import ImageTarget, SourceError
-    from supplychain.mediatypes import INDEX_MEDIA_TYPES
+    from supplychain.interface import SourceError
     from supplychain.reference import ReferenceError, parse_reference
-    from supplychain.registry import BlobCache, RegistryClient, docker_credentials
-    from supplychain.registry.index import MAX_INDEX_ENTRIES, platform_images
-    from supplychain.stages.source import RegistrySource
 
     try:
         ref = parse_reference(text)
     except ReferenceError as exc:
-        raise SourceError(str(exc)) from None
+        raise _ImageError(str(exc)) from None
+    try:
+        return _pull(text, ref, cache_dir, work)
+    except SourceError as exc:
+        raise _ImageError(str(exc)) from None
+
+
+def _pull(
+    text: str, ref: ImageReference, cache_dir: Path, work: Path
+) -> tuple[list[LayerInput], ImageInfo]:
+    from sbom import ImageInfo, LayerInput
+    from supplychain.interface import ImageTarget, SourceError
+    from supplychain.mediatypes import INDEX_MEDIA_TYPES
+    from supplychain.registry import BlobCache, RegistryClient, docker_credentials
+    from supplychain.registry.index import MAX_INDEX_ENTRIES, platform_images
+    from supplychain.stages.source import RegistrySource
+
     client = RegistryClient(
         allowed=frozenset({ref.registry}),
         insecure=frozenset(),
@@ -72,7 +89,6 @@ def cmd_sbom(args: argparse.Namespace) -> int:
     """Write the SBOM; exit 0, or 2 with the reason when the image cannot be read."""
     from sbom import LayerError, generate_sbom, render
     from sbom.local import LOCAL_PREFIXES, read_local
-    from supplychain.interface import SourceError
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else _default_cache()
     image: str = args.image
@@ -86,7 +102,7 @@ def cmd_sbom(args: argparse.Namespace) -> int:
             layers, info, cache_dir / "layers", max_layer_bytes=args.max_layer_bytes, work_dir=work
         )
         document = render(result, args.format)
-    except (LayerError, SourceError, OSError) as exc:
+    except (LayerError, _ImageError, OSError) as exc:
         print(f"supplychain sbom: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -58,10 +58,15 @@ class Children:
         finally:
             del self._acting.owner
 
+    def current_owner(self) -> int:
+        """The thread the children this thread starts belong to (see :meth:`owned_by`)."""
+        owner: int = getattr(self._acting, "owner", threading.get_ident())
+        return owner
+
     def run(self, command: list[str], *, timeout: float) -> ChildResult:
         """Run ``command`` to the end; raise :class:`subprocess.TimeoutExpired` past ``timeout``
         (after killing its process group) or :class:`OSError` when it cannot start."""
-        owner = getattr(self._acting, "owner", threading.get_ident())
+        owner = self.current_owner()
         proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,

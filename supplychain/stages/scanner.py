@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sysconfig
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -205,21 +206,33 @@ class TrivyRunner:
             advice = missing_db_advice(self.offline)
             raise ScanError(f"no Trivy vulnerability DB in {snapshot}: {advice}")
         installed = (snapshot / "db" / "trivy.db").is_file()
-        try:
-            report = self.run([*args, "--format", "json", *self.common_flags(snapshot)])
-        except ScanError as exc:
-            if installed:
-                raise
-            advice = missing_db_advice(self.offline)
-            raise ScanError(
-                f"no Trivy vulnerability DB installed, and Trivy's own download "
-                f"failed ({exc}): {advice}"
-            ) from None
-        findings = parse_report(json_object(report, "trivy json output", ScanError))
-        updated, digest = self.db_info(snapshot)
+        owner = CHILDREN.current_owner()
+
+        def provenance() -> tuple[str, tuple[datetime | None, str | None]]:
+            with CHILDREN.owned_by(owner):  # `trivy version` ends with this scan's thread
+                return self.version(), self.db_info(snapshot)
+
+        # With the DB installed, Trivy's version (a `trivy version` run, once per process) and
+        # the DB's digest (hashed once per DB file: seconds for the real DB) are looked up while
+        # the scan runs, not after it: a new service's first scan waited for both.
+        with ThreadPoolExecutor(1, thread_name_prefix="provenance") as side:
+            early = side.submit(provenance) if installed else None
+            try:
+                report = self.run([*args, "--format", "json", *self.common_flags(snapshot)])
+            except ScanError as exc:
+                if installed:
+                    raise
+                advice = missing_db_advice(self.offline)
+                raise ScanError(
+                    f"no Trivy vulnerability DB installed, and Trivy's own download "
+                    f"failed ({exc}): {advice}"
+                ) from None
+            findings = parse_report(json_object(report, "trivy json output", ScanError))
+            # without a DB before the run, Trivy downloaded one: read it now
+            version, (updated, digest) = early.result() if early else provenance()
         if digest is None:
             raise ScanError(f"the advisory DB in {snapshot} vanished during the scan")
-        return ScanResult("trivy", self.version(), updated, digest, findings, report)
+        return ScanResult("trivy", version, updated, digest, findings, report)
 
     def scan_sbom(self, document: bytes) -> ScanResult:
         """Match a stored CycloneDX SBOM against the DB (``trivy sbom``): no image pull."""
