@@ -112,6 +112,18 @@ def _keys(var: str, value: str) -> tuple[tuple[str, str], ...]:
     return tuple((source.strip(), key) for source, _, key in pairs)
 
 
+def _list(var: str, value: str) -> tuple[str, ...]:
+    """Comma-separated values; each is checked where it is used."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _host(var: str, value: str) -> str:
+    hosts = _hosts(var, value)
+    if len(hosts) != 1:
+        raise ConfigError(f"{PREFIX}{var}: want one registry host[:port]")
+    return next(iter(hosts))
+
+
 def _optional_float(var: str, value: str) -> float | None:
     return _float(var, value) if value else None
 
@@ -248,6 +260,23 @@ class Settings:
     """Server key of the HMAC-SHA-256 under which API tokens are stored."""
     metrics_role: str | None = None
     """Role ``/metrics`` asks for; None: open."""
+    sns_topic_arns: tuple[str, ...] = ()
+    """SNS topics whose signed messages ``/v1/hooks/ecr`` accepts; none: the route refuses all."""
+    sns_confirm_subscriptions: bool = True
+    """Visit the (checked ``sns.<region>.amazonaws.com``) URL of a signed subscription
+    confirmation from a configured topic."""
+    gar_audience: str | None = None
+    """Audience of the Pub/Sub push tokens ``/v1/hooks/gar`` accepts (the push endpoint URL)."""
+    gar_service_accounts: tuple[str, ...] = ()
+    """Service accounts (``email`` claim) allowed to push to ``/v1/hooks/gar``."""
+    gar_jwks_file: Path | None = None
+    """JWKS of the push tokens' issuer; default: Google's published keys."""
+    dockerhub_registry: str = "docker.io"
+    """The registry Docker Hub's tag-only events are resolved at (must be allowlisted)."""
+    webhook_max_age_seconds: float = 3600.0
+    """Oldest signed timestamp a webhook may carry (SNS): older deliveries are replays."""
+    intake_batch_ms: float = 2.0
+    """Group commit: deliveries arriving within this many ms share one transaction."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -296,6 +325,14 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "metrics_role": lambda var, value: (
         _choice("", "webhook", "ci", "auditor", "admin")(var, value) or None
     ),
+    "sns_topic_arns": _list,
+    "sns_confirm_subscriptions": _bool,
+    "gar_audience": lambda var, value: value or None,
+    "gar_service_accounts": _list,
+    "gar_jwks_file": _optional_file,
+    "dockerhub_registry": _host,
+    "webhook_max_age_seconds": _float,
+    "intake_batch_ms": _float,
 }
 
 _DEFAULTS: dict[str, str] = {
@@ -338,6 +375,14 @@ _DEFAULTS: dict[str, str] = {
     "webhook_keys": "",
     "token_pepper": "",
     "metrics_role": "",
+    "sns_topic_arns": "",
+    "sns_confirm_subscriptions": "true",
+    "gar_audience": "",
+    "gar_service_accounts": "",
+    "gar_jwks_file": "",
+    "dockerhub_registry": "docker.io",
+    "webhook_max_age_seconds": "3600",
+    "intake_batch_ms": "2",
 }
 
 
