@@ -153,7 +153,9 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         ):
             headers["authorization"] = f"Bearer {query_token}"
         remote = request.client.host if request.client else None
-        read = await run_in_threadpool(intake.read, source, headers, body, remote)
+        read = intake.read_inline(source, headers, body, remote)
+        if read is None:
+            read = await run_in_threadpool(intake.read, source, headers, body, remote)
         result = read if isinstance(read, IntakeResult) else await intake.receive_batched(read)
         WEBHOOKS.labels(source=label, status=str(result.status)).inc()
         content: dict[str, Any] = {"message": result.message}

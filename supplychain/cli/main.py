@@ -105,6 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from supplychain import logs
     from supplychain.api.app import create_app
+    from supplychain.api.processes import serve_environment
     from supplychain.service import build_service
 
     settings = _settings()
@@ -120,22 +121,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     workers = settings.workers if args.workers is None else args.workers
     host, _, port = (args.listen or settings.listen).rpartition(":")
-    app = create_app(service, workers=workers)
     cert = args.tls_cert or settings.tls_cert
     key = args.tls_key or settings.tls_key
     if (cert is None) != (key is None):
         print("supplychain: --tls-cert and --tls-key go together", file=sys.stderr)
         return EXIT_OTHER
+    options: dict[str, Any] = {
+        "host": host.strip("[]"),
+        "port": int(port),
+        "log_config": None,
+        "access_log": False,
+        "ssl_certfile": cert,
+        "ssl_keyfile": key,
+    }
+    if args.processes < 1 or args.processes > 64:
+        print("supplychain: --processes: from 1 to 64", file=sys.stderr)
+        return EXIT_OTHER
+    if args.processes > 1:
+        if settings.is_sqlite:
+            print(
+                "supplychain: --processes needs PostgreSQL (SQLite has one writer)", file=sys.stderr
+            )
+            return EXIT_OTHER
+        service.db.dispose()
+        os.environ.update(serve_environment(workers, args.policy, args.log_level))
+        # each process builds its own service from the environment (uvicorn's factory mode)
+        uvicorn.run(
+            "supplychain.api.processes:app_from_environment",
+            factory=True,
+            workers=args.processes,
+            **options,
+        )
+        return 0
+    app = create_app(service, workers=workers)
     # uvicorn turns SIGTERM into a graceful exit; the app's lifespan then shuts the workers down.
-    uvicorn.run(
-        app,
-        host=host.strip("[]"),
-        port=int(port),
-        log_config=None,
-        access_log=False,
-        ssl_certfile=cert,
-        ssl_keyfile=key,
-    )
+    uvicorn.run(app, **options)
     return 0
 
 
@@ -271,6 +291,12 @@ def parser(*, extensions: bool = True) -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="host:port (default SUPPLYCHAIN_LISTEN)")
     serve.add_argument(
         "--workers", type=int, help="in-process workers (default SUPPLYCHAIN_WORKERS)"
+    )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="HTTP processes sharing the port, each with its own workers (PostgreSQL; default 1)",
     )
     serve.add_argument("--tls-cert", type=Path, help="serve HTTPS: PEM certificate chain")
     serve.add_argument("--tls-key", type=Path, help="serve HTTPS: PEM private key")

@@ -1,15 +1,16 @@
 """Group commit: many requests' writes share one transaction, each answered after it commits.
 
-A request hands its database work (a function of a session) to :meth:`GroupCommit.submit` and
-awaits the result. A committer thread takes every unit waiting, runs them in one write
-transaction and commits once, then settles each request's future: the request's writes are
+A request hands its item of work to :meth:`GroupCommit.submit` and awaits the result. A
+committer thread takes every item waiting, hands them all to the batch function (which writes
+them with as few statements as it can: multi-row INSERTs) in one write transaction, commits
+once, then settles each request's future: the request's writes are
 durable before it is answered, and N requests cost one commit (one fsync/WAL flush) instead of
 N. At low load a unit runs alone with no added wait; under load the units that arrive while a
 commit is in flight form the next batch (optionally waiting ``window`` seconds for more).
 
-If a batch fails, it is rolled back and every unit is run again in its own transaction, so a
-unit that fails (a constraint, a bug) fails alone and the others still commit. Units must
-therefore be pure functions of the database state (no side effects outside the session).
+If a batch fails, it is rolled back and every item is run again in its own transaction, so an
+item that fails (a constraint, a bug) fails alone and the others still commit. The batch
+function must therefore have no side effects outside the session.
 
 Written here rather than taken from a library: SQLAlchemy and the drivers offer no group commit,
 and PostgreSQL's ``commit_delay`` groups WAL flushes across sessions but still pays one
@@ -33,7 +34,8 @@ from supplychain.evidence.database import Database
 
 __all__ = ["BatchClosed", "GroupCommit"]
 
-T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 log = logging.getLogger(__name__)
 
 
@@ -42,18 +44,20 @@ class BatchClosed(RuntimeError):
 
 
 @dataclass
-class _Unit(Generic[T]):
-    work: Callable[[Session], T]
-    future: asyncio.Future[T]
+class _Unit(Generic[ItemT, ResultT]):
+    item: ItemT
+    future: asyncio.Future[ResultT]
     loop: asyncio.AbstractEventLoop
 
 
-class GroupCommit:
-    """Runs submitted units of database work in shared write transactions."""
+class GroupCommit(Generic[ItemT, ResultT]):
+    """Writes submitted items with ``run(session, items) -> results`` (one result per item, in
+    order) in shared write transactions."""
 
     def __init__(
         self,
         db: Database,
+        run: Callable[[Session, list[ItemT]], list[ResultT]],
         *,
         window: float = 0.0,
         max_batch: int = 256,
@@ -61,28 +65,29 @@ class GroupCommit:
         name: str = "group-commit",
     ) -> None:
         self.db = db
+        self.run = run
         self.window = window
         self.max_batch = max_batch
         self.batches = 0
         """Transactions committed so far (for tests and metrics)."""
         self.units = 0
         """Units committed so far."""
-        self._queue: queue.SimpleQueue[_Unit[Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Unit[ItemT, ResultT] | None] = queue.SimpleQueue()
         self._closed = False
         self._threads = [
-            threading.Thread(target=self._run, name=f"{name}-{index}", daemon=True)
+            threading.Thread(target=self._loop, name=f"{name}-{index}", daemon=True)
             for index in range(max(1, committers))
         ]
         for thread in self._threads:
             thread.start()
 
-    async def submit(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in a shared write transaction; its result once that has committed."""
+    async def submit(self, item: ItemT) -> ResultT:
+        """Write ``item`` in a shared transaction; its result once that has committed."""
         if self._closed:
             raise BatchClosed("the group commit is closed")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Unit(work, future, loop))
+        future: asyncio.Future[ResultT] = loop.create_future()
+        self._queue.put(_Unit(item, future, loop))
         return await future
 
     def close(self) -> None:
@@ -93,7 +98,7 @@ class GroupCommit:
         for thread in self._threads:
             thread.join()
 
-    def _take(self) -> list[_Unit[Any]] | None:
+    def _take(self) -> list[_Unit[ItemT, ResultT]] | None:
         first = self._queue.get()
         if first is None:
             return None
@@ -115,7 +120,7 @@ class GroupCommit:
             units.append(unit)
         return units
 
-    def _run(self) -> None:
+    def _loop(self) -> None:
         while (units := self._take()) is not None:
             try:
                 results = self._commit(units)
@@ -129,11 +134,14 @@ class GroupCommit:
             for unit, result in zip(units, results, strict=True):
                 unit.loop.call_soon_threadsafe(_settle, unit.future, result, None)
 
-    def _commit(self, units: list[_Unit[Any]]) -> list[Any]:
+    def _commit(self, units: list[_Unit[ItemT, ResultT]]) -> list[ResultT]:
         with self.db.session(write=True) as session:
-            return [unit.work(session) for unit in units]
+            results = self.run(session, [unit.item for unit in units])
+            if len(results) != len(units):  # before the commit: rolled back
+                raise RuntimeError("the batch function returned a result count unlike its items")
+        return results
 
-    def _run_alone(self, unit: _Unit[Any]) -> None:
+    def _run_alone(self, unit: _Unit[ItemT, ResultT]) -> None:
         try:
             result = self._commit([unit])[0]
         except Exception as exc:  # the unit's own failure, reported to its request

@@ -9,19 +9,21 @@ everything ignored or refused is named in the answer and in the audit log.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from registry_hooks import Delivery, HookEvent
-from supplychain.evidence.dbutil import audit, insert_ignore
-from supplychain.evidence.models import SeenEvent, WebhookDelivery
-from supplychain.evidence.recorder import record_tag
+from supplychain.evidence.dbutil import audit_many, insert_ignore_many, table_of
+from supplychain.evidence.models import SeenEvent, WebhookDelivery, utcnow
+from supplychain.evidence.recorder import record_tags
 from supplychain.interface import ImageTarget
 from supplychain.queue.jobs import JobQueue
 
-__all__ = ["IntakeResult", "Received", "record"]
+__all__ = ["IntakeResult", "Received", "record", "record_batch"]
 
 COSIGN_TAG = re.compile(r"^sha256-[a-f0-9]{64}(\.(sig|att|sbom))?$")
 """Tags of cosign's storage scheme and of the OCI referrers tag-schema fallback."""
@@ -76,144 +78,235 @@ class Received:
     """Reasons found while reading (replayed signed time, subscription confirmed…)."""
 
 
-def _store(session: Session, received: Received, outcome: str, detail: str | None) -> int:
-    values = {
-        "source": received.source,
-        "authenticated": True,
-        "content_type": received.content_type,
-        "remote_addr": received.remote,
-        "body": received.body,
-        "outcome": outcome,
-        "detail": detail,
-        "events": 0,
-        "jobs_created": 0,
-    }
-    statement = insert(WebhookDelivery).values(values).returning(WebhookDelivery.id)
-    return int(session.execute(statement).scalar_one())
+_Entry = tuple[str, str, str | None, dict[str, Any]]
 
 
 @dataclass
 class _Tally:
+    """What became of one delivery's events, filled in while the batch is written."""
+
+    received: Received
+    delivery_id: int = 0
     accepted: int = 0
     duplicates: int = 0
     deleted: int = 0
     refused: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
 
+    def result(self) -> IntakeResult:
+        if self.received.delivery is None:
+            error = self.received.error or "unreadable"
+            return IntakeResult(400, f"malformed webhook: {error}", self.delivery_id)
+        message = (
+            f"{self.accepted} queued, {self.duplicates} duplicate, {self.deleted} deleted, "
+            f"{len(self.refused)} refused, {len(self.ignored)} ignored"
+        )
+        return IntakeResult(
+            202,
+            message,
+            self.delivery_id,
+            self.accepted,
+            self.duplicates,
+            tuple(self.refused),
+            tuple(self.ignored),
+            self.deleted,
+        )
+
+    @property
+    def outcome(self) -> str:
+        if self.received.delivery is None:
+            return "malformed"
+        if self.accepted or self.duplicates or self.deleted:
+            return "accepted"
+        return "refused" if self.refused else "ignored"
+
 
 def record(session: Session, received: Received, queue: JobQueue) -> IntakeResult:
     """Store ``received`` and queue its pushes, in ``session``'s transaction."""
-    if received.delivery is None:
-        error = received.error or "unreadable"
-        delivery_id = _store(session, received, "malformed", error)
-        return IntakeResult(400, f"malformed webhook: {error}", delivery_id)
-    delivery = received.delivery
-    delivery_id = _store(session, received, "pending", None)
-    tally = _Tally(ignored=[*delivery.ignored, *received.notes])
-    if delivery.delivery_id and not insert_ignore(
+    return record_batch(session, [received], queue)[0]
+
+
+def record_batch(
+    session: Session, batch: Sequence[Received], queue: JobQueue
+) -> list[IntakeResult]:
+    """Store many requests and queue their pushes, in ``session``'s transaction, with a fixed
+    number of statements per batch (multi-row INSERTs), not per request."""
+    tallies = [
+        _Tally(r, ignored=[*(r.delivery.ignored if r.delivery else ()), *r.notes]) for r in batch
+    ]
+    _store(session, tallies)
+    entries: list[_Entry] = []
+    fresh = _first_seen(
         session,
-        SeenEvent,
-        {
-            "key": f"{received.source}:delivery:{delivery.delivery_id}"[:255],
-            "delivery_id": delivery_id,
-        },
-    ):
-        tally.ignored.append(f"delivery {delivery.delivery_id!r} was already received: a replay")
-    else:
+        [
+            (
+                id(t),
+                f"{t.received.source}:delivery:{t.received.delivery.delivery_id}",
+                t.delivery_id,
+            )
+            for t in tallies
+            if t.received.delivery is not None and t.received.delivery.delivery_id
+        ],
+    )
+    candidates: list[tuple[_Tally, HookEvent, str | None, str | None]] = []
+    for tally in tallies:
+        delivery = tally.received.delivery
+        if delivery is None:
+            continue
+        if delivery.delivery_id and id(tally) not in fresh:
+            tally.ignored.append(
+                f"delivery {delivery.delivery_id!r} was already received: a replay"
+            )
+            continue
         for index, event in enumerate(delivery.events):
-            _event(session, received, index, event, delivery_id, queue, tally)
-    events = len(delivery.events)
-    if tally.accepted or tally.duplicates or tally.deleted:
-        outcome = "accepted"
-    else:
-        outcome = "refused" if tally.refused else "ignored"
-    reasons = tally.refused + tally.ignored
-    session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id)
+            found = _screen(tally, index, event, entries)
+            if found is not None:
+                candidates.append((tally, event, *found))
+    seen = _first_seen(
+        session,
+        [
+            (id(c), f"{c[0].received.source}:{c[1].event_id}", c[0].delivery_id)
+            for c in candidates
+            if c[1].event_id
+        ],
+    )
+    moves: list[tuple[ImageTarget, str, str]] = []
+    jobs: list[tuple[_Tally, str, ImageTarget]] = []
+    for candidate in candidates:
+        tally, event, digest, media_type = candidate
+        if event.event_id and id(candidate) not in seen:
+            tally.duplicates += 1
+            continue
+        _use(tally, event, digest, media_type, entries, moves, jobs)
+    record_tags(session, moves)
+    queued = queue.enqueue_many(session, [(kind, target) for _, kind, target in jobs])
+    for (tally, kind, target), added in zip(jobs, queued, strict=True):
+        if added:
+            tally.accepted += 1
+            details = {"kind": kind, "delivery": tally.delivery_id}
+            entries.append((tally.received.source, "job.queued", target.pinned, details))
+        else:
+            tally.duplicates += 1
+    for tally in tallies:
+        if tally.ignored:
+            details = {"delivery": tally.delivery_id, "reasons": tally.ignored}
+            entries.append(
+                (tally.received.sender, "webhook.ignored", tally.received.source, details)
+            )
+    audit_many(session, entries)
+    _finish(session, tallies)
+    return [tally.result() for tally in tallies]
+
+
+def _store(session: Session, tallies: list[_Tally]) -> None:
+    """Insert every delivery row (one INSERT); their ids go into the tallies."""
+    rows = [
+        {
+            "source": t.received.source,
+            "authenticated": True,
+            "content_type": t.received.content_type,
+            "remote_addr": t.received.remote,
+            "body": t.received.body,
+            "outcome": "pending",
+            "detail": None,
+            "events": len(t.received.delivery.events) if t.received.delivery else 0,
+            "jobs_created": 0,
+            "received_at": utcnow(),
+        }
+        for t in tallies
+    ]
+    table = table_of(WebhookDelivery)
+    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    ids = session.connection().execute(statement, rows).scalars().all()
+    for tally, delivery_id in zip(tallies, ids, strict=True):
+        tally.delivery_id = int(delivery_id)
+
+
+def _finish(session: Session, tallies: list[_Tally]) -> None:
+    """Each delivery's outcome, detail and job count (one executemany UPDATE by primary key)."""
+    rows = []
+    for tally in tallies:
+        reasons = [tally.received.error or ""] if tally.received.delivery is None else []
+        reasons += tally.refused + tally.ignored
+        rows.append(
+            {
+                "delivery": tally.delivery_id,
+                "b_outcome": tally.outcome,
+                "b_detail": "; ".join(reasons)[:4000] or None,
+                "b_jobs": tally.accepted,
+            }
+        )
+    table = table_of(WebhookDelivery)
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("delivery"))
         .values(
-            outcome=outcome,
-            detail="; ".join(reasons)[:4000] or None,
-            events=events,
-            jobs_created=tally.accepted,
+            outcome=bindparam("b_outcome"),
+            detail=bindparam("b_detail"),
+            jobs_created=bindparam("b_jobs"),
         )
     )
-    if tally.ignored:
-        audit(
-            session,
-            received.sender,
-            "webhook.ignored",
-            received.source,
-            delivery=delivery_id,
-            reasons=tally.ignored,
-        )
-    message = (
-        f"{tally.accepted} queued, {tally.duplicates} duplicate, {tally.deleted} deleted, "
-        f"{len(tally.refused)} refused, {len(tally.ignored)} ignored"
-    )
-    return IntakeResult(
-        202,
-        message,
-        delivery_id,
-        tally.accepted,
-        tally.duplicates,
-        tuple(tally.refused),
-        tuple(tally.ignored),
-        tally.deleted,
-    )
+    session.connection().execute(statement, rows)
 
 
-def _event(
-    session: Session,
-    received: Received,
-    index: int,
-    event: HookEvent,
-    delivery_id: int,
-    queue: JobQueue,
-    tally: _Tally,
-) -> None:
-    source = received.source
+def _first_seen(session: Session, keyed: list[tuple[int, str, int]]) -> set[int]:
+    """Of (ident, dedupe key, delivery id) triples, the idents whose key is new: stored now by
+    the first triple in the batch naming it (one INSERT)."""
+    first: dict[str, tuple[int, int]] = {}
+    for ident, key, delivery_id in keyed:
+        first.setdefault(key[:255], (ident, delivery_id))
+    rows = [{"key": key, "delivery_id": delivery_id} for key, (_, delivery_id) in first.items()]
+    stored = insert_ignore_many(session, SeenEvent, rows)
+    return {first[key][0] for key in stored}
+
+
+def _screen(
+    tally: _Tally, index: int, event: HookEvent, entries: list[_Entry]
+) -> tuple[str | None, str | None] | None:
+    """The resolved (digest, media type) of an event worth deduping, or None when it is
+    refused before that (and why is recorded)."""
+    received = tally.received
     where = f"{event.registry}/{event.repository}"
     refusal = received.refusals[index] if index < len(received.refusals) else None
     if refusal is not None:
         tally.refused.append(refusal)
-        audit(session, source, "webhook.refused", where, reason=refusal, delivery=delivery_id)
-        return
-    if event.event_id and not insert_ignore(
-        session,
-        SeenEvent,
-        {"key": f"{source}:{event.event_id}"[:255], "delivery_id": delivery_id},
-    ):
-        tally.duplicates += 1
-        return
+        details = {"reason": refusal, "delivery": tally.delivery_id}
+        entries.append((received.source, "webhook.refused", where, details))
+        return None
+    return received.digests[index] if index < len(received.digests) else (None, None)
+
+
+def _use(
+    tally: _Tally,
+    event: HookEvent,
+    resolved: str | None,
+    media_type: str | None,
+    entries: list[_Entry],
+    moves: list[tuple[ImageTarget, str, str]],
+    jobs: list[tuple[_Tally, str, ImageTarget]],
+) -> None:
+    """A new event: a deletion recorded, a signature tag ignored, or a push to queue."""
+    source = tally.received.source
+    where = f"{event.registry}/{event.repository}"
     if event.tag and COSIGN_TAG.match(event.tag):
         tally.ignored.append(f"{where}:{event.tag} is a signature or attestation tag")
         return
-    resolved, media_type = (
-        received.digests[index] if index < len(received.digests) else (None, None)
-    )
     digest = event.digest or resolved
-    host = event.registry or ""
     if event.action == "delete":
         tally.deleted += 1
         subject = f"{where}@{digest}" if digest else f"{where}:{event.tag}"
-        audit(session, source, "image.deleted", subject, delivery=delivery_id, tag=event.tag)
+        details = {"delivery": tally.delivery_id, "tag": event.tag}
+        entries.append((source, "image.deleted", subject, details))
         return
     if digest is None:
         reason = f"{where}: the event carries no digest"
         tally.refused.append(reason)
-        audit(session, source, "webhook.refused", where, reason=reason, delivery=delivery_id)
+        entries.append(
+            (source, "webhook.refused", where, {"reason": reason, "delivery": tally.delivery_id})
+        )
         return
-    target = ImageTarget(host, event.repository, digest, event.tag)
+    target = ImageTarget(event.registry or "", event.repository, digest, event.tag)
     if event.tag:
-        record_tag(session, target, event.tag, source=f"webhook:{source}")
-    kind = (event if media_type is None else _typed(event, media_type)).job_kind
-    if queue.enqueue(session, kind, target):
-        tally.accepted += 1
-        audit(session, source, "job.queued", target.pinned, kind=kind, delivery=delivery_id)
-    else:
-        tally.duplicates += 1
-
-
-def _typed(event: HookEvent, media_type: str) -> HookEvent:
-    return replace(event, media_type=media_type)
+        moves.append((target, event.tag, f"webhook:{source}"))
+    typed = event if media_type is None else replace(event, media_type=media_type)
+    jobs.append((tally, typed.job_kind, target))

@@ -20,7 +20,7 @@ from supplychain.access.tokens import TokenStore
 from supplychain.config import Settings
 from supplychain.evidence.database import Database
 from supplychain.intake.batch import GroupCommit
-from supplychain.intake.record import IntakeResult, Received, record
+from supplychain.intake.record import IntakeResult, Received, record, record_batch
 from supplychain.intake.sources import SIGNED_BY_SENDER, Sources, build_sources
 from supplychain.queue.jobs import JobQueue
 from supplychain.reference import ImageReference
@@ -56,15 +56,21 @@ class Intake:
         self.tokens = tokens
         self.sources = sources or build_sources(settings)
         self.resolver = resolver
-        self._batch: GroupCommit | None = None
+        self._batch: GroupCommit[Received, IntakeResult] | None = None
 
     @property
-    def batch(self) -> GroupCommit:
+    def batch(self) -> GroupCommit[Received, IntakeResult]:
         """The group commit shared by this process's requests (started on first use)."""
         if self._batch is None:
             window = self.settings.intake_batch_ms / 1000
             committers = 1 if self.settings.is_sqlite else 2
-            self._batch = GroupCommit(self.db, window=window, committers=committers, name="intake")
+            self._batch = GroupCommit(
+                self.db,
+                lambda session, batch: record_batch(session, batch, self.queue),
+                window=window,
+                committers=committers,
+                name="intake",
+            )
         return self._batch
 
     def close(self) -> None:
@@ -89,7 +95,7 @@ class Intake:
 
     async def receive_batched(self, read: Received) -> IntakeResult:
         """Record an already read request in the shared group commit."""
-        return await self.batch.submit(lambda session: record(session, read, self.queue))
+        return await self.batch.submit(read)
 
     def read(
         self, source: str, headers: Mapping[str, str], body: bytes, remote: str | None
@@ -108,11 +114,44 @@ class Intake:
             )
             self.tokens.refused(f"remote:{remote}", f"POST {HOOKS_ROUTE}", "bad credentials")
             return IntakeResult(401, self._credential_advice(source))
-        content_type = headers.get("content-type")
+        return self._read_as(adapter, sender, headers, body, remote)
+
+    def read_inline(
+        self, source: str, headers: Mapping[str, str], body: bytes, remote: str | None
+    ) -> Received | IntakeResult | None:
+        """:meth:`read` when it needs no I/O (the source's own key proves the request and every
+        push names its digest): cheap enough for the event loop. None: use :meth:`read` in a
+        thread (token look-up, SNS certificate, OIDC keys, tag resolution)."""
+        adapter = self.sources.adapters.get(source)
+        key = self.sources.keys.get(source)
+        if adapter is None or key is None or source in SIGNED_BY_SENDER or len(body) > MAX_BODY:
+            return None
+        if not adapter.authenticate(headers, body, key):
+            return None
         try:
             delivery = adapter.read(headers, body)
-        except HookError as exc:
-            return Received(source, sender, body, content_type, remote, None, str(exc))
+        except HookError:
+            return None
+        if delivery.confirm_url or any(e.digest is None for e in delivery.pushes):
+            return None
+        return self._read_as(adapter, source, headers, body, remote, delivery)
+
+    def _read_as(
+        self,
+        adapter: HookAdapter,
+        sender: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        remote: str | None,
+        delivery: Delivery | None = None,
+    ) -> Received:
+        source = adapter.name
+        content_type = headers.get("content-type")
+        if delivery is None:
+            try:
+                delivery = adapter.read(headers, body)
+            except HookError as exc:
+                return Received(source, sender, body, content_type, remote, None, str(exc))
         stale = self._window(delivery)
         if stale:  # nothing in a replayed delivery is used
             delivery = Delivery(ignored=stale, delivery_id=delivery.delivery_id)
