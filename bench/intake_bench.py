@@ -115,6 +115,20 @@ def _jobs(url: str) -> int:
         db.dispose()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU so far of ``pid`` and its live descendants (serve's HTTP processes)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / tick
+    children = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return own + sum(_cpu_seconds(int(child)) for child in children)
+
+
 def one_run(kind: str, work: Path, args: argparse.Namespace) -> dict[str, float]:
     """One fresh database and `serve`, one wrk run; its figures."""
     url = _new_pg_database() if kind == "postgresql" else f"sqlite:///{work / 'bench.db'}"
@@ -137,6 +151,7 @@ def one_run(kind: str, work: Path, args: argparse.Namespace) -> dict[str, float]
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _up(base), 60, lambda: server.log()[-2000:])
+        cpu_before = _cpu_seconds(server.proc.pid)
         script = work / "intake.lua"
         script.write_text(WRK_SCRIPT.replace("REGISTRY", REGISTRY).replace("TOKEN", TOKEN))
         out = subprocess.run(
@@ -155,6 +170,7 @@ def one_run(kind: str, work: Path, args: argparse.Namespace) -> dict[str, float]
             text=True,
             check=True,
         ).stdout
+        cpu = _cpu_seconds(server.proc.pid) - cpu_before
     finally:
         server.stop()
     match = re.search(r"^RESULT (\{.*\})$", out, re.MULTILINE)
@@ -171,6 +187,8 @@ def one_run(kind: str, work: Path, args: argparse.Namespace) -> dict[str, float]
         "ok": result["ok"],
         "bad": result["bad"],
         "lost": max(0, result["ok"] - jobs),
+        "cpu_ms": cpu * 1000 / max(1, result["ok"]),
+        "load": os.getloadavg()[0],
     }
 
 
@@ -196,8 +214,8 @@ def main() -> int:
         f"{args.connections} connections, {args.seconds} s per run, {args.runs} runs, "
         f"{args.processes} HTTP process(es), {os.cpu_count()} CPUs\n"
     )
-    print("| database | events/s (2xx) | p50 ms | p99 ms | non-2xx | lost |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| database | events/s | p50 ms | p99 ms | non-2xx | lost | serve CPU ms/event | load |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for kind in args.db.split(","):
         runs = []
         for _ in range(args.runs):
@@ -206,7 +224,8 @@ def main() -> int:
         med = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
         print(
             f"| {kind} | {med['rate']:.0f} | {med['p50']:.1f} | {med['p99']:.1f} "
-            f"| {max(r['bad'] for r in runs):.0f} | {max(r['lost'] for r in runs):.0f} |",
+            f"| {max(r['bad'] for r in runs):.0f} | {max(r['lost'] for r in runs):.0f} "
+            f"| {med['cpu_ms']:.2f} | {med['load']:.1f} |",
             flush=True,
         )
     return 0

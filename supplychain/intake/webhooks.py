@@ -104,7 +104,7 @@ class Intake:
         :class:`IntakeResult` when it is answered without being stored (404, 401, 413)."""
         adapter = self.sources.adapters.get(source)
         if adapter is None:
-            return IntakeResult(404, f"no webhook source named {source!r}")
+            return IntakeResult(404, f"no webhook adapter named {source!r}")
         if len(body) > MAX_BODY:
             return IntakeResult(413, f"body over {MAX_BODY} bytes")
         sender = self._sender(adapter, headers, body)
