@@ -131,8 +131,11 @@ class GroupCommit(Generic[ItemT, ResultT]):
                 continue
             self.batches += 1
             self.units += len(units)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
             for unit, result in zip(units, results, strict=True):
-                unit.loop.call_soon_threadsafe(_settle, unit.future, result, None)
+                by_loop.setdefault(unit.loop, []).append((unit.future, result))
+            for loop, settled in by_loop.items():  # one wake-up of each loop per batch
+                loop.call_soon_threadsafe(_settle_all, settled)
 
     def _commit(self, units: list[_Unit[ItemT, ResultT]]) -> list[ResultT]:
         with self.db.session(write=True) as session:
@@ -150,6 +153,11 @@ class GroupCommit(Generic[ItemT, ResultT]):
         self.batches += 1
         self.units += 1
         unit.loop.call_soon_threadsafe(_settle, unit.future, result, None)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, result in settled:
+        _settle(future, result, None)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
