@@ -140,6 +140,7 @@ def one_run(kind: str, work: Path, args: argparse.Namespace) -> dict[str, float]
             "SUPPLYCHAIN_WEBHOOK_TOKEN": TOKEN,
             "SUPPLYCHAIN_REGISTRIES": REGISTRY,
             "SUPPLYCHAIN_TRIVY_OFFLINE": "true",
+            "SUPPLYCHAIN_INTAKE_BATCH_MS": str(args.batch_ms),
         }
     )
     if kind == "sqlite":
@@ -207,6 +208,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--processes", type=int, default=1, help="serve's HTTP processes")
+    parser.add_argument("--batch-ms", type=float, default=2.0, help="SUPPLYCHAIN_INTAKE_BATCH_MS")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
