@@ -103,12 +103,21 @@ def _secret(var: str, value: str) -> str | None:
     return value or None
 
 
+WEBHOOK_KEY_SOURCES = frozenset(
+    {"distribution", "gitlab", "harbor", "github", "acr", "dockerhub", "quay"}
+)
+"""Webhook sources proven by a secret we share (``ecr`` and ``gar`` by the sender's signature)."""
+
+
 def _keys(var: str, value: str) -> tuple[tuple[str, str], ...]:
     """``source=key,…``: one webhook HMAC key or token per source (each at least 16 characters)."""
     pairs = [item.partition("=") for item in value.split(",") if item.strip()]
     for source, sep, key in pairs:
         if not sep or not source.strip() or len(key) < 16:
             raise ConfigError(f"{PREFIX}{var}: want source=key pairs, keys of 16+ characters")
+        if source.strip() not in WEBHOOK_KEY_SOURCES:
+            known = ", ".join(sorted(WEBHOOK_KEY_SOURCES))
+            raise ConfigError(f"{PREFIX}{var}: {source.strip()[:32]!r} is not one of {known}")
     return tuple((source.strip(), key) for source, _, key in pairs)
 
 

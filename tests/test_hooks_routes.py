@@ -28,9 +28,10 @@ from sqlalchemy import func, select
 from registry_hooks import DockerHubAdapter
 from registry_hooks.oidc import static_key_set
 from supplychain.api.app import create_app
+from supplychain.config import WEBHOOK_KEY_SOURCES, ConfigError
 from supplychain.evidence.database import Database
 from supplychain.evidence.models import AuditEntry, Job, WebhookDelivery
-from supplychain.intake.sources import build_sources
+from supplychain.intake.sources import SIGNED_BY_SENDER, build_sources
 from supplychain.service import Service, build_service
 from tests.conftest import TOKEN, make_settings
 from tests.support.cloud_fakes import TOPIC, FakeOidcIssuer, FakeSnsCertificateServer
@@ -409,3 +410,11 @@ def test_an_unresolvable_tag_makes_no_job_and_says_why(world: World) -> None:
     assert answer.status_code == 202
     (reason,) = answer.json()["refused"]
     assert "cannot resolve the tag" in reason and count(world, Job) == 0
+
+
+def test_every_source_takes_a_key_or_a_senders_signature(world: World) -> None:
+    adapters = set(world.service.intake.sources.adapters)
+    assert adapters - SIGNED_BY_SENDER == WEBHOOK_KEY_SOURCES
+    assert adapters == set(SOURCES)
+    with pytest.raises(ConfigError, match="'harbour' is not one of"):
+        make_settings(Path("/tmp"), "sqlite://", webhook_keys="harbour=0123456789abcdefgh")
