@@ -418,3 +418,12 @@ def test_every_source_takes_a_key_or_a_senders_signature(world: World) -> None:
     assert adapters == set(SOURCES)
     with pytest.raises(ConfigError, match="'harbour' is not one of"):
         make_settings(Path("/tmp"), "sqlite://", webhook_keys="harbour=0123456789abcdefgh")
+
+
+def test_a_signature_tag_is_ignored_without_a_fetch(world: World) -> None:
+    tag = "sha256-" + "ab" * 32 + ".sig"
+    body = _json({"docker_url": f"{world.registry}/team/app", "updated_tags": [tag]})
+    answer = world.client.post(f"/v1/hooks/quay?token={KEYS['quay']}", content=body)
+    assert answer.status_code == 202, answer.text
+    (reason,) = answer.json()["ignored"]
+    assert "signature or attestation tag" in reason and count(world, Job) == 0

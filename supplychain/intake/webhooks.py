@@ -20,7 +20,7 @@ from supplychain.access.tokens import TokenStore
 from supplychain.config import Settings
 from supplychain.evidence.database import Database
 from supplychain.intake.batch import GroupCommit
-from supplychain.intake.record import IntakeResult, Received, record, record_batch
+from supplychain.intake.record import COSIGN_TAG, IntakeResult, Received, record, record_batch
 from supplychain.intake.sources import SIGNED_BY_SENDER, Sources, build_sources
 from supplychain.queue.jobs import JobQueue
 from supplychain.reference import ImageReference
@@ -230,7 +230,12 @@ class Intake:
             refusal: str | None = None
             if host is None or host not in self.settings.registries:
                 refusal = f"{where}: registry {host!r} is not in SUPPLYCHAIN_REGISTRIES"
-            elif event.action == "push" and event.digest is None and event.tag is not None:
+            elif (
+                event.action == "push"
+                and event.digest is None
+                and event.tag is not None
+                and not COSIGN_TAG.match(event.tag)  # ignored later: not worth a fetch
+            ):
                 found, refusal = self._resolve(host, event.repository, event.tag)
             refusals.append(refusal)
             digests.append(found)
