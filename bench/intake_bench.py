@@ -146,6 +146,7 @@ def one_run(kind: str, work: Path, args: argparse.Namespace) -> dict[str, float]
     if kind == "sqlite":
         Database(url).upgrade()
     command = ["serve", "--listen", f"127.0.0.1:{port}", "--workers", "0"]
+    command += ["--log-level", args.log_level]
     if args.processes > 1:
         command += ["--processes", str(args.processes)]
     server = Process(command, env, work / f"serve-{port}.log")
@@ -208,6 +209,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--processes", type=int, default=1, help="serve's HTTP processes")
+    parser.add_argument("--log-level", default="INFO", help="serve's (INFO logs each request)")
     parser.add_argument("--batch-ms", type=float, default=2.0, help="SUPPLYCHAIN_INTAKE_BATCH_MS")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
