@@ -286,6 +286,8 @@ class Settings:
     """Oldest signed timestamp a webhook may carry (SNS): older deliveries are replays."""
     intake_batch_ms: float = 2.0
     """Group commit: deliveries arriving within this many ms share one transaction."""
+    intake_committers: int = 4
+    """Group commit threads per HTTP process on PostgreSQL (SQLite has one writer: always 1)."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -342,6 +344,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "dockerhub_registry": _host,
     "webhook_max_age_seconds": _float,
     "intake_batch_ms": _float,
+    "intake_committers": _int,
 }
 
 _DEFAULTS: dict[str, str] = {
@@ -392,6 +395,7 @@ _DEFAULTS: dict[str, str] = {
     "dockerhub_registry": "docker.io",
     "webhook_max_age_seconds": "3600",
     "intake_batch_ms": "2",
+    "intake_committers": "4",
 }
 
 
@@ -453,6 +457,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     listen = raw["listen"]
     if not re.match(r"^[\w.\-\[\]:]+:\d{1,5}$", listen):
         raise ConfigError(f"{PREFIX}LISTEN: {listen!r} is not host:port")
+    if not 1 <= values["intake_committers"] <= 64:
+        raise ConfigError(f"{PREFIX}INTAKE_COMMITTERS: from 1 to 64")
     if values["workers"] > 64:
         raise ConfigError(f"{PREFIX}WORKERS: at most 64")
     for name in (

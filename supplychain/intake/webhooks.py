@@ -63,7 +63,7 @@ class Intake:
         """The group commit shared by this process's requests (started on first use)."""
         if self._batch is None:
             window = self.settings.intake_batch_ms / 1000
-            committers = 1 if self.settings.is_sqlite else 2
+            committers = 1 if self.settings.is_sqlite else max(1, self.settings.intake_committers)
             self._batch = GroupCommit(
                 self.db,
                 lambda session, batch: record_batch(session, batch, self.queue),
