@@ -175,13 +175,15 @@ def one_run(kind: str, work: Path, args: argparse.Namespace) -> dict[str, float]
         cpu = _cpu_seconds(server.proc.pid) - cpu_before
     finally:
         server.stop()
-    match = re.search(r"^RESULT (\{.*\})$", out, re.MULTILINE)
-    if match is None:
-        raise SystemExit(f"wrk printed no result:\n{out}")
-    result = json.loads(match.group(1))
-    jobs = _jobs(url)
-    if kind == "postgresql":
-        _drop_pg_database(url)
+    try:
+        match = re.search(r"^RESULT (\{.*\})$", out, re.MULTILINE)
+        if match is None:
+            raise SystemExit(f"wrk printed no result:\n{out}")
+        result = json.loads(match.group(1))
+        jobs = _jobs(url)
+    finally:
+        if kind == "postgresql":
+            _drop_pg_database(url)
     return {
         "rate": result["ok"] / result["seconds"],
         "p50": result["p50_ms"],
