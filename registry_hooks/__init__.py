@@ -2,8 +2,8 @@
 
 :data:`ADAPTERS` holds the adapters authenticated by a shared secret. ECR (SNS signatures) and
 Artifact Registry (Pub/Sub OIDC tokens) need per-deployment trust settings: build them with
-:class:`EcrAdapter` and :class:`GarAdapter`. GitLab has no registry push webhook of its own: point
-a self-managed GitLab registry's notifications at the ``distribution`` adapter.
+:class:`EcrAdapter` and :class:`GarAdapter`. GitLab has no registry push webhook of its own:
+:class:`GitLabAdapter` reads a self-managed GitLab registry's notifications under its own name.
 """
 
 from registry_hooks.acr import AcrAdapter
@@ -12,6 +12,7 @@ from registry_hooks.dockerhub import DockerHubAdapter
 from registry_hooks.ecr import EcrAdapter
 from registry_hooks.gar import GarAdapter
 from registry_hooks.github import GitHubAdapter
+from registry_hooks.gitlab import GitLabAdapter
 from registry_hooks.harbor import HarborAdapter
 from registry_hooks.interface import (
     RESOLVE_DIGEST,
@@ -31,6 +32,7 @@ ADAPTERS: dict[str, HookAdapter] = {
         DistributionAdapter(),
         HarborAdapter(),
         GitHubAdapter(),
+        GitLabAdapter(),
         AcrAdapter(),
         DockerHubAdapter(),
         QuayAdapter(),
@@ -48,6 +50,7 @@ __all__ = [
     "EcrAdapter",
     "GarAdapter",
     "GitHubAdapter",
+    "GitLabAdapter",
     "HarborAdapter",
     "HookAdapter",
     "HookError",

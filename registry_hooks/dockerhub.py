@@ -26,6 +26,10 @@ class DockerHubAdapter(BearerTokenAuth, HookAdapter):
 
     name = "dockerhub"
 
+    def __init__(self, registry: str = REGISTRY) -> None:
+        self.registry = registry
+        """Where the tags live: Docker Hub, or a pull-through mirror of it the operator names."""
+
     def read(self, headers: Mapping[str, str], body: bytes) -> Delivery:
         payload = load_object(body)
         if "push_data" not in payload:
@@ -46,7 +50,7 @@ class DockerHubAdapter(BearerTokenAuth, HookAdapter):
             source=self.name,
             where="push",
             event_id=f"{name}:{tag}:{stamp}",
-            registry=REGISTRY,
+            registry=self.registry,
             repository=name,
             tag=tag,
             actor=text(push.get("pusher"), "push_data.pusher", 255),

@@ -37,6 +37,7 @@ __all__ = [
     "CertificateFetcher",
     "SnsVerifier",
     "check_certificate_url",
+    "confirm_subscription",
     "fetch_certificate",
     "string_to_sign",
 ]
@@ -103,6 +104,15 @@ def fetch_certificate(url: str) -> bytes:
     if len(data) > MAX_CERT_BYTES:
         raise HookError("SNS certificate is too large")
     return data
+
+
+def confirm_subscription(url: str) -> None:
+    """GET a checked ``ConfirmSubscription`` URL over HTTPS: no redirects, 5 s; error if not 2xx."""
+    if SUBSCRIBE_URL.fullmatch(url) is None:
+        raise HookError("refusing to visit a URL that is not an SNS ConfirmSubscription URL")
+    opener = urllib.request.build_opener(_NoRedirect)
+    with opener.open(url, timeout=5) as response:  # the URL was checked just above
+        response.read(MAX_CERT_BYTES)
 
 
 def string_to_sign(message: Mapping[str, Any]) -> bytes:

@@ -105,12 +105,21 @@ def _secret(var: str, value: str) -> str | None:
     return value or None
 
 
+WEBHOOK_KEY_SOURCES = frozenset(
+    {"distribution", "gitlab", "harbor", "github", "acr", "dockerhub", "quay"}
+)
+"""Webhook sources proven by a secret we share (``ecr`` and ``gar`` by the sender's signature)."""
+
+
 def _keys(var: str, value: str) -> tuple[tuple[str, str], ...]:
     """``source=key,…``: one webhook HMAC key or token per source (each at least 16 characters)."""
     pairs = [item.partition("=") for item in value.split(",") if item.strip()]
     for source, sep, key in pairs:
         if not sep or not source.strip() or len(key) < 16:
             raise ConfigError(f"{PREFIX}{var}: want source=key pairs, keys of 16+ characters")
+        if source.strip() not in WEBHOOK_KEY_SOURCES:
+            known = ", ".join(sorted(WEBHOOK_KEY_SOURCES))
+            raise ConfigError(f"{PREFIX}{var}: {source.strip()[:32]!r} is not one of {known}")
     return tuple((source.strip(), key) for source, _, key in pairs)
 
 
@@ -136,6 +145,8 @@ def _jwks_url(var: str, value: str) -> str | None:
     if not loopback:
         raise ConfigError(f"{PREFIX}{var}: must be https (plain http only to loopback)")
     return url
+
+
 def _repositories(var: str, value: str) -> tuple[tuple[str, str], ...]:
     """``host/repository,…``: repositories a reconcile pass lists instead of a host's catalog."""
     from registry_hooks.grammar import valid_repository
@@ -147,6 +158,18 @@ def _repositories(var: str, value: str) -> tuple[tuple[str, str], ...]:
             raise ConfigError(f"{PREFIX}{var}: {item!r} is not host/repository")
         found.append((host.lower(), repository))
     return tuple(found)
+
+
+def _list(var: str, value: str) -> tuple[str, ...]:
+    """Comma-separated values; each is checked where it is used."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _host(var: str, value: str) -> str:
+    hosts = _hosts(var, value)
+    if len(hosts) != 1:
+        raise ConfigError(f"{PREFIX}{var}: want one registry host[:port]")
+    return next(iter(hosts))
 
 
 def _optional_float(var: str, value: str) -> float | None:
@@ -312,6 +335,25 @@ class Settings:
     reconcile_repositories: tuple[tuple[str, str], ...] = ()
     """``host/repository`` pairs listed instead of the catalog of their host (for registries
     without ``/v2/_catalog``, or to list only some repositories)."""
+    sns_topic_arns: tuple[str, ...] = ()
+    """SNS topics whose signed messages ``/v1/hooks/ecr`` accepts; none: the route refuses all."""
+    sns_confirm_subscriptions: bool = True
+    """Visit the (checked ``sns.<region>.amazonaws.com``) URL of a signed subscription
+    confirmation from a configured topic."""
+    gar_audience: str | None = None
+    """Audience of the Pub/Sub push tokens ``/v1/hooks/gar`` accepts (the push endpoint URL)."""
+    gar_service_accounts: tuple[str, ...] = ()
+    """Service accounts (``email`` claim) allowed to push to ``/v1/hooks/gar``."""
+    gar_jwks_file: Path | None = None
+    """JWKS of the push tokens' issuer; default: Google's published keys."""
+    dockerhub_registry: str = "docker.io"
+    """The registry Docker Hub's tag-only events are resolved at (must be allowlisted)."""
+    webhook_max_age_seconds: float = 3600.0
+    """Oldest signed timestamp a webhook may carry (SNS): older deliveries are replays."""
+    intake_batch_ms: float = 2.0
+    """Group commit: deliveries arriving within this many ms share one transaction."""
+    intake_committers: int = 4
+    """Group commit threads per HTTP process on PostgreSQL (SQLite has one writer: always 1)."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -369,6 +411,15 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "oidc_jwks_url": _jwks_url,
     "oidc_claims": _claims,
     "oidc_jwks_ttl_seconds": _float,
+    "sns_topic_arns": _list,
+    "sns_confirm_subscriptions": _bool,
+    "gar_audience": lambda var, value: value or None,
+    "gar_service_accounts": _list,
+    "gar_jwks_file": _optional_file,
+    "dockerhub_registry": _host,
+    "webhook_max_age_seconds": _float,
+    "intake_batch_ms": _float,
+    "intake_committers": _int,
 }
 
 _DEFAULTS: dict[str, str] = {
@@ -420,6 +471,15 @@ _DEFAULTS: dict[str, str] = {
     "reconcile_rate": "10",
     "reconcile_page_size": "100",
     "reconcile_repositories": "",
+    "sns_topic_arns": "",
+    "sns_confirm_subscriptions": "true",
+    "gar_audience": "",
+    "gar_service_accounts": "",
+    "gar_jwks_file": "",
+    "dockerhub_registry": "docker.io",
+    "webhook_max_age_seconds": "3600",
+    "intake_batch_ms": "2",
+    "intake_committers": "4",
 }
 
 
@@ -481,6 +541,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     listen = raw["listen"]
     if not re.match(r"^[\w.\-\[\]:]+:\d{1,5}$", listen):
         raise ConfigError(f"{PREFIX}LISTEN: {listen!r} is not host:port")
+    if not 1 <= values["intake_committers"] <= 64:
+        raise ConfigError(f"{PREFIX}INTAKE_COMMITTERS: from 1 to 64")
     if values["workers"] > 64:
         raise ConfigError(f"{PREFIX}WORKERS: at most 64")
     for name in (

@@ -21,6 +21,7 @@ from supplychain.interface import Verdict
 from supplychain.queue.jobs import Backoff, JobQueue
 from supplychain.queue.worker import IndexLimits, Issuer, Worker
 from supplychain.reconcile import Reconciler
+from supplychain.reference import ImageReference
 from supplychain.registry import BlobCache, RegistryClient, docker_credentials
 from supplychain.signatures import StorageMode
 from supplychain.signatures.cosign import issue_for_outcome
@@ -118,6 +119,17 @@ def signing_issuer(settings: Settings, client: RegistryClient) -> Issuer | None:
     return issue
 
 
+def tag_resolver(client: RegistryClient) -> Callable[[ImageReference], tuple[str, str]]:
+    """Resolves a webhook's tag-only push at the registry (the client refuses hosts outside the
+    allowlist): the digest and media type of the manifest the tag names now."""
+
+    def resolve(ref: ImageReference) -> tuple[str, str]:
+        found = client.resolve(ref)
+        return found.digest, found.media_type
+
+    return resolve
+
+
 def build_service(
     settings: Settings, *, allowed: frozenset[str] | None = None, policy_file: Path | None = None
 ) -> Service:
@@ -166,7 +178,7 @@ def build_service(
     )
     decider = Decider(policy, max_depth=settings.index_max_depth)
     tokens = TokenStore(db, settings.token_pepper)
-    intake = Intake(db, queue, settings, tokens)
+    intake = Intake(db, queue, settings, tokens, resolver=tag_resolver(client))
     # The gate's answers: flushed per batch, or (gate_commit=fast) on a second engine whose
     # commits do not wait for the flush (docs/operations.md, "The gate under load").
     answers = db if settings.gate_commit == "durable" else Database(db.url, flush=False)

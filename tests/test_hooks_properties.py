@@ -116,6 +116,7 @@ def gar(host: str, repo: str, tag: str, digest: str) -> Built:
 
 BUILDERS: dict[str, Callable[[str, str, str, str], Built]] = {
     "distribution": distribution,
+    "gitlab": distribution,  # a GitLab registry sends distribution envelopes
     "harbor": harbor,
     "github": github,
     "acr": acr,

@@ -23,7 +23,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select, text
 
-from registry_hooks import ADAPTERS
 from registry_hooks.grammar import GrammarError, check_text, valid_digest
 from supplychain import __version__
 from supplychain.access.oidc import oidc_verifier
@@ -40,6 +39,7 @@ from supplychain.api.waits import MAX_WAIT, Waits
 from supplychain.api.waivers import waivers_router
 from supplychain.evidence import models
 from supplychain.intake.webhooks import MAX_BODY as MAX_HOOK_BODY
+from supplychain.intake.webhooks import IntakeResult
 from supplychain.metrics import WEBHOOKS
 from supplychain.queue.faults import DISK, FAULTS, short
 from supplychain.queue.pool import WorkerPool
@@ -139,6 +139,7 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await poller
         await run_in_threadpool(pool.shutdown, settings.shutdown_grace_seconds)
+        await run_in_threadpool(service.intake.close)
 
     authorize = authorizer(service.tokens, settings.metrics_role, oidc_verifier(settings))
     app = FastAPI(
@@ -170,15 +171,26 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
 
     @app.post(f"{HOOKS_PATH}{{source}}", status_code=202)
     async def hook(source: str, request: Request) -> JSONResponse:
-        label = source if source in ADAPTERS else "unknown"
+        intake = service.intake
+        label = source if source in intake.sources.adapters else "unknown"
         try:
             body = await request.body()
         except BodyTooLarge as exc:
             WEBHOOKS.labels(source=label, status=str(exc.status_code)).inc()
             raise
         headers = {k.lower(): v for k, v in request.headers.items()}
+        query_token = request.query_params.get("token")
+        if (
+            query_token
+            and "authorization" not in headers
+            and intake.sources.secret_in_query(source)
+        ):
+            headers["authorization"] = f"Bearer {query_token}"
         remote = request.client.host if request.client else None
-        result = await run_in_threadpool(service.intake.receive, source, headers, body, remote)
+        read = intake.read_inline(source, headers, body, remote)
+        if read is None:
+            read = await run_in_threadpool(intake.read, source, headers, body, remote)
+        result = read if isinstance(read, IntakeResult) else await intake.receive_batched(read)
         WEBHOOKS.labels(source=label, status=str(result.status)).inc()
         content: dict[str, Any] = {"message": result.message}
         if result.delivery_id is not None:
@@ -186,7 +198,9 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
                 delivery=result.delivery_id,
                 accepted=result.accepted,
                 duplicates=result.duplicates,
+                deleted=result.deleted,
                 refused=list(result.refused),
+                ignored=list(result.ignored),
             )
         if result.status >= 400:
             content["error"] = result.message

@@ -1,107 +1,83 @@
-"""Webhook intake: authenticate, store the delivery durably, and turn pushes into jobs.
+"""Webhook intake: authenticate, read with the source's adapter, store durably, queue pushes.
 
-The delivery is committed before the 2xx goes back. Repeated deliveries make no second job (the
-event id is remembered, and jobs are unique per digest). The pull target is built from the
-allowlist: an event naming a host outside it is refused and nothing is fetched.
+The delivery is committed before the 2xx goes back (:mod:`supplychain.intake.batch` shares one
+commit among concurrent requests). Repeated deliveries make no second job: delivery ids and event
+ids are remembered, jobs are unique per digest, and a signed send time older than
+``SUPPLYCHAIN_WEBHOOK_MAX_AGE_SECONDS`` is a replay. The pull target is built from the allowlist:
+an event naming a host outside it is refused and nothing is fetched. Tag-only pushes (Docker Hub,
+Quay, some Artifact Registry notices) are resolved to a digest at the allowlisted registry first.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.orm import Session
-
-from registry_hooks import ADAPTERS, HookAdapter, HookError, PushEvent
-from registry_hooks.auth import BearerTokenAuth, bearer_token
+from registry_hooks import Delivery, HookAdapter, HookError, HookEvent
+from registry_hooks.auth import bearer_token
 from supplychain.access.tokens import TokenStore
 from supplychain.config import Settings
 from supplychain.evidence.database import Database
-from supplychain.evidence.dbutil import audit, insert_ignore
-from supplychain.evidence.models import SeenEvent, WebhookDelivery
-from supplychain.evidence.recorder import record_tag
-from supplychain.interface import ImageTarget
+from supplychain.intake.batch import GroupCommit
+from supplychain.intake.record import COSIGN_TAG, IntakeResult, Received, record, record_batch
+from supplychain.intake.sources import SIGNED_BY_SENDER, Sources, build_sources
 from supplychain.queue.jobs import JobQueue
+from supplychain.reference import ImageReference
+
+__all__ = ["HOOKS_ROUTE", "MAX_BODY", "Intake", "IntakeResult", "Resolver"]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
 HOOKS_ROUTE = "/v1/hooks/{source}"
-COSIGN_TAG = re.compile(r"^sha256-[a-f0-9]{64}(\.(sig|att|sbom))?$")
-"""Tags of cosign's storage scheme and of the OCI referrers tag-schema fallback."""
+FUTURE_SKEW = timedelta(minutes=5)
 
-
-@dataclass(frozen=True)
-class IntakeResult:
-    """What became of one webhook request."""
-
-    status: int
-    """HTTP status to answer."""
-    message: str
-    """Short human-readable outcome."""
-    delivery_id: int | None = None
-    """Stored delivery, when stored."""
-    accepted: int = 0
-    """Events that became new jobs."""
-    duplicates: int = 0
-    """Events already seen or already queued."""
-    refused: tuple[str, ...] = field(default=())
-    """Why events were refused (host not allowed…)."""
-
-
-def _delivery(
-    session: Session,
-    source: str,
-    body: bytes,
-    content_type: str | None,
-    remote: str | None,
-    outcome: str,
-    detail: str | None,
-) -> WebhookDelivery:
-    delivery = WebhookDelivery(
-        source=source,
-        authenticated=True,
-        content_type=content_type,
-        remote_addr=remote,
-        body=body,
-        outcome=outcome,
-        detail=detail,
-        events=0,
-        jobs_created=0,
-    )
-    session.add(delivery)
-    session.flush()
-    return delivery
+Resolver = Callable[[ImageReference], tuple[str, str]]
+"""Resolves a tag at an allowlisted registry: (digest, media type); raises on any failure."""
 
 
 class Intake:
-    """Receives webhook requests for every adapter."""
+    """Receives webhook requests for every source."""
 
     def __init__(
-        self, db: Database, queue: JobQueue, settings: Settings, tokens: TokenStore
+        self,
+        db: Database,
+        queue: JobQueue,
+        settings: Settings,
+        tokens: TokenStore,
+        *,
+        sources: Sources | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.db = db
         self.queue = queue
         self.settings = settings
         self.tokens = tokens
-        self.keys = dict(settings.webhook_keys)
-        if settings.webhook_token and "distribution" not in self.keys:
-            self.keys["distribution"] = settings.webhook_token  # the former shared token
+        self.sources = sources or build_sources(settings)
+        self.resolver = resolver
+        self._batch: GroupCommit[Received, IntakeResult] | None = None
 
-    def _sender(self, adapter: HookAdapter, headers: Mapping[str, str], body: bytes) -> str | None:
-        """Who sent the request: the source's configured key, or a ``webhook`` token issued for
-        this very source; None when neither proves it."""
-        key = self.keys.get(adapter.name)
-        if key is not None and adapter.authenticate(headers, body, key):
-            return adapter.name
-        token = bearer_token(headers) if isinstance(adapter, BearerTokenAuth) else None
-        principal = self.tokens.check(token) if token else None
-        if principal is None or principal.role != "webhook" or principal.source != adapter.name:
-            return None
-        self.tokens.used(principal, f"POST {HOOKS_ROUTE}")
-        return principal.name
+    @property
+    def batch(self) -> GroupCommit[Received, IntakeResult]:
+        """The group commit shared by this process's requests (started on first use)."""
+        if self._batch is None:
+            window = self.settings.intake_batch_ms / 1000
+            committers = 1 if self.settings.is_sqlite else max(1, self.settings.intake_committers)
+            self._batch = GroupCommit(
+                self.db,
+                lambda session, batch: record_batch(session, batch, self.queue),
+                window=window,
+                committers=committers,
+                name="intake",
+            )
+        return self._batch
+
+    def close(self) -> None:
+        """Commit what is queued and stop the group commit."""
+        if self._batch is not None:
+            self._batch.close()
+            self._batch = None
 
     def receive(
         self,
@@ -110,104 +86,170 @@ class Intake:
         body: bytes,
         remote_addr: str | None = None,
     ) -> IntakeResult:
-        """Handle one request to ``/v1/hooks/<source>``; ``headers`` keys are lower case."""
-        adapter = ADAPTERS.get(source)
+        """Handle one request to ``/v1/hooks/<source>`` in its own transaction."""
+        read = self.read(source, headers, body, remote_addr)
+        if isinstance(read, IntakeResult):
+            return read
+        with self.db.session(write=True) as session:
+            return record(session, read, self.queue)
+
+    async def receive_batched(self, read: Received) -> IntakeResult:
+        """Record an already read request in the shared group commit."""
+        return await self.batch.submit(read)
+
+    def read(
+        self, source: str, headers: Mapping[str, str], body: bytes, remote: str | None
+    ) -> Received | IntakeResult:
+        """Authenticate and read a request (``headers`` keys lower case); an
+        :class:`IntakeResult` when it is answered without being stored (404, 401, 413)."""
+        adapter = self.sources.adapters.get(source)
         if adapter is None:
             return IntakeResult(404, f"no webhook adapter named {source!r}")
-        if self._sender(adapter, headers, body) is None:
-            log.warning(
-                "webhook refused: bad credentials", extra={"source": source, "remote": remote_addr}
-            )
-            self.tokens.refused(f"remote:{remote_addr}", f"POST {HOOKS_ROUTE}", "bad credentials")
-            return IntakeResult(
-                401,
-                f"missing or wrong credentials: send a webhook token made for source {source!r} "
-                f"(supplychain tokens create --role webhook --source {source}) or set its key "
-                "in SUPPLYCHAIN_WEBHOOK_KEYS",
-            )
         if len(body) > MAX_BODY:
             return IntakeResult(413, f"body over {MAX_BODY} bytes")
-        content_type = headers.get("content-type")
-        try:
-            events = adapter.parse(body, content_type)
-        except HookError as exc:
-            delivery_id = self._store(
-                source, body, content_type, remote_addr, "malformed", str(exc)
+        sender = self._sender(adapter, headers, body)
+        if sender is None:
+            log.warning(
+                "webhook refused: bad credentials", extra={"source": source, "remote": remote}
             )
-            return IntakeResult(400, f"malformed webhook: {exc}", delivery_id)
-        return self._accept(adapter, events, body, content_type, remote_addr)
+            self.tokens.refused(f"remote:{remote}", f"POST {HOOKS_ROUTE}", "bad credentials")
+            return IntakeResult(401, self._credential_advice(source))
+        return self._read_as(adapter, sender, headers, body, remote)
 
-    def _store(
-        self,
-        source: str,
-        body: bytes,
-        content_type: str | None,
-        remote: str | None,
-        outcome: str,
-        detail: str,
-    ) -> int:
-        with self.db.session(write=True) as session:
-            return _delivery(session, source, body, content_type, remote, outcome, detail).id
+    def read_inline(
+        self, source: str, headers: Mapping[str, str], body: bytes, remote: str | None
+    ) -> Received | IntakeResult | None:
+        """:meth:`read` when it needs no I/O (the source's own key proves the request and every
+        push names its digest): cheap enough for the event loop. None: use :meth:`read` in a
+        thread (token look-up, SNS certificate, OIDC keys, tag resolution)."""
+        adapter = self.sources.adapters.get(source)
+        key = self.sources.keys.get(source)
+        if adapter is None or key is None or source in SIGNED_BY_SENDER or len(body) > MAX_BODY:
+            return None
+        if not adapter.authenticate(headers, body, key):
+            return None
+        try:
+            delivery = adapter.read(headers, body)
+        except HookError:
+            return None
+        if delivery.confirm_url or any(e.digest is None for e in delivery.pushes):
+            return None
+        return self._read_as(adapter, source, headers, body, remote, delivery)
 
-    def _accept(
+    def _read_as(
         self,
         adapter: HookAdapter,
-        events: list[PushEvent],
+        sender: str,
+        headers: Mapping[str, str],
         body: bytes,
-        content_type: str | None,
         remote: str | None,
-    ) -> IntakeResult:
-        accepted = duplicates = 0
-        refused: list[str] = []
-        with self.db.session(write=True) as session:
-            delivery = _delivery(session, adapter.name, body, content_type, remote, "pending", None)
-            delivery.events = len(events)
-            for event in events:
-                host = event.registry
-                if host is None or host not in self.settings.registries:
-                    reason = f"registry {host!r} is not in SUPPLYCHAIN_REGISTRIES"
-                    refused.append(reason)
-                    audit(
-                        session,
-                        adapter.name,
-                        "webhook.refused",
-                        f"{host}/{event.repository}",
-                        reason=reason,
-                    )
-                    continue
-                if event.event_id and not insert_ignore(
-                    session,
-                    SeenEvent,
-                    {"key": f"{adapter.name}:{event.event_id}", "delivery_id": delivery.id},
-                ):
-                    duplicates += 1
-                    continue
-                if event.tag and COSIGN_TAG.match(event.tag):
-                    continue  # a signature, attestation or referrers index: not an image
-                if event.digest is None:
-                    refused.append(f"{event.repository}: event carries no digest")
-                    continue
-                target = ImageTarget(host, event.repository, event.digest, event.tag)
-                if event.tag:
-                    record_tag(session, target, event.tag, source=f"webhook:{adapter.name}")
-                kind = event.job_kind
-                if self.queue.enqueue(session, kind, target):
-                    accepted += 1
-                    audit(
-                        session,
-                        adapter.name,
-                        "job.queued",
-                        target.pinned,
-                        kind=kind,
-                        delivery=delivery.id,
-                    )
-                else:
-                    duplicates += 1
-            delivery.jobs_created = accepted
-            delivery.outcome = (
-                "refused" if refused and not accepted and not duplicates else "accepted"
+        delivery: Delivery | None = None,
+    ) -> Received:
+        source = adapter.name
+        content_type = headers.get("content-type")
+        if delivery is None:
+            try:
+                delivery = adapter.read(headers, body)
+            except HookError as exc:
+                return Received(source, sender, body, content_type, remote, None, str(exc))
+        stale = self._window(delivery)
+        if stale:  # nothing in a replayed delivery is used
+            delivery = Delivery(ignored=stale, delivery_id=delivery.delivery_id)
+        notes = self._confirm(delivery)
+        refusals, digests = self._targets(delivery.events)
+        return Received(
+            source, sender, body, content_type, remote, delivery, None, digests, refusals, notes
+        )
+
+    def _credential_advice(self, source: str) -> str:
+        if source in SIGNED_BY_SENDER:
+            what = (
+                "a message signed by SNS from a topic in SUPPLYCHAIN_SNS_TOPIC_ARNS"
+                if source == "ecr"
+                else "a Pub/Sub OIDC push token for SUPPLYCHAIN_GAR_AUDIENCE from a service "
+                "account in SUPPLYCHAIN_GAR_SERVICE_ACCOUNTS"
             )
-            delivery.detail = "; ".join(refused) or None
-            delivery_id = delivery.id
-        message = f"{accepted} queued, {duplicates} duplicate, {len(refused)} refused"
-        return IntakeResult(202, message, delivery_id, accepted, duplicates, tuple(refused))
+            return f"missing or wrong credentials: source {source!r} accepts only {what}"
+        return (
+            f"missing or wrong credentials: send a webhook token made for source {source!r} "
+            f"(supplychain tokens create --role webhook --source {source}) or set its key "
+            "in SUPPLYCHAIN_WEBHOOK_KEYS"
+        )
+
+    def _sender(self, adapter: HookAdapter, headers: Mapping[str, str], body: bytes) -> str | None:
+        """Who sent the request: the source itself (its key or signature), or a ``webhook``
+        token issued for this very source; None when nothing proves it."""
+        if adapter.name in SIGNED_BY_SENDER:
+            return adapter.name if adapter.authenticate(headers, body, "") else None
+        key = self.sources.keys.get(adapter.name)
+        if key is not None and adapter.authenticate(headers, body, key):
+            return adapter.name
+        token = bearer_token(headers) if self.sources.uses_bearer(adapter.name) else None
+        principal = self.tokens.check(token) if token else None
+        if principal is None or principal.role != "webhook" or principal.source != adapter.name:
+            return None
+        self.tokens.used(principal, f"POST {HOOKS_ROUTE}")
+        return principal.name
+
+    def _window(self, delivery: Delivery) -> tuple[str, ...]:
+        """A reason to drop everything when the sender's signed time is outside the window."""
+        if delivery.signed_at is None:
+            return ()
+        now = datetime.now(UTC)
+        oldest = now - timedelta(seconds=self.settings.webhook_max_age_seconds)
+        if oldest <= delivery.signed_at <= now + FUTURE_SKEW:
+            return ()
+        return (f"signed time {delivery.signed_at.isoformat()} is outside the window: a replay",)
+
+    def _confirm(self, delivery: Delivery) -> tuple[str, ...]:
+        """Visit an SNS subscription's confirmation URL (already checked to be SNS's)."""
+        url = delivery.confirm_url
+        if url is None:
+            return ()
+        if self.sources.confirm is None:
+            return (
+                "SNS subscription confirmations are off (SUPPLYCHAIN_SNS_CONFIRM_SUBSCRIPTIONS)",
+            )
+        try:
+            self.sources.confirm(url)
+        except (OSError, HookError) as exc:
+            return (f"visiting the SNS confirmation URL failed: {type(exc).__name__}",)
+        return ("SNS subscription confirmed",)
+
+    def _targets(
+        self, events: tuple[HookEvent, ...]
+    ) -> tuple[tuple[str | None, ...], tuple[tuple[str | None, str | None], ...]]:
+        """Per event: why it is refused before the database, and the digest resolved for a
+        tag-only push (at an allowlisted registry only)."""
+        refusals: list[str | None] = []
+        digests: list[tuple[str | None, str | None]] = []
+        for event in events:
+            host = event.registry
+            where = f"{host}/{event.repository}"
+            found: tuple[str | None, str | None] = (None, None)
+            refusal: str | None = None
+            if host is None or host not in self.settings.registries:
+                refusal = f"{where}: registry {host!r} is not in SUPPLYCHAIN_REGISTRIES"
+            elif (
+                event.action == "push"
+                and event.digest is None
+                and event.tag is not None
+                and not COSIGN_TAG.match(event.tag)  # ignored later: not worth a fetch
+            ):
+                found, refusal = self._resolve(host, event.repository, event.tag)
+            refusals.append(refusal)
+            digests.append(found)
+        return tuple(refusals), tuple(digests)
+
+    def _resolve(
+        self, host: str, repository: str, tag: str
+    ) -> tuple[tuple[str | None, str | None], str | None]:
+        where = f"{host}/{repository}:{tag}"
+        if self.resolver is None:
+            return (None, None), f"{where}: tag-only event and no registry to resolve it at"
+        try:
+            digest, media_type = self.resolver(ImageReference(host, repository, tag=tag))
+        except Exception as exc:  # registry down, 404, refused redirect: refused, said why
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            return (None, None), f"{where}: cannot resolve the tag at the registry: {reason}"
+        return (digest, media_type), None

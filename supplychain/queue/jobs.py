@@ -16,15 +16,15 @@ retry window. A job failed for good is queued again when asked for after ``faile
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Update, or_, select, update
 from sqlalchemy.orm import Session
 
 from supplychain.evidence.database import Database
-from supplychain.evidence.dbutil import insert_ignore
+from supplychain.evidence.dbutil import insert_ignore_many
 from supplychain.evidence.models import Job, JobClaim, JobFailure, utcnow
 from supplychain.interface import ImageTarget
 from supplychain.queue.wakeup import Wakeup
@@ -99,12 +99,17 @@ class JobQueue:
 
         True when a job was added or requeued.
         """
+        return self.enqueue_many(session, [(kind, target)])[0]
+
+    def enqueue_many(self, session: Session, jobs: Sequence[tuple[str, ImageTarget]]) -> list[bool]:
+        """:meth:`enqueue` for many (kind, target) pairs in one INSERT; per pair, True when a
+        job was added or requeued (a digest named twice is added once)."""
+        if not jobs:
+            return []
         now = utcnow()
-        key = job_key(target)
-        added = insert_ignore(
-            session,
-            Job,
-            {
+        keys = [job_key(target) for _, target in jobs]
+        rows = {
+            key: {
                 "kind": kind,
                 "dedupe_key": key,
                 "host": target.registry,
@@ -118,11 +123,25 @@ class JobQueue:
                 "run_after": now,
                 "created_at": now,
                 "updated_at": now,
-            },
-        )
-        if added:
+            }
+            for key, (kind, target) in reversed(list(zip(keys, jobs, strict=True)))
+        }  # reversed: the first pair naming a digest gives its kind and tag
+        added = insert_ignore_many(session, Job, list(rows.values()), Job.dedupe_key)
+        results: list[bool] = []
+        for key in keys:
+            if key in added:
+                added.discard(key)  # later pairs with the same digest are not new
+                rows.pop(key)
+                results.append(True)
+            else:
+                results.append(key in rows and self._requeue(session, key, now))
+                rows.pop(key, None)  # requeued at most once
+        if any(results):
             self.wakeup.notify_after_commit(session)
-            return True
+        return results
+
+    def _requeue(self, session: Session, key: str, now: datetime) -> bool:
+        """Queue a failed job again once its retry time has come."""
         requeue = (
             update(Job)
             .where(Job.dedupe_key == key, Job.state == "failed", Job.run_after <= now)
@@ -137,10 +156,7 @@ class JobQueue:
             )
             .returning(Job.id)
         )
-        requeued = session.execute(requeue).first() is not None
-        if requeued:
-            self.wakeup.notify_after_commit(session)
-        return requeued
+        return session.execute(requeue).first() is not None
 
     def claim(self, worker: str) -> ClaimedJob | None:
         """Lease the next runnable job to ``worker``, or None when there is none."""

@@ -29,7 +29,7 @@ from functools import partial
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit
 from supplychain.evidence.recorder import record_tag
-from supplychain.intake.webhooks import COSIGN_TAG
+from supplychain.intake.record import COSIGN_TAG
 from supplychain.interface import ImageTarget
 from supplychain.metrics import RECONCILE
 from supplychain.queue.jobs import JobQueue, job_key

@@ -1,0 +1,315 @@
+"""The database half of the intake: store one read delivery and turn its pushes into jobs.
+
+:func:`record` runs inside a write transaction it does not own (one request's, or a group commit
+shared by many): the delivery row, its dedupe keys, jobs, tag moves and audit entries are written
+together and become durable together. Deletions are recorded (delivery and audit), never scanned;
+everything ignored or refused is named in the answer and in the audit log.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.orm import Session
+
+from registry_hooks import Delivery, HookEvent
+from supplychain.evidence.dbutil import audit_many, insert_ignore_many, table_of
+from supplychain.evidence.models import SeenEvent, WebhookDelivery, utcnow
+from supplychain.evidence.recorder import record_tags
+from supplychain.evidence.tlog import touch
+from supplychain.interface import ImageTarget
+from supplychain.queue.jobs import JobQueue
+
+__all__ = ["IntakeResult", "Received", "record", "record_batch"]
+
+COSIGN_TAG = re.compile(r"^sha256-[a-f0-9]{64}(\.(sig|att|sbom))?$")
+"""Tags of cosign's storage scheme and of the OCI referrers tag-schema fallback."""
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """What became of one webhook request."""
+
+    status: int
+    """HTTP status to answer."""
+    message: str
+    """Short human-readable outcome."""
+    delivery_id: int | None = None
+    """Stored delivery, when stored."""
+    accepted: int = 0
+    """Events that became new jobs."""
+    duplicates: int = 0
+    """Events already seen or already queued."""
+    refused: tuple[str, ...] = field(default=())
+    """Why events were refused (host not allowed…)."""
+    ignored: tuple[str, ...] = field(default=())
+    """Why parts of the delivery (or all of it) were ignored."""
+    deleted: int = 0
+    """Deletion events recorded (never scanned)."""
+
+
+@dataclass(frozen=True)
+class Received:
+    """An authenticated request, read by its adapter, ready to be recorded."""
+
+    source: str
+    """Adapter name."""
+    sender: str
+    """Who proved the request: the source itself (its key) or a ``webhook`` token's name."""
+    body: bytes
+    """The body as received (stored for audit)."""
+    content_type: str | None
+    """Its ``Content-Type``."""
+    remote: str | None
+    """Client address."""
+    delivery: Delivery | None
+    """What the adapter read; None when the body was malformed."""
+    error: str | None = None
+    """Why the body could not be read (stored as a ``malformed`` delivery, answered 400)."""
+    digests: tuple[tuple[str | None, str | None], ...] = ()
+    """Per event of :attr:`delivery`: the (digest, media type) resolved at the registry for a
+    tag-only push, or (None, None)."""
+    refusals: tuple[str | None, ...] = ()
+    """Per event: why it is refused before the database (not allowlisted, unresolvable)."""
+    notes: tuple[str, ...] = ()
+    """Reasons found while reading (replayed signed time, subscription confirmed…)."""
+
+
+_Entry = tuple[str, str, str | None, dict[str, Any]]
+
+
+@dataclass
+class _Tally:
+    """What became of one delivery's events, filled in while the batch is written."""
+
+    received: Received
+    delivery_id: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    deleted: int = 0
+    refused: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    def result(self) -> IntakeResult:
+        if self.received.delivery is None:
+            error = self.received.error or "unreadable"
+            return IntakeResult(400, f"malformed webhook: {error}", self.delivery_id)
+        message = (
+            f"{self.accepted} queued, {self.duplicates} duplicate, {self.deleted} deleted, "
+            f"{len(self.refused)} refused, {len(self.ignored)} ignored"
+        )
+        return IntakeResult(
+            202,
+            message,
+            self.delivery_id,
+            self.accepted,
+            self.duplicates,
+            tuple(self.refused),
+            tuple(self.ignored),
+            self.deleted,
+        )
+
+    @property
+    def outcome(self) -> str:
+        if self.received.delivery is None:
+            return "malformed"
+        if self.accepted or self.duplicates or self.deleted:
+            return "accepted"
+        return "refused" if self.refused else "ignored"
+
+
+def record(session: Session, received: Received, queue: JobQueue) -> IntakeResult:
+    """Store ``received`` and queue its pushes, in ``session``'s transaction."""
+    return record_batch(session, [received], queue)[0]
+
+
+def record_batch(
+    session: Session, batch: Sequence[Received], queue: JobQueue
+) -> list[IntakeResult]:
+    """Store many requests and queue their pushes, in ``session``'s transaction, with a fixed
+    number of statements per batch (multi-row INSERTs), not per request."""
+    tallies = [
+        _Tally(r, ignored=[*(r.delivery.ignored if r.delivery else ()), *r.notes]) for r in batch
+    ]
+    _store(session, tallies)
+    entries: list[_Entry] = []
+    fresh = _first_seen(
+        session,
+        [
+            (
+                id(t),
+                f"{t.received.source}:delivery:{t.received.delivery.delivery_id}",
+                t.delivery_id,
+            )
+            for t in tallies
+            if t.received.delivery is not None and t.received.delivery.delivery_id
+        ],
+    )
+    candidates: list[tuple[_Tally, HookEvent, str | None, str | None]] = []
+    for tally in tallies:
+        delivery = tally.received.delivery
+        if delivery is None:
+            continue
+        if delivery.delivery_id and id(tally) not in fresh:
+            tally.ignored.append(
+                f"delivery {delivery.delivery_id!r} was already received: a replay"
+            )
+            continue
+        for index, event in enumerate(delivery.events):
+            found = _screen(tally, index, event, entries)
+            if found is not None:
+                candidates.append((tally, event, *found))
+    seen = _first_seen(
+        session,
+        [
+            (id(c), f"{c[0].received.source}:{c[1].event_id}", c[0].delivery_id)
+            for c in candidates
+            if c[1].event_id
+        ],
+    )
+    moves: list[tuple[ImageTarget, str, str]] = []
+    jobs: list[tuple[_Tally, str, ImageTarget]] = []
+    for candidate in candidates:
+        tally, event, digest, media_type = candidate
+        if event.event_id and id(candidate) not in seen:
+            tally.duplicates += 1
+            continue
+        _use(tally, event, digest, media_type, entries, moves, jobs)
+    record_tags(session, moves)
+    queued = queue.enqueue_many(session, [(kind, target) for _, kind, target in jobs])
+    for (tally, kind, target), added in zip(jobs, queued, strict=True):
+        if added:
+            tally.accepted += 1
+            details = {"kind": kind, "delivery": tally.delivery_id}
+            entries.append((tally.received.source, "job.queued", target.pinned, details))
+        else:
+            tally.duplicates += 1
+    for tally in tallies:
+        if tally.ignored:
+            details = {"delivery": tally.delivery_id, "reasons": tally.ignored}
+            entries.append(
+                (tally.received.sender, "webhook.ignored", tally.received.source, details)
+            )
+    audit_many(session, entries)
+    _finish(session, tallies)
+    return [tally.result() for tally in tallies]
+
+
+def _store(session: Session, tallies: list[_Tally]) -> None:
+    """Insert every delivery row (one INSERT); their ids go into the tallies."""
+    rows = [
+        {
+            "source": t.received.source,
+            "authenticated": True,
+            "content_type": t.received.content_type,
+            "remote_addr": t.received.remote,
+            "body": t.received.body,
+            "outcome": "pending",
+            "detail": None,
+            "events": len(t.received.delivery.events) if t.received.delivery else 0,
+            "jobs_created": 0,
+            "received_at": utcnow(),
+        }
+        for t in tallies
+    ]
+    table = table_of(WebhookDelivery)
+    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    ids = session.connection().execute(statement, rows).scalars().all()
+    for tally, delivery_id in zip(tallies, ids, strict=True):
+        tally.delivery_id = int(delivery_id)
+        # a Core INSERT: name the row to the tamper-evident log (read back, final, at commit)
+        touch(session, "webhook_deliveries", delivery_id)
+
+
+def _finish(session: Session, tallies: list[_Tally]) -> None:
+    """Each delivery's outcome, detail and job count (one executemany UPDATE by primary key)."""
+    rows = []
+    for tally in tallies:
+        reasons = [tally.received.error or ""] if tally.received.delivery is None else []
+        reasons += tally.refused + tally.ignored
+        rows.append(
+            {
+                "delivery": tally.delivery_id,
+                "b_outcome": tally.outcome,
+                "b_detail": "; ".join(reasons)[:4000] or None,
+                "b_jobs": tally.accepted,
+            }
+        )
+    table = table_of(WebhookDelivery)
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("delivery"))
+        .values(
+            outcome=bindparam("b_outcome"),
+            detail=bindparam("b_detail"),
+            jobs_created=bindparam("b_jobs"),
+        )
+    )
+    session.connection().execute(statement, rows)
+
+
+def _first_seen(session: Session, keyed: list[tuple[int, str, int]]) -> set[int]:
+    """Of (ident, dedupe key, delivery id) triples, the idents whose key is new: stored now by
+    the first triple in the batch naming it (one INSERT)."""
+    first: dict[str, tuple[int, int]] = {}
+    for ident, key, delivery_id in keyed:
+        first.setdefault(key[:255], (ident, delivery_id))
+    rows = [{"key": key, "delivery_id": delivery_id} for key, (_, delivery_id) in first.items()]
+    stored = insert_ignore_many(session, SeenEvent, rows)
+    return {first[key][0] for key in stored}
+
+
+def _screen(
+    tally: _Tally, index: int, event: HookEvent, entries: list[_Entry]
+) -> tuple[str | None, str | None] | None:
+    """The resolved (digest, media type) of an event worth deduping, or None when it is
+    refused before that (and why is recorded)."""
+    received = tally.received
+    where = f"{event.registry}/{event.repository}"
+    refusal = received.refusals[index] if index < len(received.refusals) else None
+    if refusal is not None:
+        tally.refused.append(refusal)
+        details = {"reason": refusal, "delivery": tally.delivery_id}
+        entries.append((received.source, "webhook.refused", where, details))
+        return None
+    return received.digests[index] if index < len(received.digests) else (None, None)
+
+
+def _use(
+    tally: _Tally,
+    event: HookEvent,
+    resolved: str | None,
+    media_type: str | None,
+    entries: list[_Entry],
+    moves: list[tuple[ImageTarget, str, str]],
+    jobs: list[tuple[_Tally, str, ImageTarget]],
+) -> None:
+    """A new event: a deletion recorded, a signature tag ignored, or a push to queue."""
+    source = tally.received.source
+    where = f"{event.registry}/{event.repository}"
+    if event.tag and COSIGN_TAG.match(event.tag):
+        tally.ignored.append(f"{where}:{event.tag} is a signature or attestation tag")
+        return
+    digest = event.digest or resolved
+    if event.action == "delete":
+        tally.deleted += 1
+        subject = f"{where}@{digest}" if digest else f"{where}:{event.tag}"
+        details = {"delivery": tally.delivery_id, "tag": event.tag}
+        entries.append((source, "image.deleted", subject, details))
+        return
+    if digest is None:
+        reason = f"{where}: the event carries no digest"
+        tally.refused.append(reason)
+        entries.append(
+            (source, "webhook.refused", where, {"reason": reason, "delivery": tally.delivery_id})
+        )
+        return
+    target = ImageTarget(event.registry or "", event.repository, digest, event.tag)
+    if event.tag:
+        moves.append((target, event.tag, f"webhook:{source}"))
+    typed = event if media_type is None else replace(event, media_type=media_type)
+    jobs.append((tally, typed.job_kind, target))
