@@ -92,6 +92,8 @@ def unsafe_character(value: str) -> str | None:
     separators (Zl, Zp), bidirectional formatting characters (U+202A to U+202E, U+2066 to U+2069,
     U+200E, U+200F, U+061C) and unassigned or private-use code points (Cn, Co, Cs).
     """
+    if value.isascii() and value.isprintable():  # U+0020-U+007E: none of those (C speed)
+        return None
     for index, char in enumerate(value):
         category = unicodedata.category(char)
         if char in _BIDI_CONTROLS:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import re
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +18,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel
 from sqlalchemy import select, text
 
 from registry_hooks.grammar import GrammarError, check_text, valid_digest
@@ -32,10 +30,12 @@ from supplychain.api.admission import admission_router
 from supplychain.api.bodylimit import BodyLimit, BodyTooLarge
 from supplychain.api.errors import GATE_PATH, install_error_handlers
 from supplychain.api.history import history_router
+from supplychain.api.leangate import LeanGate
 from supplychain.api.openapi import OPENAPI_PATH, describe
 from supplychain.api.routemetrics import RouteMetrics
+from supplychain.api.schemas import GateRequest
 from supplychain.api.tokens import tokens_router
-from supplychain.api.waits import MAX_WAIT, Waits
+from supplychain.api.waits import Waits
 from supplychain.api.waivers import waivers_router
 from supplychain.evidence import models
 from supplychain.intake.webhooks import MAX_BODY as MAX_HOOK_BODY
@@ -65,43 +65,6 @@ def body_limit(path: str) -> int:
     return MAX_HOOK_BODY if path.startswith(HOOKS_PATH) else MAX_API_BODY
 
 
-_PART = r"[A-Za-z0-9._-]{1,64}"
-PLATFORM = re.compile(rf"{_PART}/{_PART}(?:/{_PART})?", re.ASCII)
-"""``os/arch[/variant]``, as index entries and image configs state it."""
-
-log = logging.getLogger("supplychain.api")
-
-
-class GateRequest(BaseModel):
-    """Body of ``POST /v1/gate``."""
-
-    image: str = Field(max_length=1024, description="host/repo:tag or host/repo@sha256:…")
-    wait: float | None = Field(
-        default=None,
-        ge=0,
-        le=MAX_WAIT,
-        allow_inf_nan=False,
-        description="seconds to wait while pending (default: SUPPLYCHAIN_GATE_WAIT_SECONDS)",
-    )
-    platform: str | None = Field(default=None, max_length=64, description="os/arch to decide on")
-
-    @field_validator("image")
-    @classmethod
-    def _safe_image(cls, value: str) -> str:
-        """No control or bidi character (the reference grammar is checked by the gate)."""
-        try:
-            return check_text(value, "image", 1024)
-        except GrammarError as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("platform")
-    @classmethod
-    def _platform(cls, value: str | None) -> str | None:
-        if value is not None and PLATFORM.fullmatch(value) is None:
-            raise ValueError("platform must be os/arch[/variant] (letters, digits, . _ -)")
-        return value
-
-
 def reconcile_timer(service: Service) -> ReconcileTimer | None:
     """Started: ``serve``'s reconcile passes, when ``SUPPLYCHAIN_RECONCILE_SECONDS`` is set."""
     interval = service.settings.reconcile_seconds
@@ -110,6 +73,8 @@ def reconcile_timer(service: Service) -> ReconcileTimer | None:
     timer = ReconcileTimer(service.reconciler(), interval)
     timer.start()
     return timer
+
+
 class Readiness(BaseModel):
     """Answer of ``/readyz``: 200 ready, 503 with the problems to fix."""
 
@@ -152,6 +117,13 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         # the environment) on every request, a measurable share of a gate call
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+
+    async def answer_gate(request: GateRequest) -> dict[str, Any]:
+        wait = settings.gate_wait_seconds if request.wait is None else request.wait
+        answer = await waits.answer(service.gate, request.image, wait, request.platform)
+        return answer.to_json()
+
+    app.add_middleware(LeanGate, authorize=authorize, answer=answer_gate)  # innermost
     app.add_middleware(AccessLog)
     app.add_middleware(BodyLimit, limit_for=body_limit)
     app.add_middleware(RouteMetrics)
@@ -208,9 +180,8 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
 
     @app.post(GATE_PATH)
     async def gate(request: GateRequest) -> JSONResponse:
-        wait = settings.gate_wait_seconds if request.wait is None else request.wait
-        answer = await waits.answer(service.gate, request.image, wait, request.platform)
-        return JSONResponse(answer.to_json())
+        # described and validated here; a well-formed call is answered by LeanGate (same parts)
+        return JSONResponse(await answer_gate(request))
 
     @app.get("/v1/verdicts")
     def verdicts(

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from supplychain.api.waits import TooManyWaiters
 from supplychain.decide.gate import GateError
 
-__all__ = ["GATE_PATH", "error_content", "install_error_handlers"]
+__all__ = ["GATE_PATH", "error_content", "handler_for", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,15 @@ HANDLERS: tuple[tuple[type[Exception], Callable[[Request, Any], Awaitable[JSONRe
     (Exception, _internal),
 )
 """Each handler is called only for its exception type (Starlette looks it up by the type)."""
+_BY_TYPE = dict(HANDLERS)
+
+
+def handler_for(exc: Exception) -> Callable[[Request, Any], Awaitable[JSONResponse]]:
+    """The handler of ``exc``: that of its nearest type in :data:`HANDLERS` (as Starlette)."""
+    for cls in type(exc).__mro__:
+        if cls in _BY_TYPE:
+            return _BY_TYPE[cls]
+    return _internal  # not reached: every exception is an Exception
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,16 +1,64 @@
-"""Shapes of the API's answers, for the OpenAPI description (:mod:`supplychain.api.openapi`)."""
+"""Shapes of the API's bodies and answers, for validation and the OpenAPI description
+(:mod:`supplychain.api.openapi`)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, field_validator
 
-__all__ = ["AffectedPage", "DecisionAnswer", "ErrorAnswer", "EventPage", "Kind"]
+from registry_hooks.grammar import GrammarError, check_text
+from supplychain.api.waits import MAX_WAIT
+
+__all__ = [
+    "PLATFORM",
+    "AffectedPage",
+    "DecisionAnswer",
+    "ErrorAnswer",
+    "EventPage",
+    "GateRequest",
+    "Kind",
+]
 
 Kind = Literal["attestation", "gate", "sbom", "scan", "signature", "verdict", "vex", "waiver"]
 """Kinds of history event (:data:`supplychain.history.events.KINDS`)."""
+
+
+_PART = r"[A-Za-z0-9._-]{1,64}"
+PLATFORM = re.compile(rf"{_PART}/{_PART}(?:/{_PART})?", re.ASCII)
+"""``os/arch[/variant]``, as index entries and image configs state it."""
+
+
+class GateRequest(BaseModel):
+    """Body of ``POST /v1/gate``."""
+
+    image: str = Field(max_length=1024, description="host/repo:tag or host/repo@sha256:…")
+    wait: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_WAIT,
+        allow_inf_nan=False,
+        description="seconds to wait while pending (default: SUPPLYCHAIN_GATE_WAIT_SECONDS)",
+    )
+    platform: str | None = Field(default=None, max_length=64, description="os/arch to decide on")
+
+    @field_validator("image")
+    @classmethod
+    def _safe_image(cls, value: str) -> str:
+        """No control or bidi character (the reference grammar is checked by the gate)."""
+        try:
+            return check_text(value, "image", 1024)
+        except GrammarError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str | None) -> str | None:
+        if value is not None and PLATFORM.fullmatch(value) is None:
+            raise ValueError("platform must be os/arch[/variant] (letters, digits, . _ -)")
+        return value
 
 
 class ErrorAnswer(BaseModel):

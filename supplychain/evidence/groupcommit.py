@@ -115,10 +115,12 @@ class GroupCommit:
                     if table.name not in LOGGED:
                         session.execute(insert(table), rows)
                         continue
-                    # the tamper-evident log sees no Core insert: name the new rows to it
+                    # the tamper-evident log sees no Core insert: hand it the new rows as
+                    # stored (RETURNING every column), so it need not read them again
                     (key,) = table.primary_key.columns
-                    for new_key in session.scalars(insert(table).returning(key), rows):
-                        touch(session, table.name, new_key)
+                    inserted = session.execute(insert(table).returning(*table.c), rows)
+                    for row in inserted.mappings():
+                        touch(session, table.name, row[key.name], row)
         except BaseException as exc:  # every caller of the batch learns it was not recorded
             log.warning("group commit of %d writes failed: %s", len(batch), type(exc).__name__)
             for pending in batch:

@@ -188,10 +188,14 @@ def _document(
     return document
 
 
-def touch(session: Session, name: str, key: object) -> None:
-    """Log row ``key`` of table ``name`` (again) when ``session`` commits."""
+def touch(session: Session, name: str, key: object, row: Any = None) -> None:
+    """Log row ``key`` of table ``name`` (again) when ``session`` commits.
+
+    ``row``: the whole row as the database just returned it (``INSERT … RETURNING`` every
+    column), read instead of re-reading it at commit; a later touch without one clears it.
+    """
     if name in LOGGED:
-        session.info.setdefault(PENDING, {})[(name, str(key))] = None
+        session.info.setdefault(PENDING, {})[(name, str(key))] = row
 
 
 def _note(session: Session, instance: object) -> None:
@@ -234,7 +238,8 @@ def _before_commit(session: Session) -> None:
     session.flush()
     pending = session.info.pop(PENDING, None)
     if pending:
-        append(session.connection(), list(pending))
+        known = {key: row for key, row in pending.items() if row is not None}
+        append(session.connection(), list(pending), known=known)
 
 
 def _after_rollback(session: Session) -> None:
@@ -242,13 +247,17 @@ def _after_rollback(session: Session) -> None:
 
 
 def _documents(
-    conn: Connection, keys: list[tuple[str, str]], present: Present
+    conn: Connection,
+    keys: list[tuple[str, str]],
+    present: Present,
+    known: dict[tuple[str, str], Any] | None = None,
 ) -> list[dict[str, object]]:
-    """The leaf documents of ``keys``, in order: one query per table (and per parent's children)."""
-    rows: dict[tuple[str, str], Any] = {}
-    for name in {name for name, _ in keys}:
+    """The leaf documents of ``keys``, in order: one query per table (and per parent's children)
+    for the rows not in ``known``."""
+    rows: dict[tuple[str, str], Any] = dict(known or {})
+    for name in {name for name, key in keys if (name, key) not in rows}:
         table, pk = _table(name), _pk(_table(name))
-        wanted = [_key_value(table, key) for n, key in keys if n == name]
+        wanted = [_key_value(table, key) for n, key in keys if n == name and (n, key) not in rows]
         for start in range(0, len(wanted), 500):
             query = _select(table, present).where(pk.in_(wanted[start : start + 500]))
             for row in conn.execute(query).mappings():
@@ -261,12 +270,19 @@ def _documents(
     ]
 
 
-def append(conn: Connection, keys: Iterable[tuple[str, str]], present: Present = None) -> int:
+def append(
+    conn: Connection,
+    keys: Iterable[tuple[str, str]],
+    present: Present = None,
+    *,
+    known: dict[tuple[str, str], Any] | None = None,
+) -> int:
     """Append leaves for ``keys`` (table, primary key) at the log's end; the first new index.
 
-    The rows are read before the lock is taken; under it only the index is added and hashed.
+    The rows are read before the lock is taken (but those in ``known``, already read in this
+    transaction); under it only the index is added and hashed.
     """
-    documents = _documents(conn, list(keys), present)
+    documents = _documents(conn, list(keys), present, known)
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
     # On SQLite this transaction already wrote the facts, so it holds the database's write lock.
