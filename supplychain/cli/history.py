@@ -21,7 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from supplychain.cli.main import EXIT, EXIT_OTHER, _token
+from supplychain.cli.client import read_token
+from supplychain.cli.main import EXIT, EXIT_OTHER
 
 __all__ = ["add_parser"]
 
@@ -53,7 +54,7 @@ def _get(args: argparse.Namespace, path: str, params: dict[str, Any]) -> tuple[b
     url = f"{_server(args)}{path}" + (f"?{query}" if query else "")
     headers = {}
     try:
-        token = _token(args.token_file)
+        token = read_token(args.token_file)
     except ValueError as exc:
         raise _Failed(str(exc)) from None
     if token:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import signal
@@ -16,6 +15,8 @@ import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from supplychain.cli import client
 
 if TYPE_CHECKING:
     from supplychain.config import Settings
@@ -39,7 +40,6 @@ EXTENSIONS = {
 A command line naming one of them imports that module only: ``supplychain sbom`` does not pay
 for the database, token or signing code the other commands import (a test checks this table
 against what each module adds)."""
-MAX_ANSWER = 4 * 1024 * 1024
 OUTPUTS = ("table", "json", "sarif", "junit", "markdown")
 """``--output`` formats (:mod:`supplychain.report`)."""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -220,46 +220,6 @@ def _print_answer(answer: dict[str, Any], output: str) -> None:
     sys.stdout.write(render(answer, output))
 
 
-def _post_json(
-    url: str, body: dict[str, Any], timeout: float, token: str | None = None
-) -> dict[str, Any]:
-    """POST JSON; the answer as a dict, and any non-2xx answer as ``decision: error``.
-
-    Standard library only: `supplychain gate` runs on every deploy, and importing requests alone
-    costs about as much as the gate's answer.
-    """
-    import urllib.error  # only `gate` and `admit` talk HTTP: other commands start faster
-    import urllib.request
-
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")  # noqa: S310 - caller checks http(s)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            status, data = response.status, response.read(MAX_ANSWER)
-    except urllib.error.HTTPError as error:
-        status, data = error.code, error.read(MAX_ANSWER)
-    return _answer(status, data)
-
-
-def _answer(status: int, data: bytes) -> dict[str, Any]:
-    """The server's answer; fails closed: a non-2xx answer is an error whatever its body says."""
-    try:
-        answer = json.loads(data)
-    except ValueError:  # not JSON (a proxy's error page…), or not UTF-8
-        answer = None
-    if 200 <= status < 300:
-        if isinstance(answer, dict):
-            return answer
-        return {"decision": "error", "error": "gate answered something that is not a JSON object"}
-    reason = answer.get("error") or answer.get("detail") if isinstance(answer, dict) else None
-    if not reason:
-        text = data[:200].decode("utf-8", "replace")
-        reason = "".join(c if c.isprintable() else " " for c in text).strip() or "no reason given"
-    return {"decision": "error", "error": f"gate answered HTTP {status}: {reason}"}
-
-
 def cmd_gate(args: argparse.Namespace) -> int:
     server = args.server or os.environ.get("SUPPLYCHAIN_SERVER", "http://127.0.0.1:8080")
     if not server.startswith(("http://", "https://")):
@@ -273,22 +233,12 @@ def cmd_gate(args: argparse.Namespace) -> int:
         body["platform"] = args.platform
     timeout = (args.wait if args.wait is not None else 600) + 30
     try:
-        token = _token(args.token_file)
-        answer = _post_json(f"{server.rstrip('/')}/v1/gate", body, timeout, token)
+        token = client.read_token(args.token_file)
+        answer = client.post_json(f"{server.rstrip('/')}/v1/gate", body, timeout, token)
     except (OSError, ValueError) as exc:
         answer = {"decision": "error", "error": f"gate unreachable or bad answer: {exc}"}
     _print_answer(answer, args.output)
     return EXIT.get(str(answer.get("decision")), EXIT_OTHER)
-
-
-def _token(token_file: Path | None) -> str | None:
-    """The API token: ``--token-file``'s first line, else ``SUPPLYCHAIN_TOKEN``."""
-    if token_file is None:
-        return os.environ.get("SUPPLYCHAIN_TOKEN", "").strip() or None
-    try:
-        return token_file.read_text(encoding="utf-8").strip().splitlines()[0].strip() or None
-    except (OSError, UnicodeDecodeError, IndexError):
-        raise ValueError(f"--token-file {token_file}: unreadable or empty") from None
 
 
 def cmd_scan(args: argparse.Namespace) -> int:

@@ -14,24 +14,32 @@ entries expanded by then. A rematch rewrites a scan's findings in place, so a sc
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from supplychain.decide.decision import ChildFacts, ImageFacts, IndexFacts
 from supplychain.decide.vex import VexStatement
 from supplychain.evidence import models
 from supplychain.evidence.imageconfig import config_from_row
+from supplychain.evidence.loadrows import (
+    in_chunks,
+    job_failure,
+    latest_scan_id,
+    latest_scans,
+    load_waivers,
+    scan_rows,
+    waivers_many,
+)
 from supplychain.interface import (
     Component,
     Evidence,
     Finding,
     ScanResult,
     SignatureEvidence,
-    Waiver,
 )
 from supplychain.mediatypes import INDEX_MEDIA_TYPES
 
@@ -42,45 +50,8 @@ __all__ = [
     "load_image_facts",
     "load_image_facts_many",
     "load_index_facts",
+    "load_waivers",
 ]
-
-
-def latest_scan_id(
-    session: Session, image: models.Image, *, as_of: datetime | None = None
-) -> int | None:
-    """The id of the image's latest finished scan (finished by ``as_of`` when given)."""
-    query = select(models.Scan.id).where(
-        models.Scan.image_id == image.id, models.Scan.finished_at.is_not(None)
-    )
-    if as_of is not None:
-        query = query.where(models.Scan.finished_at <= as_of)
-    return session.scalars(
-        query.order_by(models.Scan.finished_at.desc(), models.Scan.id.desc()).limit(1)
-    ).first()
-
-
-def _failure(session: Session, image: models.Image, as_of: datetime | None) -> str | None:
-    """The last error of the image's job while it has no scan (failed or waiting to retry);
-    with ``as_of``, the last attempt's failure recorded by then."""
-    job = (
-        models.Job.host == image.host,
-        models.Job.repository == image.repository,
-        models.Job.digest == image.digest,
-    )
-    if as_of is not None:
-        return session.scalars(
-            select(models.JobFailure.reason)
-            .join(models.Job, models.Job.id == models.JobFailure.job_id)
-            .where(*job, models.JobFailure.at <= as_of)
-            .order_by(models.JobFailure.at.desc(), models.JobFailure.id.desc())
-            .limit(1)
-        ).first()
-    return session.scalars(
-        select(models.Job.last_error)
-        .where(*job, models.Job.last_error.is_not(None))
-        .order_by(models.Job.updated_at.desc())
-        .limit(1)
-    ).first()
 
 
 def cvss_score(cvss: object) -> float | None:
@@ -97,103 +68,6 @@ def cvss_score(cvss: object) -> float | None:
     return max(scores) if scores else None
 
 
-def load_waivers(
-    session: Session, image: models.Image, *, as_of: datetime | None = None
-) -> tuple[Waiver, ...]:
-    """The waivers that may cover ``image`` (its digest's, and every repository pattern's),
-    revoked ones left out (with ``as_of``: created by then and not revoked by then); which apply
-    at a given time is the decision's to say."""
-    return _waivers(session, [image.digest], as_of)[image.digest]
-
-
-def _waivers(
-    session: Session, digests: Sequence[str], as_of: datetime | None = None
-) -> dict[str, tuple[Waiver, ...]]:
-    """:func:`load_waivers` for several image digests, in one query."""
-    scope = models.Waiver.digest.in_(sorted(set(digests))) | models.Waiver.repository.is_not(None)
-    live: ColumnElement[bool]
-    if as_of is None:
-        live = models.Waiver.revoked_at.is_(None)
-    else:
-        live = (models.Waiver.created_at <= as_of) & (
-            models.Waiver.revoked_at.is_(None) | (models.Waiver.revoked_at > as_of)
-        )
-    rows = session.scalars(
-        select(models.Waiver).where(live, scope).order_by(models.Waiver.id)
-    ).all()
-    waivers = [
-        Waiver(
-            w.id,
-            w.digest,
-            w.repository,
-            w.cve,
-            w.package,
-            w.rule,
-            w.owner,
-            w.reason,
-            w.ticket,
-            w.expires_at,
-            w.justification,
-        )
-        for w in rows
-    ]
-    return {
-        d: tuple(w for w in waivers if w.repository is not None or w.digest == d) for d in digests
-    }
-
-
-def _in_chunks(ids: Sequence[Any], size: int = 500) -> Iterator[list[Any]]:
-    for start in range(0, len(ids), size):
-        yield list(ids[start : start + size])
-
-
-def _latest_scans(
-    session: Session, image_ids: Sequence[int], as_of: datetime | None = None
-) -> dict[int, int]:
-    """:func:`latest_scan_id` for several images, in one query per 500."""
-    found: dict[int, int] = {}
-    finished: ColumnElement[bool] = models.Scan.finished_at.is_not(None)
-    if as_of is not None:
-        finished = finished & (models.Scan.finished_at <= as_of)
-    for ids in _in_chunks(sorted(set(image_ids))):
-        ranked = (
-            select(
-                models.Scan.image_id,
-                models.Scan.id,
-                func.row_number()
-                .over(
-                    partition_by=models.Scan.image_id,
-                    order_by=(models.Scan.finished_at.desc(), models.Scan.id.desc()),
-                )
-                .label("rank"),
-            )
-            .where(models.Scan.image_id.in_(ids), finished)
-            .subquery()
-        )
-        found.update(
-            (int(i), int(s))
-            for i, s in session.execute(
-                select(ranked.c.image_id, ranked.c.id).where(ranked.c.rank == 1)
-            )
-        )
-    return found
-
-
-def _scan_rows(
-    session: Session, model: Any, columns: Sequence[str], scan_ids: Sequence[int]
-) -> dict[int, list[Any]]:
-    """The ``columns`` of ``model``'s rows for ``scan_ids`` by scan id, in id order (rows, not
-    ORM objects: tens of thousands of components load without building an object each)."""
-    out: dict[int, list[Any]] = {}
-    selected = [getattr(model, name) for name in ("scan_id", *columns)]
-    for ids in _in_chunks(sorted(set(scan_ids))):
-        for row in session.execute(
-            select(*selected).where(model.scan_id.in_(ids)).order_by(model.id)
-        ):
-            out.setdefault(row.scan_id, []).append(row)
-    return out
-
-
 def load_image_facts(
     session: Session, image: models.Image, *, as_of: datetime | None = None
 ) -> ImageFacts:
@@ -207,9 +81,9 @@ def load_image_facts_many(
     """:func:`load_image_facts` for several image manifests, by image id: a few queries for all
     of them (rematching thousands of images), never one set per image."""
     digests = [image.digest for image in images]
-    waivers = _waivers(session, digests, as_of)
+    waivers = waivers_many(session, digests, as_of)
     vex: dict[str, list[VexStatement]] = {}
-    for chunk in _in_chunks(sorted(set(digests))):
+    for chunk in in_chunks(sorted(set(digests))):
         known: ColumnElement[bool] = models.VexStatement.product.in_(chunk)
         if as_of is not None:
             known = known & (models.VexStatement.created_at <= as_of)
@@ -219,10 +93,10 @@ def load_image_facts_many(
             vex.setdefault(r.product, []).append(
                 VexStatement(r.vuln_id, r.product, r.subcomponent, r.status, r.justification, {})
             )
-    latest = _latest_scans(session, [image.id for image in images], as_of)
+    latest = latest_scans(session, [image.id for image in images], as_of)
     scan_ids = sorted(set(latest.values()))
     scans: dict[int, tuple[Any, ...]] = {}
-    for ids in _in_chunks(scan_ids):
+    for ids in in_chunks(scan_ids):
         for row in session.execute(
             select(
                 models.Scan.id,
@@ -235,12 +109,10 @@ def load_image_facts_many(
             ).where(models.Scan.id.in_(ids))
         ):
             scans[int(row[0])] = tuple(row)
-    findings = _scan_rows(session, models.Finding, _FINDING, scan_ids)
-    components = _scan_rows(session, models.Component, _COMPONENT, scan_ids)
-    signatures = _scan_rows(session, models.Signature, _SIGNATURE, scan_ids)
-    attestations = _scan_rows(
-        session, models.Attestation, (*_SIGNATURE, "predicate_type"), scan_ids
-    )
+    findings = scan_rows(session, models.Finding, _FINDING, scan_ids)
+    components = scan_rows(session, models.Component, _COMPONENT, scan_ids)
+    signatures = scan_rows(session, models.Signature, _SIGNATURE, scan_ids)
+    attestations = scan_rows(session, models.Attestation, (*_SIGNATURE, "predicate_type"), scan_ids)
     out: dict[int, ImageFacts] = {}
     for image in images:
         subject = f"{image.host}/{image.repository}"
@@ -249,7 +121,7 @@ def load_image_facts_many(
         if scan_id is None:
             empty = Evidence(None, None, None, (), subject, image.digest, (), waivers[image.digest])
             out[image.id] = ImageFacts(
-                image.digest, empty, statements, _failure(session, image, as_of)
+                image.digest, empty, statements, job_failure(session, image, as_of)
             )
             continue
         _, scanner, version, db_updated_at, db_digest, finished_at, config = scans[scan_id]

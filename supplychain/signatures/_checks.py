@@ -1,9 +1,6 @@
-"""Checks shared by the Sigstore verifiers: signer identity, Rekor entry bodies, X.509 chains.
+"""Checks shared by the Sigstore verifiers: the verifying key, Rekor entry bodies, X.509 chains.
 
-Identity matching follows cosign's ``--certificate-*`` flags. A Fulcio certificate names
-the signer in its Subject Alternative Name (an e-mail address, a URI such as a CI workflow,
-or Sigstore's ``OtherName`` username) and the OIDC issuer that vouched for it in extension
-1.3.6.1.4.1.57264.1.8 (DER UTF8String) or, on older certificates, 1.3.6.1.4.1.57264.1.1.
+Signer identity (cosign's ``--certificate-*`` flags) is checked in :mod:`._identity`.
 """
 
 from __future__ import annotations
@@ -13,15 +10,14 @@ import binascii
 import hashlib
 import hmac
 import json
-import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import rfc8785
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -31,156 +27,18 @@ from cryptography.x509.verification import (
 from cryptography.x509.verification import (
     VerificationError as X509VerificationError,
 )
-from rfc3161_client import TimeStampResponse, VerifierBuilder
+from rfc3161_client import TimeStampResponse, VerifierBuilder, decode_timestamp_response
 from rfc3161_client import VerificationError as Rfc3161VerificationError
 from sigstore import dsse
 from sigstore._internal.sct import verify_sct
 from sigstore._internal.timestamp import TimestampSource, TimestampVerificationResult
 from sigstore._internal.trust import KeyringPurpose
+from sigstore._utils import KeyID
+from sigstore.errors import Error as SigstoreError
 from sigstore.errors import MetadataError, VerificationError
 from sigstore.models import Bundle, TrustedRoot
 from sigstore.verify import Verifier
 from sigstore.verify.policy import VerificationPolicy
-
-_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
-_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
-_OTHERNAME_USERNAME = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
-
-
-@dataclass(frozen=True)
-class IdentityPolicy:
-    """Who must have signed, like cosign's ``--certificate-identity(-regexp)`` and
-    ``--certificate-oidc-issuer(-regexp)``.
-
-    At least one of ``identity``/``identity_regexp`` and one of ``issuer``/``issuer_regexp``
-    is required (else ``ValueError``, as for a malformed regular expression). Regular
-    expressions must match the whole value (``re.fullmatch``), which is stricter than
-    cosign's unanchored Go ``regexp.MatchString``: a pattern cannot be satisfied by a longer,
-    attacker-chosen identity.
-    """
-
-    identity: str | None = None
-    """Exact expected SAN (e-mail, URI or Sigstore username)."""
-    identity_regexp: str | None = None
-    """Regular expression the SAN must fully match."""
-    issuer: str | None = None
-    """Exact expected OIDC issuer URL."""
-    issuer_regexp: str | None = None
-    """Regular expression the OIDC issuer must fully match."""
-
-    def __post_init__(self) -> None:
-        if self.identity is None and self.identity_regexp is None:
-            raise ValueError("IdentityPolicy needs identity or identity_regexp")
-        if self.issuer is None and self.issuer_regexp is None:
-            raise ValueError("IdentityPolicy needs issuer or issuer_regexp")
-        for pattern in (self.identity_regexp, self.issuer_regexp):
-            try:
-                re.compile(pattern or "")
-            except re.error as exc:
-                raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
-
-    @classmethod
-    def from_flags(
-        cls,
-        identity: str | None,
-        identity_regexp: str | None,
-        issuer: str | None,
-        issuer_regexp: str | None,
-    ) -> tuple[IdentityPolicy, ...]:
-        """The policy cosign's four flags describe; none when no identity is given."""
-        if not identity and not identity_regexp:
-            return ()
-        return (
-            cls(identity or None, identity_regexp or None, issuer or None, issuer_regexp or None),
-        )
-
-
-def _der_utf8(value: bytes) -> str | None:
-    """Decode a DER UTF8String (tag 0x0C, short or long definite length)."""
-    if len(value) < 2 or value[0] != 0x0C:
-        return None
-    length, offset = value[1], 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or len(value) < 2 + count:
-            return None
-        length, offset = int.from_bytes(value[2 : 2 + count], "big"), 2 + count
-    if len(value) != offset + length:
-        return None
-    try:
-        return value[offset:].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def certificate_issuer(cert: x509.Certificate) -> str | None:
-    """The OIDC issuer recorded in a Fulcio certificate, or None."""
-    try:
-        ext = cert.extensions.get_extension_for_oid(_ISSUER_V2).value
-        if isinstance(ext, x509.UnrecognizedExtension):
-            return _der_utf8(ext.value)
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        ext = cert.extensions.get_extension_for_oid(_ISSUER_V1).value
-    except x509.ExtensionNotFound:
-        return None
-    if isinstance(ext, x509.UnrecognizedExtension):
-        try:
-            return ext.value.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    return None
-
-
-def certificate_identities(cert: x509.Certificate) -> list[str]:
-    """All signer identities in the certificate's SAN (e-mails, URIs, Sigstore usernames)."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    names: list[str] = list(san.get_values_for_type(x509.RFC822Name))
-    names += san.get_values_for_type(x509.UniformResourceIdentifier)
-    for other in san.get_values_for_type(x509.OtherName):
-        if other.type_id == _OTHERNAME_USERNAME:
-            decoded = _der_utf8(other.value)
-            if decoded is not None:
-                names.append(decoded)
-    return names
-
-
-def _matches(value: str, exact: str | None, pattern: str | None) -> bool:
-    if exact is not None and not hmac.compare_digest(value.encode(), exact.encode()):
-        return False
-    return pattern is None or re.fullmatch(pattern, value) is not None
-
-
-class CertificateIdentityPolicy:
-    """A sigstore-python ``VerificationPolicy`` enforcing an :class:`IdentityPolicy`."""
-
-    def __init__(self, policy: IdentityPolicy) -> None:
-        self._policy = policy
-
-    def verify(self, cert: x509.Certificate) -> None:
-        """Raise ``VerificationError`` unless the certificate's issuer and identity match."""
-        signer_identity(cert, self._policy)
-
-
-def signer_identity(cert: x509.Certificate, policy: IdentityPolicy) -> str:
-    """Return ``"identity (issuer)"`` when the certificate matches, else raise.
-
-    Raises ``sigstore.errors.VerificationError`` naming what did not match.
-    """
-    issuer = certificate_issuer(cert)
-    if issuer is None:
-        raise VerificationError("certificate has no OIDC issuer extension")
-    if not _matches(issuer, policy.issuer, policy.issuer_regexp):
-        raise VerificationError(f"issuer mismatch: certificate issuer is {issuer!r}")
-    identities = certificate_identities(cert)
-    for identity in identities:
-        if _matches(identity, policy.identity, policy.identity_regexp):
-            return f"{identity} ({issuer})"
-    raise VerificationError(f"identity mismatch: certificate identities are {identities!r}")
 
 
 def verifier_der(pem: bytes) -> bytes | None:
@@ -410,3 +268,59 @@ class ConformantVerifier(Verifier):
         if mismatch is not None:
             raise VerificationError(mismatch)
         return payload_type, payload
+
+
+def verify_rekor_set(
+    bundle_json: bytes,
+    root: TrustedRoot,
+    payload: bytes,
+    signature: bytes,
+    cert: x509.Certificate,
+) -> datetime | str:
+    """The integrated time of a verified cosign Rekor bundle, or why it does not verify.
+
+    The SET is the log's signature over the RFC 8785 canonical JSON of ``Payload`` (cosign
+    ``VerifySET``); the entry body must be the hashedrekord of this payload, signature and
+    certificate.
+    """
+    try:
+        document = json.loads(bundle_json)
+        entry = document["Payload"]
+        body_b64, integrated = entry["body"], entry["integratedTime"]
+        log_id, log_index = entry["logID"], entry["logIndex"]
+        set_signature = base64.b64decode(document["SignedEntryTimestamp"], validate=True)
+        body = base64.b64decode(body_b64, validate=True)
+        key_id = bytes.fromhex(log_id)
+        if not all(isinstance(v, int) and v >= 0 for v in (integrated, log_index)):
+            raise ValueError("integratedTime and logIndex must be non-negative integers")
+        canonical = rfc8785.dumps(
+            {"body": body_b64, "integratedTime": integrated, "logID": log_id, "logIndex": log_index}
+        )
+    except (ValueError, KeyError, TypeError, rfc8785.CanonicalizationError) as exc:
+        return f"malformed Rekor bundle: {exc}"
+    try:
+        root.rekor_keyring(KeyringPurpose.VERIFY).verify(
+            key_id=KeyID(key_id), signature=set_signature, data=canonical
+        )
+    except SigstoreError:
+        return "Rekor SET does not verify with any trusted transparency log key"
+    mismatch = rekor_body_mismatch(
+        body,
+        kind="hashedrekord",
+        signature=signature,
+        sha256=hashlib.sha256(payload).digest(),
+        verifier=cert.public_bytes(serialization.Encoding.DER),
+    )
+    if mismatch is not None:
+        return mismatch
+    return datetime.fromtimestamp(integrated, tz=UTC)
+
+
+def verify_rfc3161(response: bytes, root: TrustedRoot, signature: bytes) -> datetime | None:
+    """The time of an RFC 3161 timestamp over ``signature`` from a trusted TSA, or None."""
+    try:
+        decoded = decode_timestamp_response(response)
+    except ValueError:
+        return None
+    result = ConformantVerifier(trusted_root=root)._verify_signed_timestamp(decoded, signature)
+    return None if result is None else result.time

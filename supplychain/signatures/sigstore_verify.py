@@ -10,7 +10,8 @@ sigstore-python 4.x does not verify, are checked here with the same sigstore-pyt
 verification (Merkle inclusion proof, signed checkpoint, SET) and ``cryptography``.
 Cosign's legacy ``.sig`` annotations (certificate, chain, Rekor bundle) cannot become a
 sigstore-python bundle (it requires an inclusion proof, which they lack), so their
-certificate chain, SET and Rekor entry are checked here with helpers from :mod:`._checks`.
+certificate chain, SET and Rekor entry are checked here with helpers from :mod:`._checks`
+(signer identity: :mod:`._identity`).
 
 Besides its public API this module relies on a few sigstore-python 4.5 internals (log-entry
 and SCT verification, keyring lookup, ``Verifier`` hooks); pin ``sigstore>=4.5,<4.6``.
@@ -26,15 +27,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import rfc8785
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from rfc3161_client import decode_timestamp_response
 from sigstore._internal.trust import KeyringPurpose
-from sigstore._utils import KeyID
 from sigstore.errors import Error as SigstoreError
 from sigstore.hashes import Hashed
 from sigstore.models import (
@@ -48,13 +46,17 @@ from sigstore_models.bundle.v1 import Bundle as BundleMessage
 from sigstore_models.common.v1 import HashAlgorithm
 
 from supplychain.signatures._checks import (
-    CertificateIdentityPolicy,
     ConformantVerifier,
-    IdentityPolicy,
     rekor_body_mismatch,
-    signer_identity,
     verified_chain,
     verifier_der,
+    verify_rekor_set,
+    verify_rfc3161,
+)
+from supplychain.signatures._identity import (
+    CertificateIdentityPolicy,
+    IdentityPolicy,
+    signer_identity,
 )
 
 __all__ = [
@@ -338,12 +340,12 @@ def verify_cosign_keyless(
         return _fail("signature does not verify with the certificate's key")
     times: list[datetime] = []
     if rekor_bundle_json is not None:
-        integrated = _verify_rekor_set(rekor_bundle_json, root, payload, signature, cert)
+        integrated = verify_rekor_set(rekor_bundle_json, root, payload, signature, cert)
         if isinstance(integrated, str):
             return _fail(integrated)
         times.append(integrated)
     if rfc3161_timestamp is not None:
-        stamped = _verify_rfc3161(rfc3161_timestamp, root, signature)
+        stamped = verify_rfc3161(rfc3161_timestamp, root, signature)
         if stamped is None:
             return _fail("RFC 3161 timestamp does not verify against a trusted TSA")
         times.append(stamped)
@@ -365,59 +367,3 @@ def verify_cosign_keyless(
         signer=signer,
         signed_at=min(times),
     )
-
-
-def _verify_rekor_set(
-    bundle_json: bytes,
-    root: TrustedRoot,
-    payload: bytes,
-    signature: bytes,
-    cert: x509.Certificate,
-) -> datetime | str:
-    """The integrated time of a verified cosign Rekor bundle, or why it does not verify.
-
-    The SET is the log's signature over the RFC 8785 canonical JSON of ``Payload`` (cosign
-    ``VerifySET``); the entry body must be the hashedrekord of this payload, signature and
-    certificate.
-    """
-    try:
-        document = json.loads(bundle_json)
-        entry = document["Payload"]
-        body_b64, integrated = entry["body"], entry["integratedTime"]
-        log_id, log_index = entry["logID"], entry["logIndex"]
-        set_signature = base64.b64decode(document["SignedEntryTimestamp"], validate=True)
-        body = base64.b64decode(body_b64, validate=True)
-        key_id = bytes.fromhex(log_id)
-        if not all(isinstance(v, int) and v >= 0 for v in (integrated, log_index)):
-            raise ValueError("integratedTime and logIndex must be non-negative integers")
-        canonical = rfc8785.dumps(
-            {"body": body_b64, "integratedTime": integrated, "logID": log_id, "logIndex": log_index}
-        )
-    except (ValueError, KeyError, TypeError, rfc8785.CanonicalizationError) as exc:
-        return f"malformed Rekor bundle: {exc}"
-    try:
-        root.rekor_keyring(KeyringPurpose.VERIFY).verify(
-            key_id=KeyID(key_id), signature=set_signature, data=canonical
-        )
-    except SigstoreError:
-        return "Rekor SET does not verify with any trusted transparency log key"
-    mismatch = rekor_body_mismatch(
-        body,
-        kind="hashedrekord",
-        signature=signature,
-        sha256=hashlib.sha256(payload).digest(),
-        verifier=cert.public_bytes(serialization.Encoding.DER),
-    )
-    if mismatch is not None:
-        return mismatch
-    return datetime.fromtimestamp(integrated, tz=UTC)
-
-
-def _verify_rfc3161(response: bytes, root: TrustedRoot, signature: bytes) -> datetime | None:
-    """The time of an RFC 3161 timestamp over ``signature`` from a trusted TSA, or None."""
-    try:
-        decoded = decode_timestamp_response(response)
-    except ValueError:
-        return None
-    result = ConformantVerifier(trusted_root=root)._verify_signed_timestamp(decoded, signature)
-    return None if result is None else result.time
