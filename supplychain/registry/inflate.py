@@ -91,8 +91,9 @@ class LayerInflater:
             self._queue.put(None)
 
     def _run(self) -> None:
-        fd, name = tempfile.mkstemp(prefix=".inflate-", dir=self._directory)
+        name = ""
         try:
+            fd, name = tempfile.mkstemp(prefix=".inflate-", dir=self._directory)
             with os.fdopen(fd, "wb") as out:
                 digest = self._inflate(out)
             if self._failed.is_set():
@@ -109,13 +110,14 @@ class LayerInflater:
             self._failed.set()
             with contextlib.suppress(OSError):
                 os.unlink(name)
-            while not self._ended and self._queue.get() is not None:  # the feeder never blocks
-                pass
         except BaseException:
             self._failed.set()
             with contextlib.suppress(OSError):
                 os.unlink(name)
             raise
+        finally:
+            while not self._ended:  # drain after a failure: the feeder never blocks
+                self._ended = self._queue.get() is None
 
     def _inflate(self, out: IO[bytes]) -> str:
         """Inflate the queued chunks (gzip members one after another) into ``out``; the hex
