@@ -47,6 +47,9 @@ class Layer:
     """Size in bytes of the blob."""
     path: Path
     """The verified blob in the content-addressed cache."""
+    plain: Path | None = None
+    """The layer as an uncompressed tar, inflated while it was pulled and hashed to the diff_id
+    the image config states for it; None when there is none (see supplychain.registry.inflate)."""
 
 
 @dataclass(frozen=True)

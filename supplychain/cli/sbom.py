@@ -80,8 +80,11 @@ def _pull(
     finally:
         client.close()
     # Every blob was verified against its digest as it was pulled (or when the cache served it):
-    # the SBOM does not hash it again.
-    layers = [LayerInput(layer.digest, layer.path, verified=True) for layer in image.layers]
+    # the SBOM does not hash it again, and reads the plain tar the pull inflated (hashed to its
+    # diff_id) where there is one.
+    layers = [
+        LayerInput(layer.digest, layer.plain or layer.path, verified=True) for layer in image.layers
+    ]
     return layers, ImageInfo(ref.name, digest, ref.tag, ref.name)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -171,8 +172,18 @@ class RegistryClient:
         """True when the registry has a manifest under ``reference`` (one verified GET)."""
         return self.try_get_manifest(registry, repository, reference) is not None
 
-    def get_blob(self, registry: str, repository: str, digest: str, size: int) -> Path:
-        """The verified blob in the cache, fetched when missing; ``size`` is the descriptor's."""
+    def get_blob(
+        self,
+        registry: str,
+        repository: str,
+        digest: str,
+        size: int,
+        tee: Callable[[bytes], None] | None = None,
+    ) -> Path:
+        """The verified blob in the cache, fetched when missing; ``size`` is the descriptor's.
+
+        ``tee`` is handed each downloaded chunk too, in order, before the blob is verified (a
+        cache hit hands it nothing): it must trust nothing until this returns."""
         self.base_url(registry)  # the allowlist applies to cache hits too
         check_digest(digest)
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -197,7 +208,10 @@ class RegistryClient:
                 raise DigestMismatchError(
                     f"{where}: Content-Length {length}, its descriptor states {size}"
                 )
-            return self.cache.put_stream(digest, response.iter_content(_CHUNK), size)
+            chunks: Iterable[bytes] = response.iter_content(_CHUNK)
+            if tee is not None:
+                chunks = _teed(chunks, tee)
+            return self.cache.put_stream(digest, chunks, size)
 
     def head_manifest(self, registry: str, repository: str, reference: str) -> Descriptor:
         """What ``reference`` names now, by one ``HEAD`` (no body is read).
@@ -362,6 +376,12 @@ class RegistryClient:
             f"refusing redirect from {origin} to {netloc[:255]}: not an allowlisted registry "
             "or redirect host"
         )
+
+
+def _teed(chunks: Iterable[bytes], tee: Callable[[bytes], None]) -> Iterator[bytes]:
+    for chunk in chunks:
+        tee(chunk)
+        yield chunk
 
 
 def check_status(response: requests.Response, what: str) -> None:

@@ -55,7 +55,9 @@ class OwnCataloger(Cataloger):
         self.workers = workers
 
     def catalog(self, image: PulledImage) -> Sbom:
-        layers = [LayerInput(layer.digest, layer.path) for layer in image.layers]
+        # the plain copy the pull inflated (hashed to its diff_id) saves inflating it again;
+        # the per-layer cache stays keyed by the pulled digest
+        layers = [LayerInput(layer.digest, layer.plain or layer.path) for layer in image.layers]
         try:
             result = generate_sbom(
                 layers,

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sysconfig
 import tempfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +40,7 @@ from supplychain.interface import (
 )
 from supplychain.jsonutil import json_object
 from supplychain.stages.children import CHILDREN
+from supplychain.stages.plainlayout import plain_layout, restore_layers
 
 __all__ = [
     "TrivyCataloger",
@@ -194,10 +196,11 @@ class TrivyRunner:
             self._digests = {key: digest}  # the newest DB only (workers share the runner)
         return digest
 
-    def scan_report(self, args: list[str]) -> ScanResult:
+    def scan_report(self, args: list[str], layers: Mapping[str, str] | None = None) -> ScanResult:
         """Run ``trivy ARGS --format json`` on one DB snapshot; findings with that DB's provenance.
 
-        A missing DB is an error (never a scan that finds nothing).
+        A missing DB is an error (never a scan that finds nothing). ``layers`` maps the layer
+        digests Trivy saw to the ones to report (:mod:`supplychain.stages.plainlayout`).
         """
         snapshot = self.snapshot()
         if not (snapshot / "db" / "trivy.db").is_file() and (
@@ -227,7 +230,11 @@ class TrivyRunner:
                     f"no Trivy vulnerability DB installed, and Trivy's own download "
                     f"failed ({exc}): {advice}"
                 ) from None
-            findings = parse_report(json_object(report, "trivy json output", ScanError))
+            parsed = json_object(report, "trivy json output", ScanError)
+            if layers:
+                restore_layers(parsed, layers)
+                report = json.dumps(parsed, indent=2).encode()
+            findings = parse_report(parsed)
             # without a DB before the run, Trivy downloaded one: read it now
             version, (updated, digest) = early.result() if early else provenance()
         if digest is None:
@@ -296,8 +303,15 @@ class TrivyScanner(Scanner):
     uses_sbom = False  # Trivy reads the layout itself
 
     def scan(self, image: PulledImage, sbom: Sbom | None) -> ScanResult:
-        args = ["image", "--input", str(image.layout_dir), "--scanners", "vuln,secret"]
-        return self.runner.scan_report(args)
+        """Trivy over the layout with the layers the pull inflated (half of Trivy's work is
+        inflating them), or over the layout as pulled when there are none; the findings are
+        the same, layer digests included (:mod:`supplychain.stages.plainlayout`)."""
+        with tempfile.TemporaryDirectory(prefix=".trivy-", dir=image.layout_dir) as work:
+            plain = Path(work)
+            layers = plain_layout(image, plain)
+            layout = plain if layers is not None else image.layout_dir
+            args = ["image", "--input", str(layout), "--scanners", "vuln,secret"]
+            return self.runner.scan_report(args, layers)
 
 
 @dataclass(frozen=True)

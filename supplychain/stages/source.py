@@ -6,6 +6,8 @@ and queues each platform manifest as its own target.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,20 +25,33 @@ from supplychain.registry.client import RegistryClient
 from supplychain.registry.errors import BlobTooLargeError, NotAnImageError, RegistryError
 from supplychain.registry.index import descriptor as _descriptor
 from supplychain.registry.index import platform_of as _platform
+from supplychain.registry.inflate import LayerInflater
 from supplychain.registry.layout import write_layout
 
 __all__ = ["MAX_CONFIG_BYTES", "MAX_LAYERS", "RegistrySource", "image_manifest"]
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 MAX_LAYERS = 1000
+_GZIP_TYPES = (
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+)
 
 
 class RegistrySource(ImageSource):
-    """Pulls through ``client`` into ``work_root/<hex>-<random>`` (the caller removes it)."""
+    """Pulls through ``client`` into ``work_root/<hex>-<random>`` (the caller removes it).
 
-    def __init__(self, client: RegistryClient, work_root: Path) -> None:
+    Gzip layers are inflated while they download (:mod:`supplychain.registry.inflate`), up to
+    ``max_layer_bytes`` each; the verified copies land in ``blobs/.inflated`` of the layout
+    under their diff_ids and are named by :attr:`Layer.plain`.
+    """
+
+    def __init__(
+        self, client: RegistryClient, work_root: Path, *, max_layer_bytes: int = 8 * 1024**3
+    ) -> None:
         self.client = client
         self.work_root = Path(work_root)
+        self.max_layer_bytes = max_layer_bytes
 
     def pull(self, target: ImageTarget) -> PulledImage:
         hexdigest = check_digest(target.digest)
@@ -58,14 +73,43 @@ class RegistrySource(ImageSource):
         work = Path(tempfile.mkdtemp(prefix=f"{hexdigest}-", dir=self.work_root))
         try:
             with client.cache.pin() as keep:
-                blobs: list[tuple[str, Path]] = []
+                keep(config_desc[1])
+                config_path = client.get_blob(
+                    target.registry, target.repository, config_desc[1], config_desc[2]
+                )
+                blobs: list[tuple[str, Path]] = [(config_desc[1], config_path)]
                 layers: list[Layer] = []
-                for media_type, digest, size in [config_desc, *layer_descs]:
-                    keep(digest)
-                    path = client.get_blob(target.registry, target.repository, digest, size)
-                    blobs.append((digest, path))
-                    if len(blobs) > 1:
+                diff_ids = _diff_ids(config_path.read_bytes(), len(layer_descs))
+                plain_dir = work / "blobs" / ".inflated"  # beside the layout's own blobs
+                plain_dir.mkdir(parents=True)
+                inflaters: list[LayerInflater | None] = []
+                try:
+                    for (media_type, digest, size), diff_id in zip(
+                        layer_descs, diff_ids, strict=True
+                    ):
+                        keep(digest)
+                        inflater = None
+                        if diff_id is not None and media_type in _GZIP_TYPES:
+                            inflater = LayerInflater(diff_id, plain_dir, self.max_layer_bytes)
+                        inflaters.append(inflater)
+                        tee = inflater.feed if inflater is not None else None
+                        path = client.get_blob(
+                            target.registry, target.repository, digest, size, tee
+                        )
+                        if inflater is not None and inflater.fed != size:
+                            inflater.abandon()  # a cache hit: the blob was not streamed
+                        blobs.append((digest, path))
                         layers.append(Layer(digest, media_type, size, path))
+                except BaseException:
+                    for item in inflaters:
+                        if item is not None:
+                            item.abandon()
+                            item.result()
+                    raise
+                layers = [
+                    dataclasses.replace(layer, plain=item.result()) if item is not None else layer
+                    for layer, item in zip(layers, inflaters, strict=True)
+                ]
                 config = blobs[0][1].read_bytes()
                 write_layout(
                     work,
@@ -93,6 +137,18 @@ class RegistrySource(ImageSource):
             layers=tuple(layers),
             layout_dir=work,
         )
+
+
+def _diff_ids(config: bytes, count: int) -> list[str | None]:
+    """The config's ``rootfs.diff_ids`` when it states one valid digest per layer, else Nones
+    (no layer is inflated then: the pull itself does not depend on them)."""
+    try:
+        found = json.loads(config)["rootfs"]["diff_ids"]
+        if isinstance(found, list) and len(found) == count:
+            return [item if check_digest(item) else None for item in found]
+    except (ValueError, KeyError, TypeError, RegistryError):
+        pass
+    return [None] * count
 
 
 def image_manifest(
