@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Decision = Literal["allow", "deny", "pending"]
 
@@ -243,6 +243,18 @@ class ImageConfig:
     """``WorkingDir``."""
     labels: tuple[tuple[str, str], ...] = ()
     """``Labels``, sorted by name."""
+
+    def as_json(self) -> dict[str, Any]:
+        """As JSON: stored in ``scans.image_config``, and the Rego input's ``config``."""
+        return {
+            "user": self.user,
+            "exposed_ports": list(self.exposed_ports),
+            "env_names": list(self.env_names),
+            "entrypoint": list(self.entrypoint),
+            "cmd": list(self.cmd),
+            "working_dir": self.working_dir,
+            "labels": dict(self.labels),
+        }
 
 
 @dataclass(frozen=True)

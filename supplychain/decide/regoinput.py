@@ -50,17 +50,7 @@ def policy_input(evidence: Evidence, now: datetime) -> dict[str, Any]:
             "name": subject,
             "digest": evidence.digest,
         },
-        "config": None
-        if config is None
-        else {
-            "user": config.user,
-            "exposed_ports": list(config.exposed_ports),
-            "env_names": list(config.env_names),
-            "entrypoint": list(config.entrypoint),
-            "cmd": list(config.cmd),
-            "working_dir": config.working_dir,
-            "labels": dict(config.labels),
-        },
+        "config": None if config is None else config.as_json(),
         "scan": None
         if scan is None
         else {

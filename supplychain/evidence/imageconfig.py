@@ -62,15 +62,7 @@ def config_to_row(config: ImageConfig | None) -> dict[str, Any] | None:
     """The JSON stored in ``scans.image_config``."""
     if config is None:
         return None
-    return {
-        "user": config.user,
-        "exposed_ports": list(config.exposed_ports),
-        "env_names": list(config.env_names),
-        "entrypoint": list(config.entrypoint),
-        "cmd": list(config.cmd),
-        "working_dir": config.working_dir,
-        "labels": dict(config.labels),
-    }
+    return config.as_json()
 
 
 def config_from_row(row: dict[str, Any] | None) -> ImageConfig | None:
