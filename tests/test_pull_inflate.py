@@ -11,9 +11,12 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import os
 import tarfile
 from pathlib import Path
+
+import pytest
 
 from supplychain.interface import ImageTarget
 from supplychain.registry.inflate import LayerInflater
@@ -71,6 +74,20 @@ def test_a_decompression_bomb_is_stopped_at_the_limit(tmp_path: Path) -> None:
     assert len(bomb) < 1 << 20
     assert _inflate(bomb, _digest(b""), tmp_path, max_bytes=8 << 20) is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bomb_under_the_size_limit_is_stopped_by_its_ratio(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bomb = gzip.compress(bytes(256 << 20), 9)  # ratio ~1000: past 100 times its size + 64 MiB
+    with caplog.at_level(logging.INFO, logger="supplychain.registry.inflate"):
+        assert _inflate(bomb, _digest(bytes(256 << 20)), tmp_path, max_bytes=1 << 30) is None
+    assert "more than 100 times its size" in caplog.text
+    assert list(tmp_path.iterdir()) == []
+    # the same ratio within the slack (a small, very compressible layer) is still inflated
+    small = bytes(32 << 20)
+    kept = _inflate(gzip.compress(small, 9), _digest(small), tmp_path)
+    assert kept is not None and kept.stat().st_size == len(small)
 
 
 def test_an_abandoned_download_keeps_nothing(tmp_path: Path) -> None:

@@ -12,8 +12,10 @@ The copy is an optimisation only and never trusted on its own: it is kept when t
 bytes hash to the ``diff_id`` the image config states for the layer (and the blob itself
 verified against its digest, which the pull checks), and abandoned, silently falling back to the
 blob as pulled, when they do not, when the stream is not gzip or is corrupt, or when it inflates
-past ``max_bytes`` (a decompression bomb stops here at that size, and the readers of the pulled
-blob keep their own limits: sbom/guard.py).
+past ``max_bytes`` or past ``_RATIO`` times the compressed bytes read so far (plus ``_SLACK``): a
+decompression bomb stops there, having written at most that much to the work directory, and the
+readers of the pulled blob keep their own limits (sbom/guard.py). A real layer rarely inflates
+more than tenfold; one that does is only scanned compressed, as before this optimisation.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ _IsalError = cast("type[Exception]", isal_zlib.error)  # isal types it as an ins
 _OUT = 1 << 20  # bytes inflated per call: memory stays bounded whatever the ratio
 _QUEUED = 32  # chunks waiting at most (the pull's chunks are 256 KiB: 8 MiB per layer)
 _GZIP = 31  # wbits: a gzip member
+_RATIO = 100  # inflated bytes per compressed byte read, at most (gzip's own maximum is ~1032)
+_SLACK = 64 << 20  # bytes any layer may inflate to whatever its ratio
 
 
 class _Abandoned(Exception):
@@ -124,13 +128,14 @@ class LayerInflater:
         SHA-256 of what was written."""
         write = out.write
         sha = hashlib.sha256()
-        size = 0
+        size = consumed = 0
         member = isal_zlib.decompressobj(_GZIP)
         started = False  # the current member has had input
         while (chunk := self._queue.get()) is not None:
             if self._failed.is_set():
                 continue
             data = chunk
+            consumed += len(chunk)
             started = True
             while True:
                 piece = member.decompress(data, _OUT)
@@ -138,6 +143,8 @@ class LayerInflater:
                     size += len(piece)
                     if size > self._max_bytes:
                         raise _Abandoned(f"inflates past {self._max_bytes} bytes")
+                    if size > _SLACK + _RATIO * consumed:
+                        raise _Abandoned(f"inflates more than {_RATIO} times its size")
                     sha.update(piece)
                     write(piece)
                 if member.eof:
