@@ -141,6 +141,7 @@ def one_run(kind: str, work: Path, args: argparse.Namespace) -> dict[str, float]
             "SUPPLYCHAIN_REGISTRIES": REGISTRY,
             "SUPPLYCHAIN_TRIVY_OFFLINE": "true",
             "SUPPLYCHAIN_INTAKE_BATCH_MS": str(args.batch_ms),
+            "SUPPLYCHAIN_INTAKE_COMMITTERS": str(args.committers),
         }
     )
     if kind == "sqlite":
@@ -212,6 +213,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--processes", type=int, default=1, help="serve's HTTP processes")
     parser.add_argument("--log-level", default="INFO", help="serve's (INFO logs each request)")
+    parser.add_argument(
+        "--committers", type=int, default=4, help="SUPPLYCHAIN_INTAKE_COMMITTERS (PostgreSQL)"
+    )
     parser.add_argument("--batch-ms", type=float, default=2.0, help="SUPPLYCHAIN_INTAKE_BATCH_MS")
     args = parser.parse_args()
     if shutil.which("wrk") is None:

@@ -15,7 +15,7 @@ from supplychain.decide.decider import Decider
 from supplychain.decide.gate import Gate
 from supplychain.decide.policy import RulesPolicy, load_policy
 from supplychain.evidence.database import Database
-from supplychain.evidence.groupcommit import GroupCommit
+from supplychain.evidence.groupcommit import GroupCommit, insert_facts
 from supplychain.intake.webhooks import Intake
 from supplychain.interface import Verdict
 from supplychain.queue.jobs import Backoff, JobQueue
@@ -182,7 +182,14 @@ def build_service(
     # The gate's answers: flushed per batch, or (gate_commit=fast) on a second engine whose
     # commits do not wait for the flush (docs/operations.md, "The gate under load").
     answers = db if settings.gate_commit == "durable" else Database(db.url, flush=False)
-    gate = Gate(db, client, queue, decider, registries, recorder=GroupCommit(answers))
+    gate = Gate(
+        db,
+        client,
+        queue,
+        decider,
+        registries,
+        recorder=GroupCommit(answers, insert_facts, name="gate"),
+    )
     issuer = signing_issuer(settings, client)
     return Service(
         settings, db, queue, client, pipeline, intake, gate, trivy, decider, tokens, issuer

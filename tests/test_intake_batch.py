@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from supplychain.access.tokens import TokenStore
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit
+from supplychain.evidence.groupcommit import GroupCommit
 from supplychain.evidence.models import AuditEntry, Job, SeenEvent, WebhookDelivery
 from supplychain.evidence.tlogcheck import verify
-from supplychain.intake.batch import GroupCommit
 from supplychain.intake.record import IntakeResult, Received, record_batch
 from supplychain.intake.webhooks import Intake
 from supplychain.queue.jobs import JobQueue

@@ -62,6 +62,8 @@ CSV: dict[int | str, dict[str, Any]] = {
 }
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 JSON_DOCUMENT = {"schema": {"type": "object", "description": "the JSON document as stored"}}
+
+
 def _download_responses(*media_types: str) -> dict[int | str, dict[str, Any]]:
     return {
         200: {

@@ -18,6 +18,7 @@ record the tag, queue what is missing.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,7 +32,7 @@ from supplychain.evidence import models
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit, audit_values
 from supplychain.evidence.factcache import FactCache
-from supplychain.evidence.groupcommit import GroupCommit
+from supplychain.evidence.groupcommit import GroupCommit, Row, insert_facts
 from supplychain.evidence.load import latest_scan_id
 from supplychain.evidence.models import utcnow
 from supplychain.evidence.recorder import find_image, record_tag, upsert_image, verdict_values
@@ -104,7 +105,7 @@ class Gate:
         decider: Decider,
         allowed: frozenset[str],
         *,
-        recorder: GroupCommit | None = None,
+        recorder: GroupCommit[Sequence[Row], None] | None = None,
     ) -> None:
         self.db = db
         self.client = client
@@ -113,7 +114,7 @@ class Gate:
         self.allowed = allowed
         self.facts = FactCache()
         """Facts of scanned images, checked against the database on every call."""
-        self.recorder = recorder or GroupCommit(db)
+        self.recorder = recorder or GroupCommit(db, insert_facts, name="gate")
         """Records the answers, many per transaction."""
 
     def decide(self, image: str, *, wait: float = 0.0, platform: str | None = None) -> GateAnswer:
@@ -220,7 +221,7 @@ class Gate:
         entry = audit_values(
             "gate", "gate.answered", image, decision=verdict.decision, digest=digest
         )
-        self.recorder.write([(models.Verdict, verdict_row), (models.AuditEntry, entry)])
+        self.recorder.call([(models.Verdict, verdict_row), (models.AuditEntry, entry)])
         GATE.labels(decision=verdict.decision).inc()
         GATE_SECONDS.observe(elapsed / 1000)
         return GateAnswer(

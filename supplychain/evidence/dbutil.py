@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import QueryableAttribute, Session
 
+from supplychain.evidence.bulk import insert_rows
 from supplychain.evidence.models import AuditEntry, Base
-from supplychain.evidence.tlog import touch
+from supplychain.evidence.tlog import LOGGED, touch
 
 
 def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
@@ -41,19 +42,17 @@ def insert_ignore_many(
     ``returning`` column's values (default the primary key) of the rows inserted."""
     if not rows:
         return set()
-    table = model.__table__
-    assert isinstance(table, Table)  # noqa: S101 - declarative models always have a Table
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    column: Any = returning if returning is not None else next(iter(table.primary_key.columns))
-    statement = module.insert(table).on_conflict_do_nothing().returning(column)
-    # executemany: one compiled (and cached) statement; SQLAlchemy sends the rows as
-    # multi-row INSERTs ("insertmanyvalues") and gathers what each returned.
-    added = set(session.connection().execute(statement, list(rows)).scalars())
-    if returning is None:  # Core INSERTs: name the new rows to the tamper-evident log
-        for key in added:
-            touch(session, table.name, key)
-    return added
+    table = table_of(model)
+    logged = table.name in LOGGED
+    key = next(iter(table.primary_key.columns))
+    column = key if returning is None else table.c[returning.key]
+    # every column of a logged table's new rows: the log need not read them again
+    wanted = list(table.c) if logged else [column]
+    found = insert_rows(session.connection(), table, rows, skip_conflicts=True, returning=wanted)
+    if logged:  # Core INSERTs: name the new rows to the tamper-evident log
+        for row in found:
+            touch(session, table.name, row[key.name], row)
+    return {row[column.key] for row in found}
 
 
 def audit_many(
@@ -75,8 +74,8 @@ def insert_logged(session: Session, model: type[Base], rows: Sequence[dict[str, 
         return
     table = table_of(model)
     (key,) = table.primary_key.columns
-    for new_key in session.connection().execute(insert(table).returning(key), list(rows)).scalars():
-        touch(session, table.name, new_key)
+    for row in insert_rows(session.connection(), table, rows, returning=list(table.c)):
+        touch(session, table.name, row[key.name], row)
 
 
 def audit(session: Session, actor: str, action: str, subject: str | None, **details: Any) -> None:

@@ -1,131 +1,221 @@
-"""Group commit: many callers' rows written in one transaction, each caller waiting for it.
+"""Group commit: many callers' writes share one transaction, each answered after it commits.
 
-The gate records every answer (a verdict row and an audit row) before it is sent. One commit per
-answer costs a write lock and a sync each; under load the callers queue on the lock. Here each
-caller hands its write to one writer thread and waits; the writer takes everything queued,
-runs it in one ``Database.session(write=True)`` and commits once, then releases every caller of
-that batch. No waiting window is added: while one batch commits, the next one gathers.
+A caller hands its item of work to :meth:`GroupCommit.submit` (from the event loop) or
+:meth:`GroupCommit.call` (from a worker thread) and waits. A committer thread takes every item
+waiting, hands them all to the batch function (which writes them with as few statements as it
+can: one multi-row statement per table) in one write transaction, commits once, then settles
+each caller: the writes are durable before the caller is answered, and N callers cost one
+commit (one fsync/WAL flush) instead of N. At low load a unit runs alone with no added wait;
+under load the units that arrive while a commit is in flight form the next batch (optionally
+waiting ``window`` seconds for more).
 
-Callers hand over rows to insert (a Core ``executemany`` per table, no ORM unit of work). A
-caller returns only after its rows are committed, so no answer is sent unrecorded. When the
-commit fails, every caller of the batch gets the exception (the gate then answers an error,
-never a decision): a failed batch is not retried, its callers retry if they wish.
+If a batch fails, it is rolled back and every item is run again in its own transaction, so an
+item that fails (a constraint, a bug) fails alone and the others still commit. The batch
+function must therefore have no side effects outside the session.
+
+Used by the webhook intake (deliveries and their jobs) and the gate (its answers). Written here
+rather than taken from a library: SQLAlchemy and the drivers offer no group commit, and
+PostgreSQL's ``commit_delay`` groups WAL flushes across sessions but still pays one round-trip
+transaction per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Table, insert
+from sqlalchemy.orm import Session
 
+from supplychain.evidence.bulk import insert_rows
 from supplychain.evidence.database import Database
+from supplychain.evidence.dbutil import table_of
 from supplychain.evidence.models import Base
 from supplychain.evidence.tlog import LOGGED, touch
 
-__all__ = ["GroupCommit"]
+__all__ = ["BatchClosed", "GroupCommit", "Row", "insert_facts"]
 
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 log = logging.getLogger(__name__)
 
 Row = tuple[type[Base], dict[str, Any]]
 """A model and the column values of one row to insert."""
 
-MAX_BATCH = 256
-"""Writes committed together at most."""
+
+class BatchClosed(RuntimeError):
+    """Work was submitted after :meth:`GroupCommit.close`."""
 
 
-@dataclass(frozen=True)
-class _Pending:
-    """One caller's write and the future it waits on."""
-
-    rows: Sequence[Row]
-    """The caller's rows."""
-    done: Future[None]
-    """Set when the batch is committed (or with the exception that stopped it)."""
+@dataclass
+class _Unit(Generic[ItemT, ResultT]):
+    item: ItemT
+    future: asyncio.Future[ResultT] | Future[ResultT]
+    loop: asyncio.AbstractEventLoop | None
+    """The caller's event loop; None for a thread waiting on a concurrent future."""
 
 
-class GroupCommit:
-    """One writer thread committing the writes queued by many callers, batch by batch."""
+class GroupCommit(Generic[ItemT, ResultT]):
+    """Writes submitted items with ``run(session, items) -> results`` (one result per item, in
+    order) in shared write transactions."""
 
-    def __init__(self, db: Database, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        run: Callable[[Session, list[ItemT]], list[ResultT]],
+        *,
+        window: float = 0.0,
+        max_batch: int = 256,
+        committers: int = 1,
+        name: str = "group-commit",
+    ) -> None:
         self.db = db
-        self.timeout = timeout
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self.run = run
+        self.window = window
+        self.max_batch = max_batch
         self.batches = 0
-        """Batches committed (for tests and the benchmark)."""
+        """Transactions committed so far (for tests and metrics)."""
+        self.units = 0
+        """Units committed so far."""
+        self._queue: queue.SimpleQueue[_Unit[ItemT, ResultT] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"{name}-{index}", daemon=True)
+            for index in range(max(1, committers))
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def write(self, rows: Sequence[Row]) -> None:
-        """Insert ``rows`` in the next batch's transaction; return once it is committed."""
-        pending = _Pending(rows, Future())
-        self._ensure_thread()
-        self._queue.put(pending)
-        pending.done.result(timeout=self.timeout)
+    async def submit(self, item: ItemT) -> ResultT:
+        """Write ``item`` in a shared transaction; its result once that has committed."""
+        if self._closed:
+            raise BatchClosed("the group commit is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ResultT] = loop.create_future()
+        self._queue.put(_Unit(item, future, loop))
+        return await future
+
+    def call(self, item: ItemT, timeout: float | None = 30.0) -> ResultT:
+        """:meth:`submit` for a caller in a thread: blocks until the item's batch committed
+        (or raises what stopped it, or :class:`TimeoutError` after ``timeout`` s)."""
+        if self._closed:
+            raise BatchClosed("the group commit is closed")
+        future: Future[ResultT] = Future()
+        self._queue.put(_Unit(item, future, None))
+        return future.result(timeout=timeout)
 
     def close(self) -> None:
-        """Stop the writer once the writes queued so far are committed."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
+        """Finish the queued work, then stop the committer threads."""
+        self._closed = True
+        for _ in self._threads:
             self._queue.put(None)
+        for thread in self._threads:
             thread.join()
 
-    def _ensure_thread(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
-                self._thread.start()
+    def _take(self) -> list[_Unit[ItemT, ResultT]] | None:
+        first = self._queue.get()
+        if first is None:
+            return None
+        units = [first]
+        deadline = time.monotonic() + self.window
+        while len(units) < self.max_batch:
+            try:
+                remaining = deadline - time.monotonic()
+                unit = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
+            except queue.Empty:
+                break
+            if unit is None:
+                self._queue.put(None)  # keep the stop signal for this thread's next turn
+                break
+            units.append(unit)
+        return units
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._commit(batch)
-            if stop:
-                return
+    def _loop(self) -> None:
+        while (units := self._take()) is not None:
+            try:
+                results = self._commit(units)
+            except Exception:  # one transaction failed: isolate the unit that broke it
+                log.warning("group commit of %d units failed; retrying each alone", len(units))
+                for unit in units:
+                    self._run_alone(unit)
+                continue
+            self.batches += 1
+            self.units += len(units)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+            for unit, result in zip(units, results, strict=True):
+                if unit.loop is None:
+                    _settle(unit.future, result, None)
+                else:
+                    by_loop.setdefault(unit.loop, []).append((unit.future, result))  # type: ignore[arg-type]
+            for loop, settled in by_loop.items():  # one wake-up of each loop per batch
+                loop.call_soon_threadsafe(_settle_all, settled)
 
-    def _commit(self, batch: list[_Pending]) -> None:
-        tables: dict[type[Base], list[dict[str, Any]]] = {}
-        for pending in batch:
-            for model, values in pending.rows:
-                tables.setdefault(model, []).append(values)
+    def _commit(self, units: list[_Unit[ItemT, ResultT]]) -> list[ResultT]:
+        with self.db.session(write=True) as session:
+            results = self.run(session, [unit.item for unit in units])
+            if len(results) != len(units):  # before the commit: rolled back
+                raise RuntimeError("the batch function returned a result count unlike its items")
+        return results
+
+    def _run_alone(self, unit: _Unit[ItemT, ResultT]) -> None:
         try:
-            with self.db.session(write=True) as session:
-                for model, rows in tables.items():  # one executemany per table
-                    table = model.__table__
-                    assert isinstance(table, Table)  # noqa: S101 - declarative models have one
-                    if table.name not in LOGGED:
-                        session.execute(insert(table), rows)
-                        continue
-                    # the tamper-evident log sees no Core insert: hand it the new rows as
-                    # stored (RETURNING every column), so it need not read them again
-                    (key,) = table.primary_key.columns
-                    inserted = session.execute(insert(table).returning(*table.c), rows)
-                    for row in inserted.mappings():
-                        touch(session, table.name, row[key.name], row)
-        except BaseException as exc:  # every caller of the batch learns it was not recorded
-            log.warning("group commit of %d writes failed: %s", len(batch), type(exc).__name__)
-            for pending in batch:
-                pending.done.set_exception(exc)
+            result = self._commit([unit])[0]
+        except Exception as exc:  # the unit's own failure, reported to its caller
+            _deliver(unit, None, exc)
             return
         self.batches += 1
-        for pending in batch:
-            pending.done.set_result(None)
+        self.units += 1
+        _deliver(unit, result, None)
+
+
+def _deliver(unit: _Unit[Any, Any], result: Any, error: BaseException | None) -> None:
+    if unit.loop is None:
+        _settle(unit.future, result, error)
+    else:
+        unit.loop.call_soon_threadsafe(_settle, unit.future, result, error)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, result in settled:
+        _settle(future, result, None)
+
+
+def _settle(
+    future: asyncio.Future[Any] | Future[Any], result: Any, error: BaseException | None
+) -> None:
+    if future.done():  # the caller was cancelled (client gone); its writes stand
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def insert_facts(session: Session, writes: list[Sequence[Row]]) -> list[None]:
+    """A batch function inserting each caller's rows: one statement per table for the whole
+    batch, new rows of logged tables named to the tamper-evident log as the database stored
+    them (so it need not read them again)."""
+    tables: dict[type[Base], list[dict[str, Any]]] = {}
+    for rows in writes:
+        for model, values in rows:
+            tables.setdefault(model, []).append(values)
+    connection = session.connection()
+    for model, values_list in tables.items():
+        table = table_of(model)
+        if table.name not in LOGGED:
+            insert_rows(connection, table, values_list)
+            continue
+        (key,) = table.primary_key.columns
+        for row in insert_rows(connection, table, values_list, returning=list(table.c)):
+            touch(session, table.name, row[key.name], row)
+    return [None] * len(writes)

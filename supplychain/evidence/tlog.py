@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, event, func, insert, select, text
+from sqlalchemy import Column, Connection, Table, event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from supplychain.evidence import models
+from supplychain.evidence.bulk import insert_rows
 from supplychain.evidence.merkle import leaf_hash
 
 __all__ = [
@@ -297,8 +298,7 @@ def append(
         }
         for offset, document in enumerate(documents)
     ]
-    if rows:
-        conn.execute(insert(leaves), rows)
+    insert_rows(conn, leaves, rows)
     return start
 
 

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from registry_hooks import Delivery, HookEvent
+from supplychain.evidence.bulk import insert_rows, update_rows
 from supplychain.evidence.dbutil import audit_many, insert_ignore_many, table_of
 from supplychain.evidence.models import SeenEvent, WebhookDelivery, utcnow
 from supplychain.evidence.recorder import record_tags
@@ -217,12 +217,9 @@ def _store(session: Session, tallies: list[_Tally]) -> None:
         for t in tallies
     ]
     table = table_of(WebhookDelivery)
-    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    ids = session.connection().execute(statement, rows).scalars().all()
-    for tally, delivery_id in zip(tallies, ids, strict=True):
-        tally.delivery_id = int(delivery_id)
-        # a Core INSERT: name the row to the tamper-evident log (read back, final, at commit)
-        touch(session, "webhook_deliveries", delivery_id)
+    stored = insert_rows(session.connection(), table, rows, returning=[table.c.id])
+    for tally, row in zip(tallies, stored, strict=True):
+        tally.delivery_id = int(row["id"])
 
 
 def _finish(session: Session, tallies: list[_Tally]) -> None:
@@ -233,23 +230,21 @@ def _finish(session: Session, tallies: list[_Tally]) -> None:
         reasons += tally.refused + tally.ignored
         rows.append(
             {
-                "delivery": tally.delivery_id,
-                "b_outcome": tally.outcome,
-                "b_detail": "; ".join(reasons)[:4000] or None,
-                "b_jobs": tally.accepted,
+                "id": tally.delivery_id,
+                "outcome": tally.outcome,
+                "detail": "; ".join(reasons)[:4000] or None,
+                "jobs_created": tally.accepted,
             }
         )
     table = table_of(WebhookDelivery)
-    statement = (
-        update(table)
-        .where(table.c.id == bindparam("delivery"))
-        .values(
-            outcome=bindparam("b_outcome"),
-            detail=bindparam("b_detail"),
-            jobs_created=bindparam("b_jobs"),
-        )
-    )
-    session.connection().execute(statement, rows)
+    final = {
+        row["id"]: row
+        for row in update_rows(session.connection(), table, "id", rows, returning=True)
+    }
+    for tally in tallies:
+        # a Core write: name the row, final now, to the tamper-evident log (re-read at commit
+        # where the database returned nothing: SQLite)
+        touch(session, "webhook_deliveries", tally.delivery_id, final.get(tally.delivery_id))
 
 
 def _first_seen(session: Session, keyed: list[tuple[int, str, int]]) -> set[int]:

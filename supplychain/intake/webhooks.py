@@ -1,7 +1,8 @@
 """Webhook intake: authenticate, read with the source's adapter, store durably, queue pushes.
 
-The delivery is committed before the 2xx goes back (:mod:`supplychain.intake.batch` shares one
-commit among concurrent requests). Repeated deliveries make no second job: delivery ids and event
+The delivery is committed before the 2xx goes back (a
+:class:`~supplychain.evidence.groupcommit.GroupCommit` shares one commit among concurrent
+requests). Repeated deliveries make no second job: delivery ids and event
 ids are remembered, jobs are unique per digest, and a signed send time older than
 ``SUPPLYCHAIN_WEBHOOK_MAX_AGE_SECONDS`` is a replay. The pull target is built from the allowlist:
 an event naming a host outside it is refused and nothing is fetched. Tag-only pushes (Docker Hub,
@@ -19,7 +20,7 @@ from registry_hooks.auth import bearer_token
 from supplychain.access.tokens import TokenStore
 from supplychain.config import Settings
 from supplychain.evidence.database import Database
-from supplychain.intake.batch import GroupCommit
+from supplychain.evidence.groupcommit import GroupCommit
 from supplychain.intake.record import COSIGN_TAG, IntakeResult, Received, record, record_batch
 from supplychain.intake.sources import SIGNED_BY_SENDER, Sources, build_sources
 from supplychain.queue.jobs import JobQueue

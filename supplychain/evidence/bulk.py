@@ -1,0 +1,186 @@
+"""Many rows in one statement whose SQL text does not depend on how many rows there are.
+
+SQLAlchemy sends an ``executemany`` INSERT as multi-row ``VALUES`` lists ("insertmanyvalues"):
+a new SQL text for every row count, which the driver must parse again (psycopg caches and
+prepares only repeated, short texts), and an UPDATE or an INSERT without RETURNING as one
+statement per row. On PostgreSQL the rows here go as one array per column instead, expanded by
+``unnest(…) WITH ORDINALITY``: one short, constant statement per table, prepared once per
+connection, its parameters adapted by the driver's binary dumpers. On SQLite (in-process, no
+round trip, no statement parsing worth saving) the plain executemany is kept.
+
+Hand-written because neither SQLAlchemy nor psycopg offers it: psycopg's ``COPY`` cannot say
+``ON CONFLICT`` or ``RETURNING``, and SQLAlchemy's own bulk paths are the ones described above.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Insert,
+    RowMapping,
+    Table,
+    Text,
+    Update,
+    bindparam,
+    cast,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import ARRAY, TypeEngine
+
+__all__ = ["insert_rows", "update_rows"]
+
+Rows = Sequence[Mapping[str, Any]]
+
+
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    rows: Rows,
+    *,
+    skip_conflicts: bool = False,
+    returning: Sequence[Column[Any]] = (),
+) -> list[RowMapping]:
+    """INSERT ``rows`` (each naming the same columns) in one statement; the ``returning``
+    columns of the rows inserted, in the order given (a row skipped for a conflict, with
+    ``skip_conflicts``, returns nothing)."""
+    if not rows:
+        return []
+    _same_columns(rows)
+    rows = _with_defaults(table, rows)
+    names = tuple(rows[0])
+    if conn.dialect.name != "postgresql":
+        plain: Insert = sqlite.insert(table)
+        if skip_conflicts:
+            plain = sqlite.insert(table).on_conflict_do_nothing()
+        if not returning:
+            conn.execute(plain, list(rows))
+            return []
+        found = conn.execute(plain.returning(*returning, sort_by_parameter_order=True), list(rows))
+        return list(found.mappings())
+    statement = _pg_insert(table, names, skip_conflicts, tuple(c.name for c in returning))
+    result = conn.execute(statement, _arrays(table, names, rows))
+    if not returning:
+        return []
+    stored = list(result.mappings())
+    keys = list(table.primary_key.columns)
+    serial = (
+        len(keys) == 1 and keys[0].autoincrement is not False and keys[0].type.python_type is int
+    )
+    if serial and stored and keys[0].name in stored[0]:
+        # serial keys are drawn as the ordered SELECT yields the rows: key order is input order
+        stored.sort(key=lambda row: row[keys[0].name])
+    return stored
+
+
+def update_rows(
+    conn: Connection,
+    table: Table,
+    key: str,
+    rows: Rows,
+    *,
+    returning: bool = False,
+) -> list[RowMapping]:
+    """UPDATE the rows whose column ``key`` equals each row's ``key`` value, setting that row's
+    other columns, in one statement; with ``returning`` (PostgreSQL only: SQLite's executemany
+    returns nothing) every column of each updated row, in no particular order."""
+    if not rows:
+        return []
+    _same_columns(rows)
+    names = tuple(rows[0])
+    if conn.dialect.name != "postgresql":
+        setters: dict[str, Any] = {n: bindparam(f"v_{n}") for n in names if n != key}
+        plain: Update = update(table).where(table.c[key] == bindparam(f"v_{key}")).values(**setters)
+        conn.execute(plain, [{f"v_{k}": v for k, v in row.items()} for row in rows])
+        return []
+    statement = _pg_update(table, key, names, returning)
+    result = conn.execute(statement, _arrays(table, names, rows))
+    return list(result.mappings()) if returning else []
+
+
+def _same_columns(rows: Rows) -> None:
+    first = rows[0].keys()
+    if any(row.keys() != first for row in rows):
+        raise ValueError("rows written together must name the same columns")
+
+
+def _with_defaults(table: Table, rows: Rows) -> Rows:
+    """Rows with the columns' Python-side scalar or callable defaults filled in (an INSERT …
+    SELECT does not apply them per row)."""
+    missing = [
+        column
+        for column in table.c
+        if column.name not in rows[0]
+        and column.default is not None
+        and (column.default.is_scalar or column.default.is_callable)
+    ]
+    if not missing:
+        return rows
+    values: dict[str, Any] = {}
+    for column in missing:
+        default: Any = column.default
+        values[column.name] = default.arg(None) if default.is_callable else default.arg
+    return [{**row, **values} for row in rows]
+
+
+def _is_json(column: Column[Any]) -> bool:
+    return isinstance(column.type, JSON)
+
+
+def _element(column: Column[Any]) -> TypeEngine[Any]:
+    """The array element type carrying one column's values (JSON goes as text)."""
+    return Text() if _is_json(column) else column.type
+
+
+def _arrays(table: Table, names: tuple[str, ...], rows: Rows) -> dict[str, list[Any]]:
+    arrays: dict[str, list[Any]] = {}
+    for name in names:
+        values = [row[name] for row in rows]
+        if _is_json(table.c[name]):
+            values = [None if v is None else json.dumps(v) for v in values]
+        arrays[f"a_{name}"] = values
+    return arrays
+
+
+def _unnest(table: Table, names: tuple[str, ...]) -> Any:
+    params = [bindparam(f"a_{n}", type_=ARRAY(_element(table.c[n]))) for n in names]
+    return func.unnest(*params).table_valued(*names, with_ordinality="ord").render_derived("u")
+
+
+def _typed(table: Table, source: Any, name: str) -> Any:
+    column = table.c[name]
+    value = source.c[name]
+    return cast(value, column.type) if _is_json(column) else value
+
+
+@cache
+def _pg_insert(
+    table: Table, names: tuple[str, ...], skip_conflicts: bool, returning: tuple[str, ...]
+) -> Any:
+    source = _unnest(table, names)
+    rows = select(*(_typed(table, source, n) for n in names)).order_by(source.c.ord)
+    statement: Any = postgresql.insert(table).from_select(list(names), rows)
+    if skip_conflicts:
+        statement = statement.on_conflict_do_nothing()
+    if returning:
+        statement = statement.returning(*(table.c[n] for n in returning))
+    return statement
+
+
+@cache
+def _pg_update(table: Table, key: str, names: tuple[str, ...], returning: bool) -> Any:
+    source = _unnest(table, names)
+    setters = {n: _typed(table, source, n) for n in names if n != key}
+    statement: Any = update(table).where(table.c[key] == source.c[key]).values(**setters)
+    if returning:
+        statement = statement.returning(*table.c)
+    return statement
