@@ -105,6 +105,7 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
             await poller
         await run_in_threadpool(pool.shutdown, settings.shutdown_grace_seconds)
         await run_in_threadpool(service.intake.close)
+        await run_in_threadpool(waits.close)
 
     authorize = authorizer(service.tokens, settings.metrics_role, oidc_verifier(settings))
     app = FastAPI(

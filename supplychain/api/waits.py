@@ -15,13 +15,14 @@ import contextlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 
-from supplychain.decide.gate import Gate, GateAnswer
+from supplychain.decide.gate import Answered, Gate, GateAnswer
 from supplychain.evidence import models
 from supplychain.evidence.database import Database
 from supplychain.evidence.models import utcnow
@@ -39,6 +40,10 @@ EXPANDED_LOOKBACK = timedelta(seconds=5)
 """Index expansions are looked for this far back again (commits may land out of order)."""
 RECENT = 4096
 """Digests remembered as recently scanned, for calls that were deciding while a scan landed."""
+GATE_THREADS = 4
+"""Threads deciding gate calls. The decision is CPU-bound under one GIL, and each thread holds
+a pooled database connection: a few threads keep the pool warm, where the framework's 40-thread
+pool made the connection pool open and close connections under load."""
 
 
 class TooManyWaiters(Exception):
@@ -66,6 +71,17 @@ class Waits:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kicked = asyncio.Event()
         self._lock = threading.Lock()
+        self._deciders = ThreadPoolExecutor(GATE_THREADS, thread_name_prefix="gate")
+
+    def close(self) -> None:
+        """Stop the deciding threads once the calls they run are answered."""
+        self._deciders.shutdown(wait=True)
+
+    async def _decide(self, gate: Gate, image: str, platform: str | None) -> GateAnswer:
+        return await gate.decide_async(image, self._run, platform=platform)
+
+    def _run(self, call: Callable[[], Answered]) -> Awaitable[Answered]:
+        return asyncio.get_running_loop().run_in_executor(self._deciders, call)
 
     def kick(self) -> None:
         """Look for new scans now (thread-safe: in-process workers call it after each job)."""
@@ -102,7 +118,7 @@ class Waits:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(wait, MAX_WAIT)
         generation = self._generation
-        answer = await run_in_threadpool(gate.decide, image, wait=0, platform=platform)
+        answer = await self._decide(gate, image, platform)
         if answer.decision != "pending" or answer.digest is None or wait <= 0:
             return answer
         with self._slot():
@@ -111,7 +127,7 @@ class Waits:
                 if remaining <= 0 or not await self._wait(answer.digest, generation, remaining):
                     break
                 generation = self._generation
-                answer = await run_in_threadpool(gate.decide, image, wait=0, platform=platform)
+                answer = await self._decide(gate, image, platform)
         return answer
 
     @contextlib.contextmanager

@@ -17,8 +17,9 @@ record the tag, queue what is missing.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -43,7 +44,7 @@ from supplychain.queue.jobs import JobQueue
 from supplychain.reference import ImageReference, ReferenceError, parse_reference
 from supplychain.registry import RegistryClient, RegistryError
 
-__all__ = ["Gate", "GateAnswer", "GateError"]
+__all__ = ["Answered", "Gate", "GateAnswer", "GateError"]
 
 POLL_SECONDS = 0.5
 MAX_WAIT = 600.0
@@ -94,6 +95,28 @@ class GateAnswer:
         }
 
 
+@dataclass(frozen=True)
+class Answered:
+    """A gate answer and the rows that record it (written before the answer is sent)."""
+
+    answer: GateAnswer
+    """What the caller is told."""
+    rows: tuple[Row, ...]
+    """The verdict row and the audit entry to insert."""
+    seconds: float
+    """How long deciding took."""
+
+    def recorded(self) -> GateAnswer:
+        """The answer, counted in the metrics once its rows are committed."""
+        GATE.labels(decision=self.answer.decision).inc()
+        GATE_SECONDS.observe(self.seconds)
+        return self.answer
+
+
+Run = Callable[[Callable[[], Answered]], Awaitable[Answered]]
+"""Runs a blocking call off the event loop (in a thread) and awaits its result."""
+
+
 class Gate:
     """Answers gate requests."""
 
@@ -118,7 +141,23 @@ class Gate:
         """Records the answers, many per transaction."""
 
     def decide(self, image: str, *, wait: float = 0.0, platform: str | None = None) -> GateAnswer:
-        """Decide on ``image`` (``host/repo:tag`` or ``…@sha256:…``); wait ``wait`` s if pending."""
+        """Decide on ``image`` (``host/repo:tag`` or ``…@sha256:…``), waiting ``wait`` s while
+        it is pending, and record the answer (committed, with others', before this returns)."""
+        answer = self.evaluate(image, wait=wait, platform=platform)
+        self.recorder.call(answer.rows)
+        return answer.recorded()
+
+    async def decide_async(
+        self, image: str, run: Run, *, platform: str | None = None
+    ) -> GateAnswer:
+        """:meth:`decide` without waiting (``wait=0``) for an event loop: the decision runs
+        through ``run`` (a thread), the recording in the group commit while the loop goes on."""
+        answer = await run(functools.partial(self.evaluate, image, wait=0, platform=platform))
+        await self.recorder.submit(answer.rows)
+        return answer.recorded()
+
+    def evaluate(self, image: str, *, wait: float = 0.0, platform: str | None = None) -> Answered:
+        """The answer for ``image`` and the rows that record it, not written yet."""
         started = time.perf_counter()
         try:
             ref = parse_reference(image)
@@ -203,8 +242,8 @@ class Gate:
         started: float,
         *,
         image_id: int | None,
-    ) -> GateAnswer:
-        """Record the answer (committed with others' answers, before this returns)."""
+    ) -> Answered:
+        """The answer and the rows recording it (a verdict and an audit entry)."""
         verdict, findings = decided
         elapsed = (time.perf_counter() - started) * 1000
 
@@ -221,10 +260,7 @@ class Gate:
         entry = audit_values(
             "gate", "gate.answered", image, decision=verdict.decision, digest=digest
         )
-        self.recorder.call([(models.Verdict, verdict_row), (models.AuditEntry, entry)])
-        GATE.labels(decision=verdict.decision).inc()
-        GATE_SECONDS.observe(elapsed / 1000)
-        return GateAnswer(
+        answer = GateAnswer(
             verdict.decision,
             image,
             digest,
@@ -235,3 +271,5 @@ class Gate:
             verdict.policy_digest,
             findings,
         )
+        rows = ((models.Verdict, verdict_row), (models.AuditEntry, entry))
+        return Answered(answer, rows, elapsed / 1000)

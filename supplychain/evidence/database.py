@@ -71,7 +71,10 @@ class Database:
             path = self.url.split(":///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(self.url, connect_args={"timeout": 30})
+            # a pool as large as PostgreSQL's: connections are reused, not opened per request
+            self.engine: Engine = create_engine(
+                self.url, connect_args={"timeout": 30}, pool_size=10, max_overflow=20
+            )
             event.listen(self.engine, "connect", _sqlite_pragmas)
             if not flush:
                 event.listen(self.engine, "connect", _sqlite_no_sync)
