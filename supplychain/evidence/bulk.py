@@ -51,24 +51,25 @@ def insert_rows(
     returning: Sequence[Column[Any]] = (),
 ) -> list[RowMapping]:
     """INSERT ``rows`` (each naming the same columns) in one statement; the ``returning``
-    columns of the rows inserted, in the order given (a row skipped for a conflict, with
-    ``skip_conflicts``, returns nothing)."""
+    columns of the rows inserted (a row skipped for a conflict, with ``skip_conflicts``, returns
+    nothing), in the order given when the table's key is serial."""
     if not rows:
         return []
     _same_columns(rows)
     rows = _with_defaults(table, rows)
     names = tuple(rows[0])
-    if conn.dialect.name != "postgresql":
+    if conn.dialect.name == "postgresql":
+        statement = _pg_insert(table, names, skip_conflicts, tuple(c.name for c in returning))
+        result = conn.execute(statement, _arrays(table, names, rows))
+    else:
         plain: Insert = sqlite.insert(table)
         if skip_conflicts:
             plain = sqlite.insert(table).on_conflict_do_nothing()
         if not returning:
             conn.execute(plain, list(rows))
             return []
-        found = conn.execute(plain.returning(*returning, sort_by_parameter_order=True), list(rows))
-        return list(found.mappings())
-    statement = _pg_insert(table, names, skip_conflicts, tuple(c.name for c in returning))
-    result = conn.execute(statement, _arrays(table, names, rows))
+        # one multi-row INSERT per batch; its RETURNING order is the keys' (sorted below)
+        result = conn.execute(plain.returning(*returning), list(rows))
     if not returning:
         return []
     stored = list(result.mappings())
@@ -77,7 +78,7 @@ def insert_rows(
         len(keys) == 1 and keys[0].autoincrement is not False and keys[0].type.python_type is int
     )
     if serial and stored and keys[0].name in stored[0]:
-        # serial keys are drawn as the ordered SELECT yields the rows: key order is input order
+        # serial keys are drawn in the order the rows are inserted: key order is input order
         stored.sort(key=lambda row: row[keys[0].name])
     return stored
 

@@ -285,10 +285,10 @@ def append(
     """
     documents = _documents(conn, list(keys), present, known)
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        conn.execute(_LOCK, {"key": LOCK_KEY})
     # On SQLite this transaction already wrote the facts, so it holds the database's write lock.
     leaves = _table("log_leaves")
-    start = int(conn.execute(select(func.coalesce(func.max(leaves.c.idx) + 1, 0))).scalar_one())
+    start = int(conn.execute(_END).scalar_one())
     rows = [
         {
             "idx": start + offset,
@@ -300,6 +300,11 @@ def append(
     ]
     insert_rows(conn, leaves, rows)
     return start
+
+
+_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_END = select(func.coalesce(func.max(_table("log_leaves").c.idx) + 1, 0))
+"""The next leaf index (built once: SQLAlchemy then reuses its compiled form)."""
 
 
 def backfill(conn: Connection) -> int:
