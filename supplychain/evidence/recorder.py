@@ -44,9 +44,14 @@ def record_tag(session: Session, target: ImageTarget, tag: str, *, source: str) 
     record_tags(session, [(target, tag, source)])
 
 
-def record_tags(session: Session, moves: Sequence[tuple[ImageTarget, str, str]]) -> None:
+def record_tags(
+    session: Session,
+    moves: Sequence[tuple[ImageTarget, str, str]],
+    audit_entries: list[tuple[str, str, str | None, dict[str, Any]]] | None = None,
+) -> None:
     """:func:`record_tag` for many (target, tag, source) moves, in order, with one locking
-    SELECT and one INSERT each for the new tag rows and their audit entries."""
+    SELECT and one INSERT each for the new tag rows and their audit entries (or, given
+    ``audit_entries``, the entries added to that list for the caller to write with its own)."""
     if not moves:
         return
     table = models.TagEvent
@@ -94,7 +99,10 @@ def record_tags(session: Session, moves: Sequence[tuple[ImageTarget, str, str]])
         for row_id in superseded:  # a Core UPDATE: the log re-reads these rows at commit
             touch(session, table.__tablename__, row_id)
     insert_logged(session, table, added)
-    audit_many(session, entries)
+    if audit_entries is None:
+        audit_many(session, entries)
+    else:
+        audit_entries.extend(entries)
 
 
 def _last(added: list[dict[str, Any]], name: tuple[str, str, str]) -> int:

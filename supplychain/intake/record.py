@@ -179,7 +179,7 @@ def record_batch(
             tally.duplicates += 1
             continue
         _use(tally, event, digest, media_type, entries, moves, jobs)
-    record_tags(session, moves)
+    record_tags(session, moves, entries)  # its audit entries are written with the others
     queued = queue.enqueue_many(session, [(kind, target) for _, kind, target in jobs])
     for (tally, kind, target), added in zip(jobs, queued, strict=True):
         if added:
