@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOKS = Counter(
@@ -31,3 +33,16 @@ RECONCILE = Counter(
     "Reconcile passes: digests queued (never seen before) and errors",
     ["outcome"],
 )
+
+
+@lru_cache(maxsize=1024)
+def webhook_requests(source: str, status: int) -> Counter:
+    """:data:`WEBHOOKS`' counter of a source label and status, looked up once (``labels()``
+    checks its arguments and takes a lock on every call)."""
+    return WEBHOOKS.labels(source=source, status=str(status))
+
+
+@lru_cache(maxsize=4096)
+def http_requests(route: str, method: str, status: int) -> Counter:
+    """:data:`HTTP_REQUESTS`' counter of a route template, method and status, looked up once."""
+    return HTTP_REQUESTS.labels(route=route, method=method, status=str(status))

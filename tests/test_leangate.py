@@ -89,8 +89,8 @@ def test_the_lean_answer_is_the_routes_answer(
         answered.append(1)
         await fail(request, exc, send)
 
-    fail = leangate._fail
-    monkeypatch.setattr(leangate, "_fail", failing)
+    fail = leangate.fail
+    monkeypatch.setattr(leangate, "fail", failing)
     if role is None:
         auth: dict[str, str] = {}
     elif role == "made-up-token":

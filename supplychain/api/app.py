@@ -27,10 +27,11 @@ from supplychain.access.oidc import oidc_verifier
 from supplychain.access.rules import authorizer
 from supplychain.api.accesslog import AccessLog
 from supplychain.api.admission import admission_router
-from supplychain.api.bodylimit import BodyLimit, BodyTooLarge
+from supplychain.api.bodylimit import BodyLimit
 from supplychain.api.errors import GATE_PATH, install_error_handlers
 from supplychain.api.history import history_router
 from supplychain.api.leangate import LeanGate
+from supplychain.api.leanhooks import HOOKS_PATH, Hooks, LeanHooks
 from supplychain.api.openapi import OPENAPI_PATH, describe
 from supplychain.api.routemetrics import RouteMetrics
 from supplychain.api.schemas import GateRequest
@@ -38,9 +39,8 @@ from supplychain.api.tokens import tokens_router
 from supplychain.api.waits import Waits
 from supplychain.api.waivers import waivers_router
 from supplychain.evidence import models
+from supplychain.intake.webhooks import HOOKS_ROUTE
 from supplychain.intake.webhooks import MAX_BODY as MAX_HOOK_BODY
-from supplychain.intake.webhooks import IntakeResult
-from supplychain.metrics import WEBHOOKS
 from supplychain.queue.faults import DISK, FAULTS, short
 from supplychain.queue.pool import WorkerPool
 from supplychain.reconcile import ReconcileTimer
@@ -55,9 +55,6 @@ MAX_JOB_ID = 2**31 - 1
 """Job ids are 32-bit integers."""
 MAX_AUDIT_ID = 2**63 - 1
 """Audit ids are 64-bit integers."""
-
-
-HOOKS_PATH = "/v1/hooks/"
 
 
 def body_limit(path: str) -> int:
@@ -124,7 +121,9 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         answer = await waits.answer(service.gate, request.image, wait, request.platform)
         return answer.to_json()
 
+    hooks = Hooks(service.intake)
     app.add_middleware(LeanGate, authorize=authorize, answer=answer_gate)  # innermost
+    app.add_middleware(LeanHooks, authorize=authorize, hooks=hooks)
     app.add_middleware(AccessLog)
     app.add_middleware(BodyLimit, limit_for=body_limit)
     app.add_middleware(RouteMetrics)
@@ -142,42 +141,10 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
             described.append(describe(app, settings.metrics_role))
         return JSONResponse(described[0])
 
-    @app.post(f"{HOOKS_PATH}{{source}}", status_code=202)
+    @app.post(HOOKS_ROUTE, status_code=202)
     async def hook(source: str, request: Request) -> JSONResponse:
-        intake = service.intake
-        label = source if source in intake.sources.adapters else "unknown"
-        try:
-            body = await request.body()
-        except BodyTooLarge as exc:
-            WEBHOOKS.labels(source=label, status=str(exc.status_code)).inc()
-            raise
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        query_token = request.query_params.get("token")
-        if (
-            query_token
-            and "authorization" not in headers
-            and intake.sources.secret_in_query(source)
-        ):
-            headers["authorization"] = f"Bearer {query_token}"
-        remote = request.client.host if request.client else None
-        read = intake.read_inline(source, headers, body, remote)
-        if read is None:
-            read = await run_in_threadpool(intake.read, source, headers, body, remote)
-        result = read if isinstance(read, IntakeResult) else await intake.receive_batched(read)
-        WEBHOOKS.labels(source=label, status=str(result.status)).inc()
-        content: dict[str, Any] = {"message": result.message}
-        if result.delivery_id is not None:
-            content.update(
-                delivery=result.delivery_id,
-                accepted=result.accepted,
-                duplicates=result.duplicates,
-                deleted=result.deleted,
-                refused=list(result.refused),
-                ignored=list(result.ignored),
-            )
-        if result.status >= 400:
-            content["error"] = result.message
-        return JSONResponse(content, status_code=result.status)
+        # described here; every call is answered by LeanHooks (the same answer)
+        return await hooks.respond(source, request)
 
     @app.post(GATE_PATH)
     async def gate(request: GateRequest) -> JSONResponse:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from supplychain.metrics import HTTP_REQUESTS
+from supplychain.metrics import http_requests
 
 __all__ = ["RouteMetrics"]
 
@@ -40,8 +40,8 @@ class RouteMetrics:
         finally:
             route = getattr(scope.get("route"), "path", None)
             method = scope.get("method", "")
-            HTTP_REQUESTS.labels(
-                route=route if isinstance(route, str) else UNMATCHED,
-                method=method if method in METHODS else "other",
-                status=str(status),
+            http_requests(
+                route if isinstance(route, str) else UNMATCHED,
+                method if method in METHODS else "other",
+                status,
             ).inc()
