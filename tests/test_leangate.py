@@ -21,6 +21,7 @@ from starlette.types import Send
 
 from supplychain.api import leangate
 from supplychain.api.app import create_app
+from supplychain.api.lean import fail
 from supplychain.evidence.database import Database
 from supplychain.service import build_service
 from tests.conftest import make_settings
@@ -89,7 +90,6 @@ def test_the_lean_answer_is_the_routes_answer(
         answered.append(1)
         await fail(request, exc, send)
 
-    fail = leangate.fail
     monkeypatch.setattr(leangate, "fail", failing)
     if role is None:
         auth: dict[str, str] = {}

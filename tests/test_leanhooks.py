@@ -151,10 +151,8 @@ def test_the_lean_answer_is_the_routes_answer(
         headers = bearer(db, "webhook", "harbor-hook", source="harbor")
     elif case == "query-token":  # a tag-only push: resolving it at DOWN fails, said why
         url = f"/v1/hooks/quay?token={QUAY_KEY}"
-        body = json.dumps(
-            {"repository": "a/b", "docker_url": f"{DOWN}/a/b", "updated_tags": ["v1"]}
-        )
-        body, headers = body.encode(), {}
+        push = {"repository": "a/b", "docker_url": f"{DOWN}/a/b", "updated_tags": ["v1"]}
+        body, headers = json.dumps(push).encode(), {}
     elif case == "malformed":
         body = b'{"events": [{"action": "push"'
     elif case == "wrong-content-type":
