@@ -30,10 +30,14 @@ def _constant(name: str) -> NoReturn:
     raise _Refused(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant)
+"""One decoder for every body (``json.loads`` with hooks makes one per call)."""
+
+
 def json_object(data: bytes, what: str, error: type[Exception]) -> dict[str, Any]:
     """``data`` as a JSON object, else ``error`` naming ``what`` and the reason."""
-    try:
-        document = json.loads(data, object_pairs_hook=_pairs, parse_constant=_constant)
+    try:  # as json.loads reads bytes: UTF-8, -16 or -32, told apart by the first bytes
+        document = _DECODER.decode(data.decode(json.detect_encoding(data), "surrogatepass"))
     except _Refused as exc:
         raise error(f"{what} is not acceptable JSON: {exc}") from None
     except RecursionError:
