@@ -14,6 +14,7 @@ body already read (:func:`replay`), so every other answer is FastAPI's own.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.routing import BaseRoute
@@ -21,7 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from supplychain.api.errors import handler_for
 
-__all__ = ["LeanRoute", "fail", "replay"]
+__all__ = ["Authorize", "LeanRoute", "fail", "replay"]
+
+Authorize = Callable[[Request], Awaitable[object]]
+"""The app-wide role check (:func:`supplychain.access.rules.authorizer`); raises an HTTP 401/403
+exception to refuse."""
 
 
 class LeanRoute(ABC):

@@ -35,15 +35,13 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Scope, Send
 
 from supplychain.api.errors import GATE_PATH
-from supplychain.api.lean import LeanRoute, fail, replay
+from supplychain.api.lean import Authorize, LeanRoute, fail, replay
 from supplychain.api.schemas import GateRequest
 
-__all__ = ["Authorize", "LeanGate"]
+__all__ = ["LeanGate"]
 
 Answer = Callable[[GateRequest], Awaitable[dict[str, Any]]]
 """The gate route's answer to a valid call, as JSON."""
-Authorize = Callable[[Request], Awaitable[object]]
-"""The app-wide role check; raises an HTTP 401/403 exception to refuse."""
 
 
 class LeanGate(LeanRoute):

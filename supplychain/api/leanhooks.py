@@ -31,8 +31,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Scope, Send
 
 from supplychain.api.bodylimit import BodyTooLarge
-from supplychain.api.lean import LeanRoute, fail
-from supplychain.api.leangate import Authorize
+from supplychain.api.lean import Authorize, LeanRoute, fail
 from supplychain.intake.webhooks import HOOKS_ROUTE, Intake, IntakeResult
 from supplychain.metrics import webhook_requests
 
