@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +62,47 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+_turns = threading.local()
+
+
+class _WriteTurn:
+    """One SQLite writer at a time across threads and processes, handed over without delay.
+
+    SQLite's own wait for its write lock sleeps in growing steps (1, 2, 5 … 100 ms) and tries
+    again, so under steady writes from two processes a waiter keeps missing the moment the lock
+    is free and waits for seconds. Writers here first take an advisory lock (``flock``) on a file
+    beside the database, which the kernel hands to a waiter as soon as it is released, so a
+    write waits about as long as the writes before it take. The lock goes with its holder: a
+    process that dies releases it. A thread already holding the turn (a nested write session)
+    does not wait for itself; SQLite's own busy timeout still applies then, as before. There is
+    no timeout on the turn itself: a write transaction that never ends stops the other writers
+    (as SQLite's lock would, for 30 s at a time).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        held: set[Path] = getattr(_turns, "held", set())
+        _turns.held = held
+        if self.path in held:
+            yield
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # blocking: the kernel hands the lock over as soon as it is released (a waiter
+            # polling for it kept losing the race to the writer that had just released it)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held.add(self.path)
+            try:
+                yield
+            finally:
+                held.discard(self.path)
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
 class Database:
     """An engine plus a session factory for one database URL."""
 
@@ -67,10 +111,12 @@ class Database:
         ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``) - for a second engine
         whose writes may trade that for latency, never for the main one."""
         self.url = normalise_url(url)
+        self._write_turn: _WriteTurn | None = None
         if self.url.startswith("sqlite"):
             path = self.url.split(":///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self._write_turn = _WriteTurn(Path(f"{path}-writer.lock"))
             # a pool as large as PostgreSQL's: connections are reused, not opened per request
             self.engine: Engine = create_engine(
                 self.url, connect_args={"timeout": 30}, pool_size=10, max_overflow=20
@@ -104,6 +150,10 @@ class Database:
         ``write=True`` takes SQLite's write lock when the transaction begins, so a read followed
         by a write (a claim) is atomic across processes; PostgreSQL uses row locks instead.
         """
+        if write and self._write_turn is not None:
+            with self._write_turn(), self._write_sessions() as session, session.begin():
+                yield session
+            return
         factory = self._write_sessions if write else self._sessions
         with factory() as session, session.begin():
             yield session
