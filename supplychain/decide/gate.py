@@ -193,7 +193,13 @@ class Gate:
     ) -> tuple[int, tuple[Verdict, tuple[GateFinding, ...]]] | None:
         """The image's id and the one decision on its recorded facts, when they are complete
         (a scanned manifest, an expanded index); None sends the call down the full path."""
-        with self.db.reading() as connection:
+        with self.db.reading(single=True) as connection:  # one statement: no transaction
+            scanned = self.facts.find(connection, ref.registry, ref.repository, digest)
+            cached = self.facts.cached(scanned) if scanned is not None else None
+        if scanned is not None and cached is not None:
+            verdict = self.decider.decide(cached, platform=platform)
+            return scanned.id, (verdict, findings_of(cached, platform=platform))
+        with self.db.reading() as connection:  # the facts loaded in one transaction
             scanned = self.facts.find(connection, ref.registry, ref.repository, digest)
             facts: ImageFacts | IndexFacts
             if scanned is not None:

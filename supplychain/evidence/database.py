@@ -57,9 +57,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    """``BEGIN IMMEDIATE`` (the write lock up front) for ``Database.session(write=True)``."""
-    immediate = connection.get_execution_options().get(_IMMEDIATE, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    """``BEGIN IMMEDIATE`` (the write lock up front) for ``Database.session(write=True)``;
+    nothing for an autocommit connection (each statement its own transaction)."""
+    options = connection.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        return
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_IMMEDIATE, False) else "BEGIN")
 
 
 _turns = threading.local()
@@ -130,6 +133,7 @@ class Database:
             self.engine = create_engine(
                 self.url, pool_pre_ping=True, pool_size=10, connect_args=options
             )
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         writer = self.engine.execution_options(**{_IMMEDIATE: True})
         self._write_sessions = sessionmaker(writer, expire_on_commit=False)
@@ -159,10 +163,13 @@ class Database:
             yield session
 
     @contextmanager
-    def reading(self) -> Iterator[Connection]:
+    def reading(self, *, single: bool = False) -> Iterator[Connection]:
         """A Core connection in a read transaction (rolled back at the end): the cheapest way to
-        run a few prepared statements, e.g. on the gate's hot path."""
-        with self.engine.connect() as connection:
+        run a few prepared statements, e.g. on the gate's hot path. ``single=True``: for one
+        statement (consistent by itself), with no transaction around it (no BEGIN and
+        ROLLBACK: two round trips fewer on PostgreSQL)."""
+        engine = self._autocommit if single else self.engine
+        with engine.connect() as connection:
             yield connection
 
     def upgrade(self, revision: str = "head") -> None:

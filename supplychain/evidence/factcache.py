@@ -101,14 +101,21 @@ class FactCache:
             return None
         return ScannedImage(row[0], row[1], tuple(row[2:]))
 
-    def facts(self, connection: Connection, image: ScannedImage) -> ImageFacts:
-        """The facts of ``image``: cached when loaded under the same fingerprint, else loaded
-        in ``connection``'s transaction."""
+    def cached(self, image: ScannedImage) -> ImageFacts | None:
+        """The facts of ``image`` when they were loaded under its fingerprint; else None."""
         with self._lock:
             entry = self._entries.get(image.id)
             if entry is not None and entry[0] == image.fingerprint:
                 self._entries.move_to_end(image.id)
                 return entry[1]
+        return None
+
+    def facts(self, connection: Connection, image: ScannedImage) -> ImageFacts:
+        """The facts of ``image``: cached when loaded under the same fingerprint, else loaded
+        in ``connection``'s transaction."""
+        cached = self.cached(image)
+        if cached is not None:
+            return cached
         with Session(bind=connection) as session:
             facts = load_image_facts(session, session.get_one(models.Image, image.id))
         with self._lock:
