@@ -18,6 +18,7 @@ import logging
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
@@ -27,8 +28,9 @@ from isal.igzip_lib import IsalError
 
 from sbom.errors import CorruptLayerError, LayerError, LayerLimitError
 from sbom.interface import FileEntry, LayerCataloger
+from sbom.prefetch import Prefetch
 from sbom.spool import MiB, ReadLimits, Spool
-from sbom.tar import TarReader
+from sbom.tar import Stream, TarReader
 
 __all__ = ["LayerError", "LayerFiles", "blob_digest", "normalise", "read_layer"]
 
@@ -43,6 +45,7 @@ WHITEOUT = ".wh."
 MAX_WARNINGS = 100
 """Warnings kept (and logged) per layer; the rest are counted."""
 _CHUNK = 1 << 20
+_AHEAD = 4  # decompressed chunks queued by the inflating thread (sbom/prefetch.py)
 _ZSTD_HEADER = 18  # ZSTD_FRAMEHEADERSIZE_MAX
 _ZSTD_MIN_WINDOW = 8 * MiB  # what levels up to 19 use: later frames may need as much
 _GZIP_MEMORY = 2 * MiB  # inflate window and buffers
@@ -201,21 +204,25 @@ def read_layer(
     returned. Raises :class:`LayerError` (a subclass saying why, naming the layer) when the
     layer is corrupt or over a limit, never anything else for what the blob holds."""
     try:
-        return _read(path, digest, list(catalogers), max_bytes, offset, length, spool, verify)
+        handle, raw, stream, memory = _open(path, max_bytes, offset, length, spool.limits)
+        with handle:
+            with (
+                spool.decoder(memory + (_AHEAD + 1) * _CHUNK),  # + the chunks read ahead
+                Prefetch(partial(stream.read, _CHUNK), _AHEAD) as ahead,
+            ):
+                found = _read(ahead, digest, list(catalogers), max_bytes, spool)
+            # the inflating thread has stopped: the rest of the blob (past the tar) is read here
+            if verify and raw.digest() != digest:
+                raise CorruptLayerError("the blob does not match its digest")
     except LayerError as exc:
         raise type(exc)(f"layer {digest}: {exc}") from None
+    return found
 
 
 def _read(
-    path: Path,
-    digest: str,
-    wanting: list[LayerCataloger],
-    max_bytes: int,
-    offset: int,
-    length: int | None,
-    spool: Spool,
-    verify: bool,
+    stream: Stream, digest: str, wanting: list[LayerCataloger], max_bytes: int, spool: Spool
 ) -> LayerFiles:
+    """The wanted files and deletions of the tar ``stream``."""
     files: dict[str, list[FileEntry]] = {c.name: [] for c in wanting}
     read: dict[str, FileEntry] = {}
     whiteouts: list[str] = []
@@ -231,58 +238,54 @@ def _read(
             warnings.append(text)
             log.warning("layer %s: %s", digest, text)
 
-    handle, raw, stream, memory = _open(path, max_bytes, offset, length, spool.limits)
-    with handle, spool.decoder(memory):
-        tar = TarReader(stream, max_bytes)
-        while (header := tar.next()) is not None:
-            spool.check()
-            try:
-                name = header.name.decode("utf-8")
-            except UnicodeDecodeError:
-                warn(f"skipped entry whose name is not UTF-8: {_shown(header.name)}")
-                continue
-            if "\0" in name:
-                warn(f"skipped entry whose name holds a NUL: {_shown(name)}")
-                continue
-            rel = normalise(name)
-            if rel is None:
-                if name.strip("./"):
-                    warn(f"skipped entry outside the image root: {_shown(name)}")
-                continue
-            base = posixpath.basename(rel)
-            if base.startswith(WHITEOUT):
-                layer.count()
-                parent = posixpath.dirname(rel)
-                if base == OPAQUE:
-                    opaque.append(parent)
-                else:
-                    whiteouts.append(posixpath.join(parent, base[len(WHITEOUT) :]))
-                continue
-            if header.kind not in _REGULAR + _HARDLINK:
-                continue  # directories, symlinks (never followed), devices, FIFOs
-            who = [c for c in wanting if c.wants(rel)]
-            if not who:
-                continue
-            if header.kind in _HARDLINK:
-                target = normalise(header.linkname.decode("utf-8", "replace"))
-                found = read.get(target) if target else None
-                if found is None:
-                    warn(f"skipped hard link {_shown(rel)} to a file not read in this layer")
-                    continue
-                layer.count()
-                entry = FileEntry(rel, found.source, header.mode)
+    tar = TarReader(stream, max_bytes)
+    while (header := tar.next()) is not None:
+        spool.check()
+        try:
+            name = header.name.decode("utf-8")
+        except UnicodeDecodeError:
+            warn(f"skipped entry whose name is not UTF-8: {_shown(header.name)}")
+            continue
+        if "\0" in name:
+            warn(f"skipped entry whose name holds a NUL: {_shown(name)}")
+            continue
+        rel = normalise(name)
+        if rel is None:
+            if name.strip("./"):
+                warn(f"skipped entry outside the image root: {_shown(name)}")
+            continue
+        base = posixpath.basename(rel)
+        if base.startswith(WHITEOUT):
+            layer.count()
+            parent = posixpath.dirname(rel)
+            if base == OPAQUE:
+                opaque.append(parent)
             else:
-                if header.size > max(c.max_size for c in who):
-                    warn(f"skipped {_shown(rel)}: {header.size} bytes is over the size limit")
-                    continue
-                entry = layer.store(rel, header.mode, header.size, tar.copy_data)
-                read[rel] = entry
-            size = entry.size
-            for cataloger in who:
-                if size <= cataloger.max_size:
-                    files[cataloger.name].append(entry)
-        if verify and raw.digest() != digest:
-            raise CorruptLayerError("the blob does not match its digest")
+                whiteouts.append(posixpath.join(parent, base[len(WHITEOUT) :]))
+            continue
+        if header.kind not in _REGULAR + _HARDLINK:
+            continue  # directories, symlinks (never followed), devices, FIFOs
+        who = [c for c in wanting if c.wants(rel)]
+        if not who:
+            continue
+        if header.kind in _HARDLINK:
+            target = normalise(header.linkname.decode("utf-8", "replace"))
+            found = read.get(target) if target else None
+            if found is None:
+                warn(f"skipped hard link {_shown(rel)} to a file not read in this layer")
+                continue
+            layer.count()
+            entry = FileEntry(rel, found.source, header.mode)
+        else:
+            if header.size > max(c.max_size for c in who):
+                warn(f"skipped {_shown(rel)}: {header.size} bytes is over the size limit")
+                continue
+            entry = layer.store(rel, header.mode, header.size, tar.copy_data)
+            read[rel] = entry
+        size = entry.size
+        for cataloger in who:
+            if size <= cataloger.max_size:
+                files[cataloger.name].append(entry)
     if skipped > len(warnings):
         warnings.append(f"… and {skipped - len(warnings)} more entries skipped")
     return LayerFiles(digest, files, tuple(whiteouts), tuple(opaque), tuple(warnings))
