@@ -20,6 +20,7 @@ from sbom.cache import LayerCache, LayerResult
 from sbom.errors import LayerLimitError
 from sbom.guard import run_cataloger
 from sbom.interface import CATALOGERS, CatalogerError, FileEntry, LayerCataloger, OSInfo, Package
+from sbom.licenses import prepare as prepare_licenses
 from sbom.merge import apply_deletions, merge_layers
 from sbom.osrelease import detect_os, wants_os_file
 from sbom.reader import DEFAULT_MAX_BYTES, LayerError, LayerFiles, blob_digest, read_layer
@@ -196,6 +197,8 @@ def generate_sbom(
         with ThreadPoolExecutor(max_workers=threads) as pool:
             checks = [pool.submit(check, layer) for layer in unchecked]
             reads = [pool.submit(read, layer) for layer in missing]
+            if reads:  # this thread is idle until they end: what cataloguing will need, now
+                prepare_licenses()
         _raise_first([*checks, *reads])
         fresh = {m.digest: f.result() for m, f in zip(missing, reads, strict=True)}
         return _catalog_image(layers, image, fresh, cached, chosen, cache, read, limits)
