@@ -159,11 +159,14 @@ def generate_sbom(
     catalogers: Sequence[LayerCataloger] | None = None,
     work_dir: Path | None = None,
     limits: ReadLimits = DEFAULT_LIMITS,
+    while_reading: Callable[[], object] | None = None,
 ) -> SbomResult:
     """Catalogue an image from its layers (bottom first); raise :class:`LayerError` when a layer
     cannot be read (corrupt, hostile beyond repair, over ``max_layer_bytes`` decompressed or over
     one of ``limits``). Wanted files too big to keep in memory go to a temporary folder made in
-    ``work_dir`` (the system's temporary directory when None) and removed before returning."""
+    ``work_dir`` (the system's temporary directory when None) and removed before returning.
+    ``while_reading`` is called in this thread while layers are read (it would otherwise only
+    wait for them; the inflating runs outside the GIL): e.g. load the writer that follows."""
     chosen = list(catalogers if catalogers is not None else CATALOGERS.values())
     wanted: list[LayerCataloger] = [*chosen, _OsFiles()]
     cache = LayerCache(cache_dir, chosen) if cache_dir is not None else None
@@ -197,8 +200,10 @@ def generate_sbom(
         with ThreadPoolExecutor(max_workers=threads) as pool:
             checks = [pool.submit(check, layer) for layer in unchecked]
             reads = [pool.submit(read, layer) for layer in missing]
-            if reads:  # this thread is idle until they end: what cataloguing will need, now
+            if reads:  # this thread would wait for them: what comes next is loaded meanwhile
                 prepare_licenses()
+                if while_reading is not None:
+                    while_reading()
         _raise_first([*checks, *reads])
         fresh = {m.digest: f.result() for m, f in zip(missing, reads, strict=True)}
         return _catalog_image(layers, image, fresh, cached, chosen, cache, read, limits)

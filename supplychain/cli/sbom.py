@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +91,7 @@ def _pull(
 
 def cmd_sbom(args: argparse.Namespace) -> int:
     """Write the SBOM; exit 0, or 2 with the reason when the image cannot be read."""
-    from sbom import LayerError, generate_sbom, render
+    from sbom import LayerError, generate_sbom, prepare_render, render
     from sbom.local import LOCAL_PREFIXES, read_local
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else _default_cache()
@@ -102,7 +103,12 @@ def cmd_sbom(args: argparse.Namespace) -> int:
         else:
             layers, info = _from_registry(image, cache_dir, work)
         result = generate_sbom(
-            layers, info, cache_dir / "layers", max_layer_bytes=args.max_layer_bytes, work_dir=work
+            layers,
+            info,
+            cache_dir / "layers",
+            max_layer_bytes=args.max_layer_bytes,
+            work_dir=work,
+            while_reading=partial(prepare_render, args.format),
         )
         document = render(result, args.format)
     except (LayerError, _ImageError, OSError) as exc:
