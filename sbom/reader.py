@@ -22,7 +22,6 @@ from functools import partial
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
-import zstandard
 from isal import igzip
 from isal.igzip_lib import IsalError
 
@@ -70,18 +69,23 @@ class LayerFiles:
     """Entries skipped, and why."""
 
 
+class _NotZstd(Exception):
+    """Never raised: what :class:`_Limited` catches as zstd's error for other layers."""
+
+
 class _Limited:
     """A read-only stream that raises :class:`LayerLimitError` past ``limit`` bytes."""
 
-    def __init__(self, raw: IO[bytes], limit: int) -> None:
+    def __init__(self, raw: IO[bytes], limit: int, zstd_error: type[Exception]) -> None:
         self._raw = raw
         self._limit = limit
         self._count = 0
+        self._zstd_error = zstd_error
 
     def read(self, size: int = -1) -> bytes:
         try:
             data = self._raw.read(size if size >= 0 else _CHUNK)
-        except zstandard.ZstdError as exc:
+        except self._zstd_error as exc:
             if "too much memory" in str(exc):
                 raise LayerLimitError(f"zstd frame needs a larger window: {exc}") from None
             raise CorruptLayerError(f"corrupt compressed layer: {exc}") from None
@@ -124,6 +128,8 @@ class _Raw:
 
 def _zstd_window(head: bytes, limits: ReadLimits) -> int:
     """The decompressor memory a zstd layer reserves, from its first frame's window size."""
+    import zstandard
+
     try:
         window = zstandard.get_frame_parameters(head).window_size
     except zstandard.ZstdError as exc:
@@ -148,11 +154,15 @@ def _open(
         raw = _Raw(handle, length)
         stream: IO[bytes]
         memory = 0
+        zstd_error: type[Exception] = _NotZstd
         if head.startswith(GZIP_MAGIC):
             stream = cast(IO[bytes], igzip.IGzipFile(fileobj=raw, mode="rb"))  # type: ignore[no-untyped-call]
             memory = _GZIP_MEMORY
         elif head.startswith(ZSTD_MAGIC):
+            import zstandard  # ~3 ms to import: only for a zstd layer
+
             window = _zstd_window(head, limits)
+            zstd_error = zstandard.ZstdError
             decompressor = zstandard.ZstdDecompressor(max_window_size=window)
             stream = decompressor.stream_reader(
                 cast(IO[bytes], raw), read_size=_CHUNK, read_across_frames=True
@@ -163,7 +173,7 @@ def _open(
     except BaseException:
         handle.close()
         raise
-    return handle, raw, _Limited(stream, max_bytes), memory
+    return handle, raw, _Limited(stream, max_bytes, zstd_error), memory
 
 
 def blob_digest(path: Path, offset: int = 0, length: int | None = None) -> str:
