@@ -373,3 +373,15 @@ def test_a_real_rpmdb_sqlite_made_by_rpm(tmp_path: Path) -> None:
         "1.2.3-4",
         ("MIT",),
     )
+
+
+def test_while_reading_runs_once_while_layers_are_read_and_not_for_cached_ones(
+    tmp_path: Path,
+) -> None:
+    calls: list[int] = []
+    base = layer(tmp_path, "base", tar_bytes(*base_entries()))
+    first = generate_sbom([base], IMAGE, tmp_path / "cache", while_reading=lambda: calls.append(1))
+    assert calls == [1]
+    again = generate_sbom([base], IMAGE, tmp_path / "cache", while_reading=lambda: calls.append(2))
+    assert calls == [1], "nothing was read: the layer came from the cache"
+    assert again.cached_layers == 1 and purls(again) == purls(first)
