@@ -1,12 +1,13 @@
-"""Reads a layer's decompressed stream ahead in a thread of its own, so that inflating (and
-hashing the blob) overlaps with parsing the tar in the reader's thread.
+"""Reads a stream ahead in a thread of its own: a layer's blob is read and hashed in one, inflated
+in another, and its tar parsed in the reader's thread, all three at once.
 
 ``isal``, ``zstandard`` and ``hashlib`` release the GIL while they work, so on two cores the layer
-takes about as long as inflating it alone, not inflating plus parsing. At most ``depth`` chunks
-wait in memory (the reader reserves them from the decompressor pool); an error of the stream is
-raised by the reader's next :meth:`Prefetch.read`, where it would have been raised without the
-thread. The two threads hand chunks over through C queues (:class:`queue.SimpleQueue`): a
-:class:`threading.Condition` costs several times as much GIL time per chunk.
+takes about as long as inflating it alone, not hashing plus inflating plus parsing. At most
+``depth`` chunks wait in memory (the reader reserves them from the decompressor pool); an error
+of the stream is raised by the reader's next :meth:`Prefetch.read`, where it would have been
+raised without the thread. Chunks are handed over through C queues
+(:class:`queue.SimpleQueue`): a :class:`threading.Condition` costs several times as much GIL
+time per chunk.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ class Prefetch:
             self._items.put(item)
             if not isinstance(item, bytes) or not item:
                 return
+
+    def readinto(self, buffer: bytearray | memoryview, /) -> int:
+        """:meth:`read` into ``buffer`` (what isal's gzip reader calls)."""
+        data = self.read(len(buffer))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
 
     def read(self, size: int = -1, /) -> bytes:
         """The next bytes of the stream (at most ``size`` when it is not negative), ``b""`` at

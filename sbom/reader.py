@@ -141,39 +141,43 @@ def _zstd_window(head: bytes, limits: ReadLimits) -> int:
     return min(max(window, _ZSTD_MIN_WINDOW), limits.zstd_window_bytes)
 
 
-def _open(
-    path: Path, max_bytes: int, offset: int, length: int | None, limits: ReadLimits
-) -> tuple[BinaryIO, _Raw, _Limited, int]:
-    """(the file, the hashing blob reader, the decompressed and size-limited tar stream, the
-    decompressor memory to reserve) for the blob at ``path``."""
+def _open(path: Path, offset: int, length: int | None) -> tuple[BinaryIO, _Raw, bytes]:
+    """(the file, the hashing blob reader, the blob's first bytes) for the blob at ``path``."""
     handle = path.open("rb")
     try:
         handle.seek(offset)
         head = handle.read(_ZSTD_HEADER if length is None else min(_ZSTD_HEADER, length))
         handle.seek(offset)
-        raw = _Raw(handle, length)
-        stream: IO[bytes]
-        memory = 0
-        zstd_error: type[Exception] = _NotZstd
-        if head.startswith(GZIP_MAGIC):
-            stream = cast(IO[bytes], igzip.IGzipFile(fileobj=raw, mode="rb"))  # type: ignore[no-untyped-call]
-            memory = _GZIP_MEMORY
-        elif head.startswith(ZSTD_MAGIC):
-            import zstandard  # ~3 ms to import: only for a zstd layer
-
-            window = _zstd_window(head, limits)
-            zstd_error = zstandard.ZstdError
-            decompressor = zstandard.ZstdDecompressor(max_window_size=window)
-            stream = decompressor.stream_reader(
-                cast(IO[bytes], raw), read_size=_CHUNK, read_across_frames=True
-            )
-            memory = window + _GZIP_MEMORY
-        else:
-            stream = cast(IO[bytes], raw)
     except BaseException:
         handle.close()
         raise
-    return handle, raw, _Limited(stream, max_bytes, zstd_error), memory
+    return handle, _Raw(handle, length), head
+
+
+def _decompressed(
+    head: bytes, raw: Prefetch, max_bytes: int, limits: ReadLimits
+) -> tuple[_Limited, int]:
+    """(the decompressed and size-limited tar stream, the decompressor memory to reserve) of the
+    blob ``raw`` streams, which starts with ``head``."""
+    stream: IO[bytes]
+    memory = 0
+    zstd_error: type[Exception] = _NotZstd
+    if head.startswith(GZIP_MAGIC):
+        stream = cast(IO[bytes], igzip.IGzipFile(fileobj=raw, mode="rb"))  # type: ignore[no-untyped-call]
+        memory = _GZIP_MEMORY
+    elif head.startswith(ZSTD_MAGIC):
+        import zstandard  # ~3 ms to import: only for a zstd layer
+
+        window = _zstd_window(head, limits)
+        zstd_error = zstandard.ZstdError
+        decompressor = zstandard.ZstdDecompressor(max_window_size=window)
+        stream = decompressor.stream_reader(
+            cast(IO[bytes], raw), read_size=_CHUNK, read_across_frames=True
+        )
+        memory = window + _GZIP_MEMORY
+    else:
+        stream = cast(IO[bytes], raw)
+    return _Limited(stream, max_bytes, zstd_error), memory
 
 
 def blob_digest(path: Path, offset: int = 0, length: int | None = None) -> str:
@@ -214,14 +218,17 @@ def read_layer(
     returned. Raises :class:`LayerError` (a subclass saying why, naming the layer) when the
     layer is corrupt or over a limit, never anything else for what the blob holds."""
     try:
-        handle, raw, stream, memory = _open(path, max_bytes, offset, length, spool.limits)
+        handle, raw, head = _open(path, offset, length)
         with handle:
-            with (
-                spool.decoder(memory + (_AHEAD + 1) * _CHUNK),  # + the chunks read ahead
-                Prefetch(partial(stream.read, _CHUNK), _AHEAD) as ahead,
-            ):
-                found = _read(ahead, digest, list(catalogers), max_bytes, spool)
-            # the inflating thread has stopped: the rest of the blob (past the tar) is read here
+            # one thread reads and hashes the blob, another inflates it, this one parses the tar
+            with Prefetch(partial(raw.read, _CHUNK), _AHEAD) as blob:
+                stream, memory = _decompressed(head, blob, max_bytes, spool.limits)
+                with (
+                    spool.decoder(memory + 2 * (_AHEAD + 1) * _CHUNK),  # + the chunks queued
+                    Prefetch(partial(stream.read, _CHUNK), _AHEAD) as ahead,
+                ):
+                    found = _read(ahead, digest, list(catalogers), max_bytes, spool)
+            # both threads have stopped: the rest of the blob (past the tar) is read here
             if verify and raw.digest() != digest:
                 raise CorruptLayerError("the blob does not match its digest")
     except LayerError as exc:

@@ -54,3 +54,13 @@ def test_leaving_early_stops_the_thread() -> None:
         ahead.read(10)
         raise RuntimeError("the reader failed")
     assert threading.active_count() == before
+
+
+def test_readinto_fills_the_buffer_as_read_would() -> None:
+    parts = [b"abc", b"defgh", b"ij"]
+    out = bytearray()
+    with Prefetch(chunks(parts), depth=2) as ahead:
+        buffer = bytearray(4)
+        while count := ahead.readinto(buffer):
+            out += buffer[:count]
+    assert bytes(out) == b"abcdefghij"
