@@ -43,6 +43,9 @@ _HOME = {
     "CorruptLayerError": "sbom.errors",
     "LayerLimitError": "sbom.errors",
     "ReadLimits": "sbom.spool",
+    "ImageInfo": "sbom.inputs",
+    "LayerInput": "sbom.inputs",
+    "LayerError": "sbom.errors",
 }
 
 

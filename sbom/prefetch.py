@@ -36,10 +36,22 @@ class Prefetch:
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="layer-inflate", daemon=True)
 
+    def start(self) -> None:
+        """Start producing (once)."""
+        if self._thread.ident is None:
+            for _ in range(self._depth):
+                self._room.put(True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread and wait for it (the stream under ``produce`` is then free)."""
+        self._stopped = True
+        if self._thread.ident is not None:
+            self._room.put(False)  # wakes the thread if it waits for room
+            self._thread.join()
+
     def __enter__(self) -> Prefetch:
-        for _ in range(self._depth):
-            self._room.put(True)
-        self._thread.start()
+        self.start()
         return self
 
     def __exit__(
@@ -48,9 +60,7 @@ class Prefetch:
         value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._stopped = True
-        self._room.put(False)  # wakes the thread if it waits for room
-        self._thread.join()
+        self.close()
 
     def _run(self) -> None:
         while self._room.get() and not self._stopped:
