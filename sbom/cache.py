@@ -1,7 +1,9 @@
 """Per-layer cache: what a layer contributed, keyed by layer digest and cataloger versions.
 
-One JSON file per key under the cache dir, written atomically (temp file + rename), so
-concurrent workers never see half an entry. A corrupt or unreadable entry is a miss.
+One JSON file per key, in a folder per layer under the cache dir (so that whether a layer was
+ever catalogued is known without loading the catalogers: :meth:`LayerCache.known`), written
+atomically (temp file + rename), so concurrent workers never see half an entry. A corrupt or
+unreadable entry is a miss.
 """
 
 from __future__ import annotations
@@ -87,6 +89,10 @@ def _from_json(data: Mapping[str, Any]) -> LayerResult:
     )
 
 
+def _folder(root: Path, digest: str) -> Path:
+    return root / hashlib.sha256(digest.encode()).hexdigest()
+
+
 class LayerCache:
     """Catalogued layers on disk under ``root``."""
 
@@ -96,7 +102,13 @@ class LayerCache:
 
     def _file(self, digest: str) -> Path:
         key = json.dumps({"layer": digest, "catalogers": self._versions, "format": 1})
-        return self.root / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+        return _folder(self.root, digest) / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+    @staticmethod
+    def known(root: Path, digest: str) -> bool:
+        """True when a result for ``digest`` was stored under ``root``, for whatever cataloger
+        versions: a hint (its result may be cached) that needs no cataloger loaded."""
+        return _folder(root, digest).is_dir()
 
     def get(self, digest: str) -> LayerResult | None:
         """The cached result for ``digest`` with the current cataloger versions, if any."""
@@ -114,8 +126,8 @@ class LayerCache:
         """Store ``result`` atomically (errors are logged: the cache is an optimisation)."""
         path = self._file(result.digest)
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(json.dumps(_to_json(result), separators=(",", ":")).encode())

@@ -7,6 +7,7 @@ every package has its purl, stated licenses, source package, and the layer and f
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterable
@@ -42,6 +43,7 @@ TRIVY = "aquasecurity:trivy:"
 _OS_TYPES = ("deb", "apk", "rpm")
 
 
+@functools.cache
 def tool_version() -> str:
     """Our version, as installed."""
     try:

@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import sbom.catalogers  # noqa: F401  (registers the catalogers)
+from sbom.blob import Inflating, blob_digest
 from sbom.cache import LayerCache, LayerResult
 from sbom.errors import LayerLimitError
 from sbom.guard import run_cataloger
+from sbom.inputs import ImageInfo, LayerInput
 from sbom.interface import CATALOGERS, CatalogerError, FileEntry, LayerCataloger, OSInfo, Package
+from sbom.licenses import prepare as prepare_licenses
 from sbom.merge import apply_deletions, merge_layers
 from sbom.osrelease import detect_os, wants_os_file
-from sbom.reader import DEFAULT_MAX_BYTES, LayerError, LayerFiles, blob_digest, read_layer
+from sbom.reader import DEFAULT_MAX_BYTES, LayerError, LayerFiles, read_layer
 from sbom.spool import ReadLimits, Spool, Stopped
 
 __all__ = ["ImageInfo", "LayerError", "LayerInput", "ReadLimits", "SbomResult", "generate_sbom"]
@@ -30,37 +33,6 @@ __all__ = ["ImageInfo", "LayerError", "LayerInput", "ReadLimits", "SbomResult", 
 log = logging.getLogger(__name__)
 _OS = "os-release"
 DEFAULT_LIMITS = ReadLimits()
-
-
-@dataclass(frozen=True)
-class LayerInput:
-    """One layer blob to read."""
-
-    digest: str
-    """Layer digest (the cache key: the blob must already be verified against it)."""
-    path: Path
-    """The blob on disk (gzip, zstd or plain tar)."""
-    offset: int = 0
-    """Where the blob starts in the file (a layer inside a docker archive)."""
-    length: int | None = None
-    """The blob's length in the file, when it does not run to the end."""
-    verified: bool = True
-    """False when the blob was not checked against ``digest`` yet: it then is, while it is read
-    (or before its cached result is trusted)."""
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """What the SBOM says about the image itself."""
-
-    name: str
-    """``host/repo`` or a local name."""
-    digest: str
-    """Manifest digest, ``sha256:…``."""
-    tag: str | None = None
-    """Tag, when known."""
-    repository_url: str | None = None
-    """``host/repo`` for the purl's ``repository_url`` qualifier."""
 
 
 @dataclass(frozen=True)
@@ -158,18 +130,47 @@ def generate_sbom(
     catalogers: Sequence[LayerCataloger] | None = None,
     work_dir: Path | None = None,
     limits: ReadLimits = DEFAULT_LIMITS,
+    while_reading: Callable[[], object] | None = None,
+    started: Mapping[str, Inflating] | None = None,
 ) -> SbomResult:
     """Catalogue an image from its layers (bottom first); raise :class:`LayerError` when a layer
     cannot be read (corrupt, hostile beyond repair, over ``max_layer_bytes`` decompressed or over
     one of ``limits``). Wanted files too big to keep in memory go to a temporary folder made in
-    ``work_dir`` (the system's temporary directory when None) and removed before returning."""
+    ``work_dir`` (the system's temporary directory when None) and removed before returning.
+    ``while_reading`` is called in this thread while layers are read (it would otherwise only
+    wait for them; the inflating runs outside the GIL): e.g. load the writer that follows.
+    ``started`` are blobs :func:`~sbom.reader.inflate_early` started inflating, by digest: the
+    layers to read are read from them, the others closed."""
+    early = dict(started or {})
+    try:
+        return _generate(
+            layers, image, cache_dir, max_layer_bytes, workers, catalogers, work_dir, limits,
+            while_reading, early,
+        )  # fmt: skip
+    finally:
+        for blob in early.values():  # not needed: the layer was cached (or the SBOM failed)
+            blob.close()
+
+
+def _generate(
+    layers: Sequence[LayerInput],
+    image: ImageInfo,
+    cache_dir: Path | None,
+    max_layer_bytes: int,
+    workers: int | None,
+    catalogers: Sequence[LayerCataloger] | None,
+    work_dir: Path | None,
+    limits: ReadLimits,
+    while_reading: Callable[[], object] | None,
+    early: dict[str, Inflating],
+) -> SbomResult:
     chosen = list(catalogers if catalogers is not None else CATALOGERS.values())
     wanted: list[LayerCataloger] = [*chosen, _OsFiles()]
     cache = LayerCache(cache_dir, chosen) if cache_dir is not None else None
     cached = {layer.digest: cache.get(layer.digest) for layer in layers} if cache else {}
     spool = Spool(work_dir, limits)
 
-    def read(layer: LayerInput) -> LayerFiles:
+    def read(layer: LayerInput, blob: Inflating | None = None) -> LayerFiles:
         try:
             return read_layer(
                 layer.path,
@@ -180,6 +181,7 @@ def generate_sbom(
                 layer.length,
                 spool=spool,
                 verify=not layer.verified,
+                started=blob,
             )
         except BaseException:
             spool.fail()  # the other layers stop reading: the SBOM has failed
@@ -195,7 +197,11 @@ def generate_sbom(
         unchecked = [layer for layer in layers if not layer.verified and cached.get(layer.digest)]
         with ThreadPoolExecutor(max_workers=threads) as pool:
             checks = [pool.submit(check, layer) for layer in unchecked]
-            reads = [pool.submit(read, layer) for layer in missing]
+            reads = [pool.submit(read, layer, early.pop(layer.digest, None)) for layer in missing]
+            if reads:  # this thread would wait for them: what comes next is loaded meanwhile
+                prepare_licenses()
+                if while_reading is not None:
+                    while_reading()
         _raise_first([*checks, *reads])
         fresh = {m.digest: f.result() for m, f in zip(missing, reads, strict=True)}
         return _catalog_image(layers, image, fresh, cached, chosen, cache, read, limits)

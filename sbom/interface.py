@@ -10,6 +10,7 @@ results. This file is the contract between the layer reader and the catalogers: 
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from abc import ABC, abstractmethod
@@ -144,19 +145,26 @@ class Package:
 
     def purl(self) -> str:
         """The package URL (a deb/rpm epoch becomes the ``epoch`` qualifier, as Trivy writes it)."""
-        version, qualifiers = self.version, dict(self.qualifiers)
-        epoch, colon, rest = version.partition(":")
-        if self.type in ("deb", "rpm") and colon and epoch.isdigit():
-            version = rest
-            if epoch != "0":
-                qualifiers["epoch"] = epoch
-        return PackageURL(
-            type=self.type,
-            namespace=self.namespace,
-            name=self.name,
-            version=version,
-            qualifiers=qualifiers or None,
-        ).to_string()
+        return _purl(self.type, self.namespace, self.name, self.version, self.qualifiers)
+
+
+@functools.lru_cache(maxsize=8192)  # each package's is needed twice: checked, then written
+def _purl(
+    kind: str,
+    namespace: str | None,
+    name: str,
+    version: str,
+    pairs: tuple[tuple[str, str], ...],
+) -> str:
+    qualifiers = dict(pairs)
+    epoch, colon, rest = version.partition(":")
+    if kind in ("deb", "rpm") and colon and epoch.isdigit():
+        version = rest
+        if epoch != "0":
+            qualifiers["epoch"] = epoch
+    return PackageURL(
+        type=kind, namespace=namespace, name=name, version=version, qualifiers=qualifiers or None
+    ).to_string()
 
 
 class LayerCataloger(ABC):

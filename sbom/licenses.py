@@ -25,6 +25,7 @@ __all__ = [
     "cyclonedx_id",
     "dep5_expression",
     "is_spdx",
+    "prepare",
     "spdx",
     "spdx_all",
 ]
@@ -149,6 +150,14 @@ def _ids() -> dict[str, str]:
         for key, symbol in _licensing().known_symbols.items()
         if not key.startswith("LicenseRef-") and not getattr(symbol, "is_exception", False)
     }
+
+
+def prepare() -> None:
+    """Build the SPDX licence tables now rather than on the first licence a cataloger or writer
+    meets (~0.04 s once per process: the symbols, their lower-cased ids and the tokenizer's
+    automaton), e.g. while layers are being inflated outside the GIL."""
+    _ids()
+    _licensing().get_advanced_tokenizer()
 
 
 @functools.lru_cache(maxsize=4096)

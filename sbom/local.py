@@ -10,8 +10,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from sbom.generate import ImageInfo, LayerError, LayerInput
-from sbom.reader import blob_digest
+from sbom.blob import blob_digest
+from sbom.errors import LayerError
+from sbom.inputs import ImageInfo, LayerInput
 from sbom.tar import TarReader
 
 __all__ = ["LOCAL_PREFIXES", "LocalImageError", "docker_archive", "oci_layout", "read_local"]

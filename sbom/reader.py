@@ -1,52 +1,40 @@
 """Streams one layer once and hands the catalogers the files they asked for.
 
-The compression is sniffed from the first bytes (gzip via ``isal``, zstd, or a plain tar), never
-from the media type a manifest claims. Nothing is unpacked: entries are parsed as they stream
-past (:mod:`sbom.tar`) and only wanted regular files are kept (:mod:`sbom.spool`: in memory when
-small, else in a temporary file with a name of our choosing, under byte budgets). Hostile entries
-are neutralised here: paths are normalised and confined to the image root (``../`` and absolute
-paths), symlinks are never followed, hard links only reuse data already read from the same
-layer, device nodes and FIFOs are ignored, names that are not UTF-8 or hold a NUL are skipped
-with a warning, a decompressed-size limit stops gzip and zstd bombs, and zstd windows are capped
-and reserved from a shared memory pool.
+The blob is read, hashed and inflated by :mod:`sbom.blob` (compression sniffed from its first
+bytes, never from the media type a manifest claims). Nothing is unpacked: entries are parsed as
+they stream past (:mod:`sbom.tar`) and only wanted regular files are kept (:mod:`sbom.spool`: in
+memory when small, else in a temporary file with a name of our choosing, under byte budgets).
+Hostile entries are neutralised here: paths are normalised and confined to the image root
+(``../`` and absolute paths), symlinks are never followed, hard links only reuse data already
+read from the same layer, device nodes and FIFOs are ignored, names that are not UTF-8 or hold a
+NUL are skipped with a warning; a decompressed-size limit stops gzip and zstd bombs, and zstd
+windows are capped and reserved from a shared memory pool.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO, cast
 
-import zstandard
-from isal import igzip
-from isal.igzip_lib import IsalError
-
-from sbom.errors import CorruptLayerError, LayerError, LayerLimitError
+from sbom.blob import Inflating
+from sbom.errors import CorruptLayerError, LayerError
 from sbom.interface import FileEntry, LayerCataloger
-from sbom.spool import MiB, ReadLimits, Spool
-from sbom.tar import TarReader
+from sbom.spool import Spool
+from sbom.tar import Stream, TarReader
 
-__all__ = ["LayerError", "LayerFiles", "blob_digest", "normalise", "read_layer"]
+__all__ = ["LayerError", "LayerFiles", "normalise", "read_layer"]
 
 log = logging.getLogger(__name__)
 
-GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024 * 1024
 """Default limit on a layer's decompressed size."""
 OPAQUE = ".wh..wh..opq"
 WHITEOUT = ".wh."
 MAX_WARNINGS = 100
 """Warnings kept (and logged) per layer; the rest are counted."""
-_CHUNK = 1 << 20
-_ZSTD_HEADER = 18  # ZSTD_FRAMEHEADERSIZE_MAX
-_ZSTD_MIN_WINDOW = 8 * MiB  # what levels up to 19 use: later frames may need as much
-_GZIP_MEMORY = 2 * MiB  # inflate window and buffers
-_IsalError = cast("type[Exception]", IsalError)  # isal types it as an instance
 _REGULAR = (b"0", b"\0", b"7")
 _HARDLINK = (b"1",)
 
@@ -65,109 +53,6 @@ class LayerFiles:
     """Directories whose lower-layer content this layer hides (``.wh..wh..opq``)."""
     warnings: tuple[str, ...] = ()
     """Entries skipped, and why."""
-
-
-class _Limited:
-    """A read-only stream that raises :class:`LayerLimitError` past ``limit`` bytes."""
-
-    def __init__(self, raw: IO[bytes], limit: int) -> None:
-        self._raw = raw
-        self._limit = limit
-        self._count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            data = self._raw.read(size if size >= 0 else _CHUNK)
-        except zstandard.ZstdError as exc:
-            if "too much memory" in str(exc):
-                raise LayerLimitError(f"zstd frame needs a larger window: {exc}") from None
-            raise CorruptLayerError(f"corrupt compressed layer: {exc}") from None
-        except (OSError, EOFError, _IsalError) as exc:
-            raise CorruptLayerError(f"corrupt compressed layer: {exc}") from None
-        self._count += len(data)
-        if self._count > self._limit:
-            raise LayerLimitError(f"layer decompresses to more than {self._limit} bytes")
-        return data
-
-
-class _Raw:
-    """The blob's bytes (``length`` of them, when given), hashed as they are read."""
-
-    def __init__(self, raw: IO[bytes], length: int | None) -> None:
-        self._raw = raw
-        self._left = length
-        self.sha256 = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        if self._left is not None:
-            size = self._left if size < 0 else min(size, self._left)
-        data = self._raw.read(size)
-        if self._left is not None:
-            self._left -= len(data)
-        self.sha256.update(data)
-        return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
-
-    def digest(self) -> str:
-        """``sha256:<hex>`` of what was read, after reading the rest of the blob."""
-        while self.read(_CHUNK):
-            pass
-        return "sha256:" + self.sha256.hexdigest()
-
-
-def _zstd_window(head: bytes, limits: ReadLimits) -> int:
-    """The decompressor memory a zstd layer reserves, from its first frame's window size."""
-    try:
-        window = zstandard.get_frame_parameters(head).window_size
-    except zstandard.ZstdError as exc:
-        raise CorruptLayerError(f"corrupt zstd layer: {exc}") from None
-    if window > limits.zstd_window_bytes:
-        raise LayerLimitError(
-            f"zstd window of {window} bytes is over the {limits.zstd_window_bytes}-byte limit"
-        )
-    return min(max(window, _ZSTD_MIN_WINDOW), limits.zstd_window_bytes)
-
-
-def _open(
-    path: Path, max_bytes: int, offset: int, length: int | None, limits: ReadLimits
-) -> tuple[BinaryIO, _Raw, _Limited, int]:
-    """(the file, the hashing blob reader, the decompressed and size-limited tar stream, the
-    decompressor memory to reserve) for the blob at ``path``."""
-    handle = path.open("rb")
-    try:
-        handle.seek(offset)
-        head = handle.read(_ZSTD_HEADER if length is None else min(_ZSTD_HEADER, length))
-        handle.seek(offset)
-        raw = _Raw(handle, length)
-        stream: IO[bytes]
-        memory = 0
-        if head.startswith(GZIP_MAGIC):
-            stream = cast(IO[bytes], igzip.IGzipFile(fileobj=raw, mode="rb"))  # type: ignore[no-untyped-call]
-            memory = _GZIP_MEMORY
-        elif head.startswith(ZSTD_MAGIC):
-            window = _zstd_window(head, limits)
-            decompressor = zstandard.ZstdDecompressor(max_window_size=window)
-            stream = decompressor.stream_reader(
-                cast(IO[bytes], raw), read_size=_CHUNK, read_across_frames=True
-            )
-            memory = window + _GZIP_MEMORY
-        else:
-            stream = cast(IO[bytes], raw)
-    except BaseException:
-        handle.close()
-        raise
-    return handle, raw, _Limited(stream, max_bytes), memory
-
-
-def blob_digest(path: Path, offset: int = 0, length: int | None = None) -> str:
-    """``sha256:<hex>`` of a blob (``length`` bytes from ``offset`` when given)."""
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        return _Raw(handle, length).digest()
 
 
 def normalise(name: str) -> str | None:
@@ -194,28 +79,32 @@ def read_layer(
     *,
     spool: Spool,
     verify: bool = False,
+    started: Inflating | None = None,
 ) -> LayerFiles:
     """Stream the layer at ``path`` (``length`` bytes from ``offset`` when given) once and keep
-    what ``catalogers`` want in ``spool``. With ``verify``, the blob must hash to ``digest``
-    (checked in the same pass): a mismatch is a :class:`LayerError` and nothing it held is
-    returned. Raises :class:`LayerError` (a subclass saying why, naming the layer) when the
-    layer is corrupt or over a limit, never anything else for what the blob holds."""
+    what ``catalogers`` want in ``spool`` (from ``started`` when
+    :func:`sbom.blob.inflate_early` opened the blob already). With ``verify``, the blob must hash
+    to ``digest`` (checked in the same pass): a mismatch is a :class:`LayerError` and nothing it
+    held is returned. Raises :class:`LayerError` (a subclass saying why, naming the layer) when
+    the layer is corrupt or over a limit, never anything else for what the blob holds."""
     try:
-        return _read(path, digest, list(catalogers), max_bytes, offset, length, spool, verify)
+        blob = started or Inflating(path, max_bytes, offset, length, spool.limits)
+        with blob:
+            with spool.decoder(blob.memory):  # reserved before it starts, unless started early
+                blob.start()
+                found = _read(blob.tar, digest, list(catalogers), blob.max_bytes, spool)
+            blob.stop()  # both threads have stopped: the rest of the blob is read here
+            if verify and blob.raw.digest() != digest:
+                raise CorruptLayerError("the blob does not match its digest")
     except LayerError as exc:
         raise type(exc)(f"layer {digest}: {exc}") from None
+    return found
 
 
 def _read(
-    path: Path,
-    digest: str,
-    wanting: list[LayerCataloger],
-    max_bytes: int,
-    offset: int,
-    length: int | None,
-    spool: Spool,
-    verify: bool,
+    stream: Stream, digest: str, wanting: list[LayerCataloger], max_bytes: int, spool: Spool
 ) -> LayerFiles:
+    """The wanted files and deletions of the tar ``stream``."""
     files: dict[str, list[FileEntry]] = {c.name: [] for c in wanting}
     read: dict[str, FileEntry] = {}
     whiteouts: list[str] = []
@@ -231,58 +120,54 @@ def _read(
             warnings.append(text)
             log.warning("layer %s: %s", digest, text)
 
-    handle, raw, stream, memory = _open(path, max_bytes, offset, length, spool.limits)
-    with handle, spool.decoder(memory):
-        tar = TarReader(stream, max_bytes)
-        while (header := tar.next()) is not None:
-            spool.check()
-            try:
-                name = header.name.decode("utf-8")
-            except UnicodeDecodeError:
-                warn(f"skipped entry whose name is not UTF-8: {_shown(header.name)}")
-                continue
-            if "\0" in name:
-                warn(f"skipped entry whose name holds a NUL: {_shown(name)}")
-                continue
-            rel = normalise(name)
-            if rel is None:
-                if name.strip("./"):
-                    warn(f"skipped entry outside the image root: {_shown(name)}")
-                continue
-            base = posixpath.basename(rel)
-            if base.startswith(WHITEOUT):
-                layer.count()
-                parent = posixpath.dirname(rel)
-                if base == OPAQUE:
-                    opaque.append(parent)
-                else:
-                    whiteouts.append(posixpath.join(parent, base[len(WHITEOUT) :]))
-                continue
-            if header.kind not in _REGULAR + _HARDLINK:
-                continue  # directories, symlinks (never followed), devices, FIFOs
-            who = [c for c in wanting if c.wants(rel)]
-            if not who:
-                continue
-            if header.kind in _HARDLINK:
-                target = normalise(header.linkname.decode("utf-8", "replace"))
-                found = read.get(target) if target else None
-                if found is None:
-                    warn(f"skipped hard link {_shown(rel)} to a file not read in this layer")
-                    continue
-                layer.count()
-                entry = FileEntry(rel, found.source, header.mode)
+    tar = TarReader(stream, max_bytes)
+    while (header := tar.next()) is not None:
+        spool.check()
+        try:
+            name = header.name.decode("utf-8")
+        except UnicodeDecodeError:
+            warn(f"skipped entry whose name is not UTF-8: {_shown(header.name)}")
+            continue
+        if "\0" in name:
+            warn(f"skipped entry whose name holds a NUL: {_shown(name)}")
+            continue
+        rel = normalise(name)
+        if rel is None:
+            if name.strip("./"):
+                warn(f"skipped entry outside the image root: {_shown(name)}")
+            continue
+        base = posixpath.basename(rel)
+        if base.startswith(WHITEOUT):
+            layer.count()
+            parent = posixpath.dirname(rel)
+            if base == OPAQUE:
+                opaque.append(parent)
             else:
-                if header.size > max(c.max_size for c in who):
-                    warn(f"skipped {_shown(rel)}: {header.size} bytes is over the size limit")
-                    continue
-                entry = layer.store(rel, header.mode, header.size, tar.copy_data)
-                read[rel] = entry
-            size = entry.size
-            for cataloger in who:
-                if size <= cataloger.max_size:
-                    files[cataloger.name].append(entry)
-        if verify and raw.digest() != digest:
-            raise CorruptLayerError("the blob does not match its digest")
+                whiteouts.append(posixpath.join(parent, base[len(WHITEOUT) :]))
+            continue
+        if header.kind not in _REGULAR + _HARDLINK:
+            continue  # directories, symlinks (never followed), devices, FIFOs
+        who = [c for c in wanting if c.wants(rel)]
+        if not who:
+            continue
+        if header.kind in _HARDLINK:
+            target = normalise(header.linkname.decode("utf-8", "replace"))
+            found = read.get(target) if target else None
+            if found is None:
+                warn(f"skipped hard link {_shown(rel)} to a file not read in this layer")
+                continue
+            layer.count()
+            entry = FileEntry(rel, found.source, header.mode)
+        else:
+            if header.size > max(c.max_size for c in who):
+                warn(f"skipped {_shown(rel)}: {header.size} bytes is over the size limit")
+                continue
+            entry = layer.store(rel, header.mode, header.size, tar.copy_data)
+            read[rel] = entry
+        size = entry.size
+        for cataloger in who:
+            if size <= cataloger.max_size:
+                files[cataloger.name].append(entry)
     if skipped > len(warnings):
         warnings.append(f"… and {skipped - len(warnings)} more entries skipped")
     return LayerFiles(digest, files, tuple(whiteouts), tuple(opaque), tuple(warnings))

@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+from zlib import adler32
 
 from sbom.errors import CorruptLayerError, LayerLimitError
 
@@ -80,13 +81,20 @@ def _octal(field: bytes, what: str) -> int:
     return int(match.group(1) or b"0", 8)
 
 
+def _byte_sum(block: bytes) -> int:
+    """``sum(block)`` of a header block, computed in C (a sixth of the time): Adler-32's low half
+    is 1 + the byte sum modulo 65521, which is the byte sum itself for 256 bytes (at most
+    65280)."""
+    return (adler32(block[:256]) & 0xFFFF) + (adler32(block[256:]) & 0xFFFF) - 2
+
+
 def _checksum_ok(block: bytes) -> bool:
     stored = block[148:156]
     match = _OCTAL.fullmatch(stored.split(b"\0", 1)[0])
     if match is None or not match.group(1):
         return False
     expected = int(match.group(1), 8)
-    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    unsigned = _byte_sum(block) - sum(stored) + 8 * 32  # the checksum field counts as spaces
     if expected == unsigned:
         return True
     high = sum(1 for b in block[:148] + block[156:] if b & 0x80)

@@ -17,6 +17,9 @@ import pytest
 import zstandard
 
 from sbom import ImageInfo, LayerError, LayerInput, SbomResult, generate_sbom
+from sbom.blob import inflate_early
+from sbom.cache import LayerCache
+from sbom.reader import DEFAULT_MAX_BYTES
 
 IMAGE = ImageInfo("example/app", "sha256:" + "ab" * 32)
 STATUS = """\
@@ -373,3 +376,28 @@ def test_a_real_rpmdb_sqlite_made_by_rpm(tmp_path: Path) -> None:
         "1.2.3-4",
         ("MIT",),
     )
+
+
+def test_while_reading_runs_once_while_layers_are_read_and_not_for_cached_ones(
+    tmp_path: Path,
+) -> None:
+    calls: list[int] = []
+    base = layer(tmp_path, "base", tar_bytes(*base_entries()))
+    first = generate_sbom([base], IMAGE, tmp_path / "cache", while_reading=lambda: calls.append(1))
+    assert calls == [1]
+    again = generate_sbom([base], IMAGE, tmp_path / "cache", while_reading=lambda: calls.append(2))
+    assert calls == [1], "nothing was read: the layer came from the cache"
+    assert again.cached_layers == 1 and purls(again) == purls(first)
+
+
+def test_layers_started_early_give_the_same_sbom(tmp_path: Path) -> None:
+    gzipped = layer(tmp_path, "base", tar_bytes(*base_entries()))
+    zstd = layer(tmp_path, "top", tar_bytes(("etc/motd", b"hi\n")), "zstd")
+    expected = purls(generate_sbom([gzipped, zstd], IMAGE, None))
+    cache = tmp_path / "cache"
+    assert not LayerCache.known(cache, gzipped.digest)
+    # a zstd layer's window is reserved from the decompressor pool first: never started early
+    started = inflate_early([gzipped, zstd], DEFAULT_MAX_BYTES, count=2)
+    assert list(started) == [gzipped.digest]
+    assert purls(generate_sbom([gzipped, zstd], IMAGE, cache, started=started)) == expected
+    assert LayerCache.known(cache, gzipped.digest) and LayerCache.known(cache, zstd.digest)

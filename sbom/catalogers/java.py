@@ -33,9 +33,6 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO
-from xml.etree.ElementTree import ParseError
-
-from defusedxml import ElementTree
 
 from sbom.catalogers.golang import each_file
 from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
@@ -164,6 +161,10 @@ def parse_pom_licenses(data: bytes) -> tuple[str, ...]:
     The file is capped at :data:`MAX_METADATA` before it gets here, and parsed with defusedxml
     (no entity expansion, no external entities, no DTD tricks).
     """
+    from xml.etree.ElementTree import ParseError  # imported for the first pom.xml only
+
+    from defusedxml import ElementTree
+
     try:
         root = ElementTree.fromstring(data)
     except (ParseError, ValueError) as exc:  # defusedxml's refusals are ValueErrors

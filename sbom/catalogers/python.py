@@ -63,6 +63,15 @@ def _metadata_text(entry: FileEntry) -> str:
             return member.read(MAX_METADATA).decode("utf-8", "replace")
 
 
+_METADATA_FILES = (
+    ".dist-info/METADATA",
+    ".egg-info/PKG-INFO",
+    ".egg-info",
+    ".egg",  # a zipped egg: its EGG-INFO/PKG-INFO
+    ".egg/EGG-INFO/PKG-INFO",  # an unzipped egg
+)
+
+
 @register
 class PythonCataloger(LayerCataloger):
     """Python packages from their installed metadata."""
@@ -72,13 +81,7 @@ class PythonCataloger(LayerCataloger):
     max_size = 32 * 1024 * 1024  # eggs are whole archives
 
     def wants(self, path: str) -> bool:
-        return (
-            path.endswith(".dist-info/METADATA")
-            or path.endswith(".egg-info/PKG-INFO")
-            or path.endswith(".egg-info")
-            or path.endswith(".egg")  # a zipped egg: its EGG-INFO/PKG-INFO
-            or path.endswith(".egg/EGG-INFO/PKG-INFO")  # an unzipped egg
-        )
+        return path.endswith(_METADATA_FILES)
 
     def catalog(
         self, files: Sequence[FileEntry], os_info: OSInfo | None

@@ -11,7 +11,6 @@ import struct
 from collections.abc import Collection, Mapping, Sequence
 
 from sbom.catalogers._common import distro_qualifier, purl_namespace
-from sbom.catalogers._rpmdb import RpmDbError, header_blobs
 from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
 from sbom.licenses import spdx
 
@@ -81,6 +80,8 @@ class RpmCataloger(LayerCataloger):
     def catalog(
         self, files: Sequence[FileEntry], os_info: OSInfo | None
     ) -> Mapping[str, list[Package]]:
+        from sbom.catalogers._rpmdb import RpmDbError, header_blobs  # rpm images only
+
         out: dict[str, list[Package]] = {}
         for entry in files:
             out[entry.path] = []

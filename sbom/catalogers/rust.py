@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
-import tomllib
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -94,6 +93,8 @@ class CargoAuditableCataloger(ElfCataloger):
 
 def parse_cargo_lock(text: str) -> list[Package]:
     """Every ``[[package]]`` of a ``Cargo.lock`` (its ``dependencies`` as ``depends``)."""
+    import tomllib  # imported for the first Cargo file only
+
     document = tomllib.loads(text)
     entries = document.get("package", [])
     if not isinstance(entries, list):
@@ -199,6 +200,8 @@ class CargoLockCataloger(LayerCataloger):
         self, files: Sequence[FileEntry], os_info: OSInfo | None
     ) -> Mapping[str, list[Package]]:
         """Packages per ``Cargo.lock``; the manifests give none of their own."""
+        import tomllib
+
         manifests: dict[str, dict[str, Any]] = {}
         for entry in files:
             if entry.path.endswith("Cargo.toml"):

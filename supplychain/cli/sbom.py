@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,25 +91,42 @@ def _pull(
 
 def cmd_sbom(args: argparse.Namespace) -> int:
     """Write the SBOM; exit 0, or 2 with the reason when the image cannot be read."""
-    from sbom import LayerError, generate_sbom, render
+    from sbom.blob import Inflating, inflate_early
+    from sbom.cache import LayerCache
+    from sbom.errors import LayerError
     from sbom.local import LOCAL_PREFIXES, read_local
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else _default_cache()
     image: str = args.image
     work = Path(tempfile.mkdtemp(prefix="sbom-"))
+    started: dict[str, Inflating] = {}
     try:
         if image.startswith(LOCAL_PREFIXES):
             layers, info, _config = read_local(image)
         else:
             layers, info = _from_registry(image, cache_dir, work)
+        # the biggest layers not catalogued before inflate while the catalogers load (the
+        # imports that follow)
+        fresh = [x for x in layers if not LayerCache.known(cache_dir / "layers", x.digest)]
+        started = inflate_early(fresh, args.max_layer_bytes, os.cpu_count() or 1)
+        from sbom import generate_sbom, prepare_render, render
+
         result = generate_sbom(
-            layers, info, cache_dir / "layers", max_layer_bytes=args.max_layer_bytes, work_dir=work
+            layers,
+            info,
+            cache_dir / "layers",
+            max_layer_bytes=args.max_layer_bytes,
+            work_dir=work,
+            while_reading=partial(prepare_render, args.format),
+            started=started,
         )
         document = render(result, args.format)
     except (LayerError, _ImageError, OSError) as exc:
         print(f"supplychain sbom: {exc}", file=sys.stderr)
         return 2
     finally:
+        for blob in started.values():  # closed by generate_sbom unless it was not reached
+            blob.close()
         shutil.rmtree(work, ignore_errors=True)
     for warning in result.warnings:  # files skipped (malformed, hostile): the rest is in the SBOM
         print(f"supplychain sbom: warning: {warning}", file=sys.stderr)
