@@ -225,7 +225,7 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=1, help="serve's HTTP processes")
     parser.add_argument("--log-level", default="INFO", help="serve's (INFO logs each request)")
     parser.add_argument(
-        "--committers", type=int, default=4, help="SUPPLYCHAIN_INTAKE_COMMITTERS (PostgreSQL)"
+        "--committers", type=int, default=1, help="SUPPLYCHAIN_INTAKE_COMMITTERS (PostgreSQL)"
     )
     parser.add_argument("--batch-ms", type=float, default=2.0, help="SUPPLYCHAIN_INTAKE_BATCH_MS")
     args = parser.parse_args()

@@ -178,8 +178,9 @@ class Settings:
     """Oldest signed timestamp a webhook may carry (SNS): older deliveries are replays."""
     intake_batch_ms: float = 2.0
     """Group commit: deliveries arriving within this many ms share one transaction."""
-    intake_committers: int = 4
-    """Group commit threads per HTTP process on PostgreSQL (SQLite has one writer: always 1)."""
+    intake_committers: int = 1
+    """Group commit threads per HTTP process on PostgreSQL (SQLite has one writer: always 1);
+    more than one helps when each round trip to the database is slow (a remote server)."""
 
     @property
     def is_sqlite(self) -> bool:

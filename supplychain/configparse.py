@@ -315,5 +315,5 @@ DEFAULTS: dict[str, str] = {
     "dockerhub_registry": "docker.io",
     "webhook_max_age_seconds": "3600",
     "intake_batch_ms": "2",
-    "intake_committers": "4",
+    "intake_committers": "1",
 }
