@@ -62,9 +62,11 @@ def insert_rows(
         statement = _pg_insert(table, names, skip_conflicts, tuple(c.name for c in returning))
         result = conn.execute(statement, _arrays(table, names, rows))
     else:
-        plain: Insert = sqlite.insert(table)
-        if skip_conflicts:
-            plain = sqlite.insert(table).on_conflict_do_nothing()
+        plain: Insert = (
+            sqlite.insert(table).on_conflict_do_nothing()
+            if skip_conflicts
+            else sqlite.insert(table)
+        )
         if not returning:
             conn.execute(plain, list(rows))
             return []

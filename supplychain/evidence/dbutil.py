@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import QueryableAttribute, Session
 
 from supplychain.evidence.bulk import insert_rows
@@ -15,15 +14,9 @@ from supplychain.evidence.tlog import LOGGED, touch
 
 
 def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
-    """INSERT a row unless it conflicts with a unique key; True when a row was inserted."""
-    table = model.__table__
-    assert isinstance(table, Table)  # noqa: S101 - declarative models always have a Table
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    key = next(iter(table.primary_key.columns))
-    statement = module.insert(table).values(**values).on_conflict_do_nothing().returning(key)
-    # rowcount is not reliable for INSERT … ON CONFLICT across drivers; a returned row is.
-    return session.execute(statement).first() is not None
+    """INSERT a row unless it conflicts with a unique key; True when a row was inserted (a new
+    row of a logged table is named to the tamper-evident log)."""
+    return bool(insert_ignore_many(session, model, [values]))
 
 
 def table_of(model: type[Base]) -> Table:

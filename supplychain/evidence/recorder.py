@@ -136,11 +136,9 @@ def upsert_image(
     image = find_image(session, target)
     if image is None:  # concurrent callers (gate calls, workers) may insert the same image
         key = {"host": target.registry, "repository": target.repository, "digest": target.digest}
-        inserted = insert_ignore(session, models.Image, key)
+        insert_ignore(session, models.Image, key)  # a new row is named to the log
         image = find_image(session, target)
         assert image is not None  # noqa: S101 - inserted now or by a committed concurrent caller
-        if inserted:  # a Core insert: the session hook does not see it
-            touch(session, "images", image.id)
     image.media_type = image.media_type or media_type
     image.platform = image.platform or platform
     session.flush()

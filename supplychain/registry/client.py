@@ -238,10 +238,12 @@ class RegistryClient:
         return Descriptor(media_type, digest, int(length))
 
     def list_tags(self, registry: str, repository: str, *, max_pages: int = 100) -> list[str]:
-        """All tags of ``repository`` (:func:`~supplychain.registry.listing.list_tags`)."""
-        from supplychain.registry.listing import list_tags
+        """All valid tags of ``repository``, every page
+        (:func:`~supplychain.registry.listing.list_tag_pages`)."""
+        from supplychain.registry.listing import list_tag_pages
 
-        return list(list_tags(self, registry, repository, max_pages=max_pages))
+        pages = list_tag_pages(self, registry, repository, max_pages=max_pages)
+        return [name for page in pages for name in page.names]
 
     # -- requests ---------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from supplychain.registry.network import read_limited
 if TYPE_CHECKING:
     from supplychain.registry.client import RegistryClient
 
-__all__ = ["CATALOG_SCOPE", "Pacer", "Page", "list_repositories", "list_tag_pages", "list_tags"]
+__all__ = ["CATALOG_SCOPE", "Pacer", "Page", "list_repositories", "list_tag_pages"]
 
 CATALOG_SCOPE = "registry:catalog:*"
 """The token scope distribution's catalog asks for."""
@@ -110,22 +110,6 @@ def list_repositories(
         client, registry, "_catalog", "repositories", CATALOG_SCOPE, valid_repository,
         page_size=page_size, pacer=pacer, max_pages=max_pages,
     )  # fmt: skip
-
-
-def list_tags(
-    client: RegistryClient,
-    registry: str,
-    repository: str,
-    *,
-    page_size: int | None = None,
-    pacer: Pacer | None = None,
-    max_pages: int = DEFAULT_MAX_PAGES,
-) -> Iterator[str]:
-    """Every valid tag of ``repository`` (``n=page_size`` per page when given)."""
-    for page in list_tag_pages(
-        client, registry, repository, page_size=page_size, pacer=pacer, max_pages=max_pages
-    ):
-        yield from page.names
 
 
 def list_tag_pages(
