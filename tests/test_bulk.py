@@ -59,9 +59,7 @@ def test_rows_come_back_in_order_with_defaults_as_a_read_gives_them(database: Da
         for row in stored:
             assert dict(row) == dict(read[row["id"]])
             key = str(row["id"])
-            assert leaf_data(conn, 0, "audit_log", key, row) == leaf_data(
-                conn, 0, "audit_log", key
-            )
+            assert leaf_data(conn, 0, "audit_log", key, row) == leaf_data(conn, 0, "audit_log", key)
 
 
 def test_conflicts_are_skipped_and_only_new_rows_returned(database: Database) -> None:

@@ -303,3 +303,41 @@ def test_serve_with_two_processes_records_every_concurrent_answer(
         finally:
             db.dispose()
         assert (rows, jobs) == (CONCURRENT, 1)
+
+
+def test_the_event_loops_answer_is_the_full_paths_and_only_for_cached_pinned_digests(
+    scanned: Scanned,
+) -> None:
+    """What ``serve`` decides on its event loop (SQLite) is what the deciding threads answer,
+    with the next policy; anything else (a tag, another registry, an unknown digest) goes on to
+    the full path, which calls the registry or refuses."""
+    service = scanned.service
+    gate = service.gate
+    registry_host = scanned.pinned.split("/", 1)[0]
+    full = gate.evaluate(scanned.pinned)  # loads and caches the facts
+    fast = gate.answer_cached(scanned.pinned)
+    assert fast is not None
+    assert (fast.answer.decision, fast.answer.pinned, fast.answer.reasons) == (
+        full.answer.decision,
+        full.answer.pinned,
+        full.answer.reasons,
+    )
+    assert fast.answer.decision == "deny"
+    assert [model for model, _ in fast.rows] == [model for model, _ in full.rows]
+    unknown = "sha256:" + "e" * 64
+    for other in (
+        f"{registry_host}/{REPO}:app",  # a tag: resolved at the registry
+        f"{DOWN}/{REPO}@{scanned.digest}",  # not recorded from this host
+        f"registry.invalid/{REPO}@{scanned.digest}",  # not an allowed registry
+        f"{registry_host}/{REPO}@{unknown}",  # never recorded
+        "not a reference",
+    ):
+        assert gate.answer_cached(other) is None, other
+    old = service.decider.policy
+    assert isinstance(old, RulesPolicy)
+    service.decider.policy = RulesPolicy(dataclasses.replace(old.rules, deny_severities=()))
+    try:
+        changed = gate.answer_cached(scanned.pinned)
+        assert changed is not None and changed.answer.decision == "allow"
+    finally:
+        service.decider.policy = old

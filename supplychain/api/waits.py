@@ -43,7 +43,9 @@ RECENT = 4096
 GATE_THREADS = 4
 """Threads deciding gate calls. The decision is CPU-bound under one GIL, and each thread holds
 a pooled database connection: a few threads keep the pool warm, where the framework's 40-thread
-pool made the connection pool open and close connections under load."""
+pool made the connection pool open and close connections under load. On SQLite a pinned
+digest whose facts are cached is decided on the event loop instead (:meth:`Gate.answer_cached`):
+its one read is a local file's, and each hop to a thread and back waited for the GIL."""
 
 
 class TooManyWaiters(Exception):
@@ -78,7 +80,8 @@ class Waits:
         self._deciders.shutdown(wait=True)
 
     async def _decide(self, gate: Gate, image: str, platform: str | None) -> GateAnswer:
-        return await gate.decide_async(image, self._run, platform=platform)
+        inline = not self.db.is_postgres  # PostgreSQL's reads are round trips: off the loop
+        return await gate.decide_async(image, self._run, platform=platform, inline=inline)
 
     def _run(self, call: Callable[[], Answered]) -> Awaitable[Answered]:
         return asyncio.get_running_loop().run_in_executor(self._deciders, call)

@@ -148,13 +148,35 @@ class Gate:
         return answer.recorded()
 
     async def decide_async(
-        self, image: str, run: Run, *, platform: str | None = None
+        self, image: str, run: Run, *, platform: str | None = None, inline: bool = False
     ) -> GateAnswer:
         """:meth:`decide` without waiting (``wait=0``) for an event loop: the decision runs
-        through ``run`` (a thread), the recording in the group commit while the loop goes on."""
-        answer = await run(functools.partial(self.evaluate, image, wait=0, platform=platform))
+        through ``run`` (a thread), the recording in the group commit while the loop goes on.
+        ``inline=True``: a pinned digest whose facts are cached is decided on the loop itself
+        (one read, no registry call; for a database whose reads cost microseconds: SQLite)."""
+        answer = self.answer_cached(image, platform) if inline else None
+        if answer is None:
+            answer = await run(functools.partial(self.evaluate, image, wait=0, platform=platform))
         await self.recorder.submit(answer.rows)
         return answer.recorded()
+
+    def answer_cached(self, image: str, platform: str | None = None) -> Answered | None:
+        """The answer for a pinned digest of an allowed registry whose recorded facts are
+        cached (one statement, no registry call), not written yet; None for anything else
+        (:meth:`evaluate` answers it, errors included)."""
+        started = time.perf_counter()
+        try:
+            ref = parse_reference(image)
+        except ReferenceError:
+            return None
+        if ref.digest is None or ref.tag is not None or ref.registry not in self.allowed:
+            return None
+        cached = self._cached(ref, ref.digest, platform)
+        if cached is None:
+            return None
+        image_id, decided = cached
+        target = ImageTarget(ref.registry, ref.repository, ref.digest, None)
+        return self._record(image, ref, target, decided, started, image_id=image_id)
 
     def evaluate(self, image: str, *, wait: float = 0.0, platform: str | None = None) -> Answered:
         """The answer for ``image`` and the rows that record it, not written yet."""
@@ -188,17 +210,27 @@ class Gate:
                 return self._record(image, ref, target, decided, started, image_id=image_id)
             time.sleep(POLL_SECONDS)
 
+    def _cached(
+        self, ref: ImageReference, digest: str, platform: str | None
+    ) -> tuple[int, tuple[Verdict, tuple[GateFinding, ...]]] | None:
+        """The image's id and the one decision on its recorded facts, when they are complete
+        and cached (checked by one statement); else None."""
+        with self.db.reading(single=True) as connection:  # one statement: no transaction
+            scanned = self.facts.find(connection, ref.registry, ref.repository, digest)
+            cached = self.facts.cached(scanned) if scanned is not None else None
+        if scanned is None or cached is None:
+            return None
+        verdict = self.decider.decide(cached, platform=platform)
+        return scanned.id, (verdict, findings_of(cached, platform=platform))
+
     def _recorded(
         self, ref: ImageReference, digest: str, platform: str | None
     ) -> tuple[int, tuple[Verdict, tuple[GateFinding, ...]]] | None:
         """The image's id and the one decision on its recorded facts, when they are complete
         (a scanned manifest, an expanded index); None sends the call down the full path."""
-        with self.db.reading(single=True) as connection:  # one statement: no transaction
-            scanned = self.facts.find(connection, ref.registry, ref.repository, digest)
-            cached = self.facts.cached(scanned) if scanned is not None else None
-        if scanned is not None and cached is not None:
-            verdict = self.decider.decide(cached, platform=platform)
-            return scanned.id, (verdict, findings_of(cached, platform=platform))
+        cached = self._cached(ref, digest, platform)
+        if cached is not None:
+            return cached
         with self.db.reading() as connection:  # the facts loaded in one transaction
             scanned = self.facts.find(connection, ref.registry, ref.repository, digest)
             facts: ImageFacts | IndexFacts
