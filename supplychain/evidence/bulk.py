@@ -62,16 +62,9 @@ def insert_rows(
         statement = _pg_insert(table, names, skip_conflicts, tuple(c.name for c in returning))
         result = conn.execute(statement, _arrays(table, names, rows))
     else:
-        plain: Insert = (
-            sqlite.insert(table).on_conflict_do_nothing()
-            if skip_conflicts
-            else sqlite.insert(table)
-        )
-        if not returning:
-            conn.execute(plain, list(rows))
-            return []
         # one multi-row INSERT per batch; its RETURNING order is the keys' (sorted below)
-        result = conn.execute(plain.returning(*returning), list(rows))
+        statement = _sqlite_insert(table, skip_conflicts, tuple(c.name for c in returning))
+        result = conn.execute(statement, list(rows))
     if not returning:
         return []
     stored = list(result.mappings())
@@ -101,8 +94,7 @@ def update_rows(
     _same_columns(rows)
     names = tuple(rows[0])
     if conn.dialect.name != "postgresql":
-        setters: dict[str, Any] = {n: bindparam(f"v_{n}") for n in names if n != key}
-        plain: Update = update(table).where(table.c[key] == bindparam(f"v_{key}")).values(**setters)
+        plain = _sqlite_update(table, key, names)
         conn.execute(plain, [{f"v_{k}": v for k, v in row.items()} for row in rows])
         return []
     statement = _pg_update(table, key, names, returning)
@@ -163,6 +155,24 @@ def _typed(table: Table, source: Any, name: str) -> Any:
     column = table.c[name]
     value = source.c[name]
     return cast(value, column.type) if _is_json(column) else value
+
+
+# The statements are built once per shape: SQLAlchemy then finds their compiled form by a cache
+# key memoised on the statement object, instead of generating the key again for every batch.
+
+
+@cache
+def _sqlite_insert(table: Table, skip_conflicts: bool, returning: tuple[str, ...]) -> Insert:
+    statement = sqlite.insert(table)
+    if skip_conflicts:
+        statement = statement.on_conflict_do_nothing()
+    return statement.returning(*(table.c[n] for n in returning)) if returning else statement
+
+
+@cache
+def _sqlite_update(table: Table, key: str, names: tuple[str, ...]) -> Update:
+    setters: dict[str, Any] = {n: bindparam(f"v_{n}") for n in names if n != key}
+    return update(table).where(table.c[key] == bindparam(f"v_{key}")).values(**setters)
 
 
 @cache
