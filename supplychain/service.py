@@ -188,7 +188,7 @@ def build_service(
         queue,
         decider,
         registries,
-        recorder=GroupCommit(answers, insert_facts, name="gate"),
+        recorder=GroupCommit(answers.writing, insert_facts, name="gate"),
     )
     issuer = signing_issuer(settings, client)
     return Service(

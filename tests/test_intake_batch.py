@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,9 @@ def test_a_failing_item_fails_alone_and_the_others_commit(database: str) -> None
                 raise ValueError("bad item")
         return items
 
-    group: GroupCommit[str, str] = GroupCommit(db, run, window=0.05)
+    group: GroupCommit[Session, str, str] = GroupCommit(
+        partial(db.session, write=True), run, window=0.05
+    )
 
     async def submit() -> list[str | BaseException]:
         return await asyncio.gather(

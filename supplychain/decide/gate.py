@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from supplychain.decide.decider import Decider
@@ -128,7 +129,7 @@ class Gate:
         decider: Decider,
         allowed: frozenset[str],
         *,
-        recorder: GroupCommit[Sequence[Row], None] | None = None,
+        recorder: GroupCommit[Connection, Sequence[Row], None] | None = None,
     ) -> None:
         self.db = db
         self.client = client
@@ -137,7 +138,7 @@ class Gate:
         self.allowed = allowed
         self.facts = FactCache()
         """Facts of scanned images, checked against the database on every call."""
-        self.recorder = recorder or GroupCommit(db, insert_facts, name="gate")
+        self.recorder = recorder or GroupCommit(db.writing, insert_facts, name="gate")
         """Records the answers, many per transaction."""
 
     def decide(self, image: str, *, wait: float = 0.0, platform: str | None = None) -> GateAnswer:

@@ -6,7 +6,7 @@ import fcntl
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +135,8 @@ class Database:
             )
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        writer = self.engine.execution_options(**{_IMMEDIATE: True})
-        self._write_sessions = sessionmaker(writer, expire_on_commit=False)
+        self._writer = self.engine.execution_options(**{_IMMEDIATE: True})
+        self._write_sessions = sessionmaker(self._writer, expire_on_commit=False)
         from supplychain.evidence import tlog  # the models import the rest of the schema
 
         tlog.install(self._sessions)
@@ -161,6 +161,17 @@ class Database:
         factory = self._write_sessions if write else self._sessions
         with factory() as session, session.begin():
             yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A Core connection in a write transaction (as ``session(write=True)``: SQLite's write
+        lock taken when it begins, in turn with the other writers), committed on success and
+        rolled back on error: no ORM session, for statements built once (the gate's answers).
+        No session hook sees these writes, so the caller appends the rows of logged tables to
+        the tamper-evident log itself (:func:`supplychain.evidence.tlog.append`)."""
+        turn = self._write_turn() if self._write_turn is not None else nullcontext()
+        with turn, self._writer.begin() as connection:
+            yield connection
 
     @contextmanager
     def reading(self, *, single: bool = False) -> Iterator[Connection]:

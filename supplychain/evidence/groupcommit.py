@@ -28,19 +28,20 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from supplychain.evidence.bulk import insert_rows
-from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import table_of
 from supplychain.evidence.models import Base
-from supplychain.evidence.tlog import LOGGED, touch
+from supplychain.evidence.tlog import LOGGED, append
 
 __all__ = ["BatchClosed", "GroupCommit", "Row", "insert_facts"]
 
+HandleT = TypeVar("HandleT")
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 log = logging.getLogger(__name__)
@@ -61,21 +62,23 @@ class _Unit(Generic[ItemT, ResultT]):
     """The caller's event loop; None for a thread waiting on a concurrent future."""
 
 
-class GroupCommit(Generic[ItemT, ResultT]):
-    """Writes submitted items with ``run(session, items) -> results`` (one result per item, in
-    order) in shared write transactions."""
+class GroupCommit(Generic[HandleT, ItemT, ResultT]):
+    """Writes submitted items with ``run(handle, items) -> results`` (one result per item, in
+    order) in shared write transactions, each opened by ``begin()``: a context manager giving
+    the transaction's handle (a write session, or a Core connection for statements built once)
+    and committing it when it exits without an error."""
 
     def __init__(
         self,
-        db: Database,
-        run: Callable[[Session, list[ItemT]], list[ResultT]],
+        begin: Callable[[], AbstractContextManager[HandleT]],
+        run: Callable[[HandleT, list[ItemT]], list[ResultT]],
         *,
         window: float = 0.0,
         max_batch: int = 256,
         committers: int = 1,
         name: str = "group-commit",
     ) -> None:
-        self.db = db
+        self.begin = begin
         self.run = run
         self.window = window
         self.max_batch = max_batch
@@ -161,8 +164,8 @@ class GroupCommit(Generic[ItemT, ResultT]):
                 loop.call_soon_threadsafe(_settle_all, settled)
 
     def _commit(self, units: list[_Unit[ItemT, ResultT]]) -> list[ResultT]:
-        with self.db.session(write=True) as session:
-            results = self.run(session, [unit.item for unit in units])
+        with self.begin() as handle:
+            results = self.run(handle, [unit.item for unit in units])
             if len(results) != len(units):  # before the commit: rolled back
                 raise RuntimeError("the batch function returned a result count unlike its items")
         return results
@@ -201,15 +204,15 @@ def _settle(
         future.set_result(result)
 
 
-def insert_facts(session: Session, writes: list[Sequence[Row]]) -> list[None]:
-    """A batch function inserting each caller's rows: one statement per table for the whole
-    batch, new rows of logged tables named to the tamper-evident log as the database stored
-    them (so it need not read them again)."""
+def insert_facts(connection: Connection, writes: list[Sequence[Row]]) -> list[None]:
+    """A batch function (in :meth:`Database.writing`) inserting each caller's rows: one
+    statement per table for the whole batch; the new rows of logged tables are appended to the
+    tamper-evident log as the database stored them (so it need not read them again)."""
     tables: dict[type[Base], list[dict[str, Any]]] = {}
     for rows in writes:
         for model, values in rows:
             tables.setdefault(model, []).append(values)
-    connection = session.connection()
+    logged: dict[tuple[str, str], Any] = {}
     for model, values_list in tables.items():
         table = table_of(model)
         if table.name not in LOGGED:
@@ -217,5 +220,7 @@ def insert_facts(session: Session, writes: list[Sequence[Row]]) -> list[None]:
             continue
         (key,) = table.primary_key.columns
         for row in insert_rows(connection, table, values_list, returning=list(table.c)):
-            touch(session, table.name, row[key.name], row)
+            logged[(table.name, str(row[key.name]))] = row
+    if logged:
+        append(connection, list(logged), known=logged)
     return [None] * len(writes)

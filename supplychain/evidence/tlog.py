@@ -34,6 +34,7 @@ from supplychain.evidence.merkle import leaf_hash
 __all__ = [
     "LOGGED",
     "Logged",
+    "append",
     "backfill",
     "install",
     "leaf_data",

@@ -14,6 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
+
+from sqlalchemy.orm import Session
 
 from registry_hooks import Delivery, HookAdapter, HookError, HookEvent
 from registry_hooks.auth import bearer_token
@@ -57,16 +60,16 @@ class Intake:
         self.tokens = tokens
         self.sources = sources or build_sources(settings)
         self.resolver = resolver
-        self._batch: GroupCommit[Received, IntakeResult] | None = None
+        self._batch: GroupCommit[Session, Received, IntakeResult] | None = None
 
     @property
-    def batch(self) -> GroupCommit[Received, IntakeResult]:
+    def batch(self) -> GroupCommit[Session, Received, IntakeResult]:
         """The group commit shared by this process's requests (started on first use)."""
         if self._batch is None:
             window = self.settings.intake_batch_ms / 1000
             committers = 1 if self.settings.is_sqlite else max(1, self.settings.intake_committers)
             self._batch = GroupCommit(
-                self.db,
+                partial(self.db.session, write=True),
                 lambda session, batch: record_batch(session, batch, self.queue),
                 window=window,
                 committers=committers,
