@@ -442,15 +442,26 @@ def test_admission_allows_deletes_and_refuses_malformed_reviews(stack: Stack) ->
     assert odd["allowed"] is False and "Widget" in odd["status"]["message"]
 
 
-def test_admission_never_allows_unscanned_or_unresolvable_images(stack: Stack) -> None:
-    late = f"{stack.quiet.host}/team/late:v1"  # no webhook from this registry: not scanned yet
-    images.push(images.app_layout(), "base", late)
+def test_admission_never_allows_unscanned_or_unresolvable_images(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # An image never seen (its own layer), from a registry that sends no webhook: the gate
+    # queues its scan. The registry then withholds the layer (its bytes deleted from storage),
+    # so the scan cannot finish during the admission's wait however fast the scanner is (the
+    # app image, seen from the other registry, was scanned from cache within the second).
+    layout = images.files_layout(
+        tmp_path / "late", "v1", [{"etc/late-marker": uuid.uuid4().hex.encode()}]
+    )
+    late = f"{stack.quiet.host}/team/late:v1"
+    images.push(layout, "v1", late)
+    for layer in images.manifest(layout, "v1")["layers"]:
+        stack.quiet.blob_data(layer["digest"]).unlink()
     pending = _post(
         stack,
         "/v1/admission/validate",
         _review(_workload("Pod", {"containers": [{"name": "a", "image": late}]})),
     )
-    assert pending["allowed"] is False and "pending" in pending["status"]["message"]
+    assert pending["allowed"] is False and "pending" in pending["status"]["message"], pending
     gone = f"{stack.doomed.host}/team/base:v1"
     images.push(images.app_layout(), "base", gone)
     stack.doomed.stop()  # the registry is down: the tag cannot be resolved

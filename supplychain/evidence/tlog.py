@@ -12,7 +12,9 @@ of a logged table (or of a child row) at flush, and appends the rows' leaves jus
 commit, under a lock (PostgreSQL: a transaction advisory lock; SQLite: the write lock the fact's
 own insert already holds), so leaf indexes are unique, gap-free and in commit order. Each fact
 costs one leaf-hash insert: the tree itself is computed only at checkpoint and verify time.
-Writes that bypass the ORM (Core ``insert_ignore``, bulk ``update``) call :func:`touch`.
+Writes that bypass the ORM in a session (Core ``insert_ignore``, bulk ``update``) call
+:func:`touch`; a Core write transaction with no session (the gate's answers,
+:meth:`~supplychain.evidence.database.Database.writing`) calls :func:`append` before it commits.
 """
 
 from __future__ import annotations
