@@ -27,6 +27,11 @@ HTTP_REQUESTS = Counter(
     "HTTP requests by route template (unknown paths: one label), method and status",
     ["route", "method", "status"],
 )
+LEAN_ANSWERS = Counter(
+    "supplychain_http_lean_answers_total",
+    "Calls a route's lean handler answered itself (the route's other calls: FastAPI's route)",
+    ["route"],
+)
 GATE_WAITING = Gauge("supplychain_gate_waiting", "Gate calls waiting on a pending image")
 RECONCILE = Counter(
     "supplychain_reconcile_total",

@@ -14,22 +14,19 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import prometheus_client
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from starlette.requests import Request
-from starlette.types import Send
 
 from supplychain.api.app import create_app
-from supplychain.api.leanhooks import LeanHooks
 from supplychain.evidence.database import Database
 from supplychain.evidence.models import AuditEntry, Job
 from supplychain.intake.webhooks import MAX_BODY
-from supplychain.service import build_service
+from supplychain.service import Service, build_service
 from tests.conftest import TOKEN, make_settings
 from tests.support.tokens import bearer
 
@@ -42,26 +39,37 @@ Answer = tuple[int, dict[str, object], dict[str, str]]
 
 
 @pytest.fixture
-def client(db: Database, tmp_path: Path, pg_url: str) -> Iterator[TestClient]:
+def service(db: Database, tmp_path: Path, pg_url: str) -> Service:
     settings = make_settings(
         tmp_path, pg_url, registries=f"{REGISTRY},{DOWN}", webhook_keys=f"quay={QUAY_KEY}"
     )
-    with TestClient(create_app(build_service(settings), workers=0)) as client:
+    return build_service(settings)
+
+
+@pytest.fixture
+def client(service: Service) -> Iterator[TestClient]:
+    with TestClient(create_app(service, workers=0)) as client:
         yield client
 
 
 @pytest.fixture
-def lean_answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The paths the lean handler answered."""
-    answered: list[str] = []
-    answer = LeanHooks.answer
+def routed(service: Service) -> TestClient:
+    """The same service with the lean handlers off: FastAPI's routes answer every call."""
+    return TestClient(create_app(service, workers=0, lean=False))
 
-    async def counted(self: LeanHooks, request: Request, send: Send) -> None:
-        answered.append(request.url.path)
-        await answer(self, request, send)
 
-    monkeypatch.setattr(LeanHooks, "answer", counted)
-    return answered
+@pytest.fixture
+def lean_answers() -> Callable[[], float]:
+    """How many calls the lean handler has answered since the test began (its metric)."""
+    start = _lean_count()
+    return lambda: _lean_count() - start
+
+
+def _lean_count() -> float:
+    value = prometheus_client.REGISTRY.get_sample_value(
+        "supplychain_http_lean_answers_total", {"route": "/v1/hooks/{source}"}
+    )
+    return value or 0.0
 
 
 def _distribution(secret: str = TOKEN) -> tuple[bytes, dict[str, str]]:
@@ -92,30 +100,28 @@ def _post(client: TestClient, url: str, body: bytes, headers: dict[str, str]) ->
 
 
 def _both(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch, url: str, body: bytes, h: dict[str, str]
+    client: TestClient, routed: TestClient, url: str, body: bytes, h: dict[str, str]
 ) -> tuple[Answer, Answer]:
     """The lean answer to a call, then FastAPI's route's answer to the same call."""
-    lean = _post(client, url, body, h)
-    with monkeypatch.context() as patch:
-        patch.setattr(LeanHooks, "path_params", lambda self, path: None)
-        return lean, _post(client, url, body, h)
+    return _post(client, url, body, h), _post(routed, url, body, h)
 
 
 def test_a_valid_delivery_gets_the_routes_answer(
-    client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch, lean_answers: list[str]
+    client: TestClient,
+    routed: TestClient,
+    db: Database,
+    lean_answers: Callable[[], float],
 ) -> None:
     first, second = _distribution(), _distribution()
     lean = _post(client, "/v1/hooks/distribution", *first)
-    with monkeypatch.context() as patch:
-        patch.setattr(LeanHooks, "path_params", lambda self, path: None)
-        routed = _post(client, "/v1/hooks/distribution", *second)
-        routed_again = _post(client, "/v1/hooks/distribution", *first)
+    by_route = _post(routed, "/v1/hooks/distribution", *second)
+    by_route_again = _post(routed, "/v1/hooks/distribution", *first)
     lean_again = _post(client, "/v1/hooks/distribution", *second)
-    assert lean == routed, (lean, routed)
+    assert lean == by_route, (lean, by_route)
     assert lean[0] == 202 and lean[1]["accepted"] == 1, lean
-    assert lean_again == routed_again, (lean_again, routed_again)
+    assert lean_again == by_route_again, (lean_again, by_route_again)
     assert lean_again[1]["duplicates"] == 1 and lean_again[1]["accepted"] == 0, lean_again
-    assert lean_answers == ["/v1/hooks/distribution"] * 2
+    assert lean_answers() == 2
     with db.session() as session:
         assert len(session.scalars(select(Job)).all()) == 2
 
@@ -137,9 +143,9 @@ def test_a_valid_delivery_gets_the_routes_answer(
 )
 def test_the_lean_answer_is_the_routes_answer(
     client: TestClient,
+    routed: TestClient,
     db: Database,
-    monkeypatch: pytest.MonkeyPatch,
-    lean_answers: list[str],
+    lean_answers: Callable[[], float],
     case: str,
     status: int,
 ) -> None:
@@ -169,17 +175,17 @@ def test_the_lean_answer_is_the_routes_answer(
         url = "/v1/hooks/made-up" if case.endswith("unknown-source") else url
     elif case == "unknown-source":
         url = "/v1/hooks/made-up"
-    lean, routed = _both(client, monkeypatch, url, body, headers)
+    lean, routed_answer = _both(client, routed, url, body, headers)
     assert lean[0] == status, lean
-    assert lean == routed, (lean, routed)
+    assert lean == routed_answer, (lean, routed_answer)
     assert lean[1]["error" if status >= 400 else "message"], lean
-    assert lean_answers == [url.split("?")[0]]
+    assert lean_answers() == 1
 
 
 def test_refusals_are_audited_counted_and_logged(
     client: TestClient,
     db: Database,
-    lean_answers: list[str],
+    lean_answers: Callable[[], float],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     route = "/v1/hooks/{source}"
@@ -190,7 +196,7 @@ def test_refusals_are_audited_counted_and_logged(
         assert _post(client, "/v1/hooks/distribution", body, headers)[0] == 401
         assert _post(client, "/v1/hooks/made-up", b"x" * (MAX_BODY + 1), {})[0] == 413
         assert _post(client, "/v1/hooks/distribution", *_distribution())[0] == 202
-    assert len(lean_answers) == 3
+    assert lean_answers() == 3
     with db.session() as session:
         refused = session.execute(
             select(AuditEntry.actor, AuditEntry.subject).where(AuditEntry.action == "token.refused")
@@ -221,9 +227,9 @@ def _counts(route: str, source: str, status: int) -> tuple[float, float]:
 
 @pytest.mark.parametrize("path", ["/v1/hooks/", "/v1/hooks/distribution/", "/v1/hooks/a/b"])
 def test_paths_the_route_does_not_match_are_left_to_fastapi(
-    client: TestClient, lean_answers: list[str], path: str
+    client: TestClient, lean_answers: Callable[[], float], path: str
 ) -> None:
     body, headers = _distribution()
     answer = client.post(path, content=body, headers=headers, follow_redirects=False)
     assert answer.status_code in (307, 404), answer.text
-    assert lean_answers == []
+    assert lean_answers() == 0

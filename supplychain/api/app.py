@@ -79,8 +79,10 @@ class Readiness(BaseModel):
     problems: list[str]
 
 
-def create_app(service: Service, *, workers: int = 0) -> FastAPI:
-    """The ASGI app; ``workers`` in-process workers run while it is up."""
+def create_app(service: Service, *, workers: int = 0, lean: bool = True) -> FastAPI:
+    """The ASGI app; ``workers`` in-process workers run while it is up. ``lean=False``: every
+    call goes to the FastAPI routes (the lean handlers of the gate and the webhooks give the
+    same answers, with less CPU: ``supplychain_http_lean_answers_total`` counts them)."""
     settings = service.settings
     waits = Waits(
         service.db,
@@ -122,8 +124,9 @@ def create_app(service: Service, *, workers: int = 0) -> FastAPI:
         return answer.to_json()
 
     hooks = Hooks(service.intake)
-    app.add_middleware(LeanGate, authorize=authorize, answer=answer_gate)  # innermost
-    app.add_middleware(LeanHooks, authorize=authorize, hooks=hooks)
+    if lean:
+        app.add_middleware(LeanGate, authorize=authorize, answer=answer_gate)  # innermost
+        app.add_middleware(LeanHooks, authorize=authorize, hooks=hooks)
     app.add_middleware(AccessLog)
     app.add_middleware(BodyLimit, limit_for=body_limit)
     app.add_middleware(RouteMetrics)

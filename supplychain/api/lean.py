@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from supplychain.api.errors import handler_for
+from supplychain.metrics import LEAN_ANSWERS
 
 __all__ = ["Authorize", "LeanRoute", "fail", "replay"]
 
@@ -46,8 +47,9 @@ class LeanRoute(ABC):
         """The parameters of ``path`` when it is this route's (as the app matches it); else None."""
 
     @abstractmethod
-    async def answer(self, request: Request, send: Send) -> None:
-        """Answer a call of this route (``request.scope["route"]`` is the app's route)."""
+    async def answer(self, request: Request, send: Send) -> bool:
+        """Answer a call of this route (``request.scope["route"]`` is the app's route): True,
+        or False when it was handed on to the FastAPI app (:func:`replay`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         params = (
@@ -62,7 +64,8 @@ class LeanRoute(ABC):
             return
         scope["route"] = self._own_route(scope)  # the role check, access log, metrics read it
         scope["path_params"] = params
-        await self.answer(Request(scope, receive), send)
+        if await self.answer(Request(scope, receive), send):
+            LEAN_ANSWERS.labels(route=self.template).inc()
 
     def _own_route(self, scope: Scope) -> BaseRoute:
         """The app's own route of this method and template."""

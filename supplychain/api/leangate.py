@@ -58,27 +58,28 @@ class LeanGate(LeanRoute):
     def path_params(self, path: str) -> dict[str, str] | None:
         return {} if path == GATE_PATH else None
 
-    async def answer(self, request: Request, send: Send) -> None:
+    async def answer(self, request: Request, send: Send) -> bool:
         scope = request.scope
         try:
             body = await request.body()
         except HTTPException as exc:  # the body limit (413): the route's answer
             await fail(request, exc, send)
-            return
+            return True
         except Exception:  # what FastAPI answers when it cannot read a body
             await fail(request, HTTPException(400, "There was an error parsing the body"), send)
-            return
+            return True
         call = _parse(scope, body)
         if call is None:  # FastAPI answers it, with its own error answers
             await self.app(scope, replay(body, request.receive), send)
-            return
+            return False
         try:
             await self.authorize(request)
             content = await self.answer_call(call)
         except Exception as exc:
             await fail(request, exc, send)
-            return
+            return True
         await JSONResponse(content)(scope, request.receive, send)
+        return True
 
 
 def _parse(scope: Scope, body: bytes) -> GateRequest | None:

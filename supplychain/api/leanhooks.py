@@ -101,14 +101,15 @@ class LeanHooks(LeanRoute):
         source = path[len(HOOKS_PATH) :]
         return {"source": source} if source and "/" not in source else None
 
-    async def answer(self, request: Request, send: Send) -> None:
+    async def answer(self, request: Request, send: Send) -> bool:
         try:
             await self.authorize(request)
             response = await self.hooks.respond(request.scope["path_params"]["source"], request)
         except Exception as exc:
             await fail(request, exc, send)
-            return
+            return True
         await response(request.scope, request.receive, send)
+        return True
 
 
 def _headers(scope: Scope) -> dict[str, str]:
