@@ -6,7 +6,7 @@ import fcntl
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -154,12 +154,8 @@ class Database:
         ``write=True`` takes SQLite's write lock when the transaction begins, so a read followed
         by a write (a claim) is atomic across processes; PostgreSQL uses row locks instead.
         """
-        if write and self._write_turn is not None:
-            with self._write_turn(), self._write_sessions() as session, session.begin():
-                yield session
-            return
         factory = self._write_sessions if write else self._sessions
-        with factory() as session, session.begin():
+        with self._turn() if write else nullcontext(), factory() as session, session.begin():
             yield session
 
     @contextmanager
@@ -169,9 +165,12 @@ class Database:
         rolled back on error: no ORM session, for statements built once (the gate's answers).
         No session hook sees these writes, so the caller appends the rows of logged tables to
         the tamper-evident log itself (:func:`supplychain.evidence.tlog.append`)."""
-        turn = self._write_turn() if self._write_turn is not None else nullcontext()
-        with turn, self._writer.begin() as connection:
+        with self._turn(), self._writer.begin() as connection:
             yield connection
+
+    def _turn(self) -> AbstractContextManager[object]:
+        """A writer's turn: SQLite's flock beside the file (none for PostgreSQL or memory)."""
+        return self._write_turn() if self._write_turn is not None else nullcontext()
 
     @contextmanager
     def reading(self, *, single: bool = False) -> Iterator[Connection]:
