@@ -44,3 +44,25 @@ def test_audit_log_is_append_only(db: Database, statement: str) -> None:
         session.execute(text(statement))
     with db.session() as session:
         assert session.execute(text("SELECT actor FROM audit_log")).scalars().all() == ["tester"]
+
+
+def test_postgresql_connections_give_up_on_a_silent_server_unless_the_url_says_otherwise() -> None:
+    """libpq's own defaults wait two hours before a keepalive and connect until the kernel gives
+    up; ours fail a dead connection within about a minute, and a URL's own settings win."""
+    from tests.conftest import PG_SERVER
+
+    db = Database(f"{PG_SERVER}/test")
+    tuned = Database(f"{PG_SERVER}/test?keepalives_idle=5&connect_timeout=3")
+    try:
+        with db.engine.connect() as connection:
+            params = connection.connection.driver_connection.info.get_parameters()  # type: ignore[union-attr]
+        assert params["keepalives_idle"] == "30"
+        assert params["tcp_user_timeout"] == "60000"
+        assert params["connect_timeout"] == "10"
+        with tuned.engine.connect() as connection:
+            params = connection.connection.driver_connection.info.get_parameters()  # type: ignore[union-attr]
+        assert params["keepalives_idle"] == "5"
+        assert params["connect_timeout"] == "3"
+    finally:
+        db.dispose()
+        tuned.dispose()

@@ -36,6 +36,27 @@ def migrations_dir() -> Path:
 
 
 _IMMEDIATE = "supplychain_sqlite_immediate"
+_PG_CONNECTION = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+"""libpq settings, unless the URL sets them: a server that stops answering (its host gone, a
+network cut) fails a call within about a minute, where the system's defaults (keepalive after
+two hours, connects until the kernel gives up) left a worker waiting on a dead connection."""
+
+
+def _pg_connect_args(url: str, flush: bool) -> dict[str, Any]:
+    from sqlalchemy.engine import make_url
+
+    given = make_url(url).query
+    args: dict[str, Any] = {k: v for k, v in _PG_CONNECTION.items() if k not in given}
+    if not flush:
+        args["options"] = "-c synchronous_commit=off"
+    return args
 
 
 def _sqlite_no_sync(dbapi_connection: Any, _record: Any) -> None:
@@ -129,9 +150,11 @@ class Database:
                 event.listen(self.engine, "connect", _sqlite_no_sync)
             event.listen(self.engine, "begin", _sqlite_begin)
         else:
-            options = {} if flush else {"options": "-c synchronous_commit=off"}
             self.engine = create_engine(
-                self.url, pool_pre_ping=True, pool_size=10, connect_args=options
+                self.url,
+                pool_pre_ping=True,
+                pool_size=10,
+                connect_args=_pg_connect_args(self.url, flush),
             )
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

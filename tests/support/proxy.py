@@ -112,8 +112,14 @@ class TcpProxy:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with RST (SO_LINGER 0), as a dead peer's connection ends."""
+    """End the connection as a stopped server does: the peer sees it end at once.
+
+    The shutdown comes first: a pump thread blocked in ``recv`` on this socket keeps it open
+    past ``close()`` (the kernel frees it when that call returns), so without it the peer
+    would wait forever for an answer on a connection nobody serves, and never learn why."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
