@@ -31,6 +31,7 @@ class Prefetch:
         self._items: SimpleQueue[bytes | BaseException] = SimpleQueue()
         self._room: SimpleQueue[bool] = SimpleQueue()  # one token per chunk that may be queued
         self._rest = b""
+        self._at = 0  # bytes of _rest already returned
         self._ended = False
         self._error: BaseException | None = None
         self._stopped = False
@@ -82,7 +83,7 @@ class Prefetch:
     def read(self, size: int = -1, /) -> bytes:
         """The next bytes of the stream (at most ``size`` when it is not negative), ``b""`` at
         its end; raises what the stream raised."""
-        if not self._rest:
+        if self._at >= len(self._rest):
             if self._error is not None:
                 raise self._error
             if self._ended:
@@ -95,9 +96,11 @@ class Prefetch:
             if not item:
                 self._ended = True
                 return b""
-            self._rest = item
-        if 0 <= size < len(self._rest):
-            out, self._rest = self._rest[:size], self._rest[size:]
-            return out
-        out, self._rest = self._rest, b""
-        return out
+            self._rest, self._at = item, 0
+        start = self._at
+        if start == 0 and not 0 <= size < len(self._rest):
+            self._at = len(self._rest)
+            return self._rest  # the whole chunk, not copied
+        end = len(self._rest) if size < 0 else min(start + size, len(self._rest))
+        self._at = end
+        return self._rest[start:end]  # copies only what is returned
