@@ -33,7 +33,7 @@ inflating thread must take the GIL back after each call, and while another threa
 interval: with 1 MiB calls the test image's base layer inflated 2-3 times slower beside a busy
 thread than alone (0.5 s more for the whole command), with 4 MiB calls a third slower."""
 _AHEAD = 2  # chunks queued by the reading and the inflating threads (sbom/prefetch.py)
-_EARLY_AHEAD = 8  # inflated chunks queued for a layer started before the catalogers load
+_EARLY_AHEAD = 4  # inflated chunks queued for a layer started before the catalogers load
 _ZSTD_HEADER = 18  # ZSTD_FRAMEHEADERSIZE_MAX
 _ZSTD_MIN_WINDOW = 8 * MiB  # what levels up to 19 use: later frames may need as much
 _GZIP_MEMORY = CHUNK + 1 * MiB  # the reader's input buffer, the inflate window and state
