@@ -89,8 +89,17 @@ def _pull(
     return layers, ImageInfo(ref.name, digest, ref.tag, ref.name)
 
 
+_SWITCH_INTERVAL = 0.0005
+"""Seconds a thread running Python keeps the GIL from one that asks for it (Python's default:
+0.005). Each layer's inflating thread asks for it after every 4 MiB while the tar parser runs
+Python: with the default it waited up to 5 ms each time. 0.5 ms: 0.725 s against 0.785 s
+median for the test image, 16 alternated runs, the same CPU time. This process does nothing
+else, so the setting is the command's, not the library's (the service keeps the default)."""
+
+
 def cmd_sbom(args: argparse.Namespace) -> int:
     """Write the SBOM; exit 0, or 2 with the reason when the image cannot be read."""
+    sys.setswitchinterval(_SWITCH_INTERVAL)
     from sbom.blob import Inflating, inflate_early
     from sbom.cache import LayerCache
     from sbom.errors import LayerError
