@@ -7,25 +7,28 @@ run on each new layer, the results are cached and the layers merged with overlay
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import Any
 
 import sbom.catalogers  # noqa: F401  (registers the catalogers)
 from sbom.blob import Inflating, blob_digest
 from sbom.cache import LayerCache, LayerResult
 from sbom.errors import LayerLimitError
-from sbom.guard import run_cataloger
+from sbom.guard import catalog_files, run_cataloger
 from sbom.inputs import ImageInfo, LayerInput
 from sbom.interface import CATALOGERS, CatalogerError, FileEntry, LayerCataloger, OSInfo, Package
 from sbom.licenses import prepare as prepare_licenses
 from sbom.merge import apply_deletions, merge_layers
 from sbom.osrelease import detect_os, wants_os_file
-from sbom.reader import DEFAULT_MAX_BYTES, LayerError, LayerFiles, read_layer
+from sbom.reader import DEFAULT_MAX_BYTES, HandOff, LayerError, LayerFiles, read_layer
 from sbom.spool import ReadLimits, Spool, Stopped
 
 __all__ = ["ImageInfo", "LayerError", "LayerInput", "ReadLimits", "SbomResult", "generate_sbom"]
@@ -78,6 +81,10 @@ def _catalog(
     packages: dict[str, dict[str, list[Package]]] = {}
     warnings = list(read.warnings)
     for cataloger in catalogers:
+        early, problems = read.catalogued.get(cataloger.name) or ({}, [])
+        warnings.extend(problems)
+        if early:  # the files it catalogued one by one while the layer streamed
+            packages[cataloger.name] = dict(early)
         files = read.files.get(cataloger.name) or []
         if not files:
             continue
@@ -88,7 +95,7 @@ def _catalog(
             log.warning("layer %s: cataloger %s failed: %s", read.digest, cataloger.name, exc)
             continue
         warnings.extend(problems)
-        packages[cataloger.name] = found
+        packages.setdefault(cataloger.name, {}).update(found)
     os_files = {f.path: f.data.decode("utf-8", "replace") for f in read.files.get(_OS) or []}
     return LayerResult(
         read.digest,
@@ -110,6 +117,63 @@ def _detect(layers: Sequence[LayerFiles | LayerResult]) -> OSInfo | None:
         else:
             files.update({f.path: f.data for f in layer.files.get(_OS) or []})
     return detect_os(files)
+
+
+class _Handed:
+    """Files the layer readers hand over to be catalogued one by one, catalogued by the thread
+    that waits for the readers (it would otherwise only wait) while the layers still stream:
+    what waits when it looks is catalogued together, a cataloger call per layer."""
+
+    def __init__(self) -> None:
+        self._queue: SimpleQueue[tuple[str, LayerCataloger, FileEntry] | tuple[str, bool]] = (
+            SimpleQueue()
+        )
+        self._failed = False
+        self.found: dict[str, dict[str, tuple[dict[str, list[Package]], list[str]]]] = {}
+        """Layer digest → cataloger name → (packages per file, warnings)."""
+
+    def hand_off(self, digest: str) -> HandOff:
+        """What the reader of layer ``digest`` calls with each such file."""
+        return lambda cataloger, entry: self._queue.put((digest, cataloger, entry))
+
+    def done(self, digest: str, failed: bool) -> None:
+        """Layer ``digest``'s reader has stopped (``failed``: the SBOM has failed)."""
+        self._queue.put((digest, failed))
+
+    def work(self, readers: int) -> None:
+        """Catalogue what the readers hand over until ``readers`` of them are done (once one
+        has failed, what is left is dropped: the SBOM has failed)."""
+        while readers:
+            waiting = [self._queue.get()]
+            with contextlib.suppress(Empty):
+                while True:
+                    waiting.append(self._queue.get_nowait())
+            batches: dict[tuple[str, LayerCataloger], list[FileEntry]] = {}
+            for item in waiting:
+                if len(item) == 2:
+                    readers -= 1
+                    self._failed = self._failed or item[1]
+                else:
+                    batches.setdefault((item[0], item[1]), []).append(item[2])
+            for (digest, cataloger), files in batches.items():
+                if self._failed:
+                    break
+                found, problems = catalog_files(cataloger, files)
+                slot = self.found.setdefault(digest, {}).setdefault(cataloger.name, ({}, []))
+                slot[0].update(found)
+                slot[1].extend(problems)
+
+    def into(self, read: LayerFiles) -> LayerFiles:
+        """``read`` with what was catalogued here of its files."""
+        merged = {
+            name: (dict(found), list(problems))
+            for name, (found, problems) in read.catalogued.items()
+        }
+        for name, (found, problems) in self.found.get(read.digest, {}).items():
+            slot = merged.setdefault(name, ({}, []))
+            slot[0].update(found)
+            slot[1].extend(problems)
+        return dataclasses.replace(read, catalogued=merged)
 
 
 def _raise_first(futures: Sequence[Future[Any]]) -> None:
@@ -170,9 +234,13 @@ def _generate(
     cached = {layer.digest: cache.get(layer.digest) for layer in layers} if cache else {}
     spool = Spool(work_dir, limits)
 
-    def read(layer: LayerInput, blob: Inflating | None = None) -> LayerFiles:
+    handed = _Handed()
+
+    def read(
+        layer: LayerInput, blob: Inflating | None = None, hand_off: bool = False
+    ) -> LayerFiles:
         try:
-            return read_layer(
+            files = read_layer(
                 layer.path,
                 layer.digest,
                 wanted,
@@ -182,10 +250,16 @@ def _generate(
                 spool=spool,
                 verify=not layer.verified,
                 started=blob,
+                hand_off=handed.hand_off(layer.digest) if hand_off else None,
             )
         except BaseException:
             spool.fail()  # the other layers stop reading: the SBOM has failed
+            if hand_off:
+                handed.done(layer.digest, failed=True)
             raise
+        if hand_off:
+            handed.done(layer.digest, failed=False)
+        return files
 
     def check(layer: LayerInput) -> None:
         if blob_digest(layer.path, layer.offset, layer.length) != layer.digest:
@@ -197,13 +271,16 @@ def _generate(
         unchecked = [layer for layer in layers if not layer.verified and cached.get(layer.digest)]
         with ThreadPoolExecutor(max_workers=threads) as pool:
             checks = [pool.submit(check, layer) for layer in unchecked]
-            reads = [pool.submit(read, layer, early.pop(layer.digest, None)) for layer in missing]
-            if reads:  # this thread would wait for them: what comes next is loaded meanwhile
+            reads = [
+                pool.submit(read, layer, early.pop(layer.digest, None), True) for layer in missing
+            ]
+            if reads:  # this thread would wait for them: what comes next is done meanwhile
                 prepare_licenses()
                 if while_reading is not None:
                     while_reading()
+            handed.work(len(reads))
         _raise_first([*checks, *reads])
-        fresh = {m.digest: f.result() for m, f in zip(missing, reads, strict=True)}
+        fresh = {m.digest: handed.into(f.result()) for m, f in zip(missing, reads, strict=True)}
         return _catalog_image(layers, image, fresh, cached, chosen, cache, read, limits)
     finally:
         spool.close()

@@ -23,7 +23,7 @@ from sbom.interface import (
     warn,
 )
 
-__all__ = ["run_cataloger"]
+__all__ = ["catalog_files", "run_cataloger"]
 
 log = logging.getLogger(__name__)
 
@@ -75,4 +75,22 @@ def run_cataloger(
                 else:
                     warn(path, f"skipped {package.type} package {package.name!r}: {problem}")
             found[path] = kept
+    return found, warnings
+
+
+def catalog_files(
+    cataloger: LayerCataloger, files: Sequence[FileEntry]
+) -> tuple[dict[str, list[Package]], list[str]]:
+    """(packages per file, warnings) of ``cataloger`` on ``files`` it catalogues one by one
+    (:meth:`~sbom.interface.LayerCataloger.per_file`), with an entry for every file even when
+    it gave nothing; raises nothing."""
+    try:
+        found, warnings = run_cataloger(cataloger, files, None)
+    except CatalogerError as exc:
+        found, warnings = (
+            {},
+            [f"{e.path}: cataloger {cataloger.name} could not read it: {exc}" for e in files],
+        )
+    for entry in files:
+        found.setdefault(entry.path, [])
     return found, warnings

@@ -183,6 +183,14 @@ class LayerCataloger(ABC):
     def wants(self, path: str) -> bool:
         """True when the file at ``path`` (normalised) is needed; cheap, called per entry."""
 
+    def per_file(self, path: str) -> bool:
+        """True when the file at ``path`` is catalogued on its own and needs no OS: the reader
+        then catalogues it as it streams past, in the reader's thread, while the rest of the
+        layer still inflates (Trivy's analyzers); the other files wait for the layer's end and
+        the image's OS (Trivy's post-analyzers). :meth:`catalog` then receives that one file
+        and ``os_info`` None. Default: False."""
+        return False
+
     @abstractmethod
     def catalog(
         self, files: Sequence[FileEntry], os_info: OSInfo | None

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sbom.blob import Inflating
 from sbom.errors import CorruptLayerError, LayerError
-from sbom.interface import FileEntry, LayerCataloger
+from sbom.guard import catalog_files
+from sbom.interface import FileEntry, LayerCataloger, Package
 from sbom.spool import Spool
 from sbom.tar import Stream, TarReader
 
@@ -36,6 +37,8 @@ WHITEOUT = ".wh."
 MAX_WARNINGS = 100
 """Warnings kept (and logged) per layer; the rest are counted."""
 _REGULAR = (b"0", b"\0", b"7")
+HandOff = Callable[[LayerCataloger, FileEntry], None]
+"""Takes a file that a cataloger catalogues on its own, to catalogue it in another thread."""
 _HARDLINK = (b"1",)
 
 
@@ -53,6 +56,10 @@ class LayerFiles:
     """Directories whose lower-layer content this layer hides (``.wh..wh..opq``)."""
     warnings: tuple[str, ...] = ()
     """Entries skipped, and why."""
+    catalogued: dict[str, tuple[dict[str, list[Package]], list[str]]] = field(default_factory=dict)
+    """What the catalogers found in the files they catalogue one by one, as the files streamed
+    past (:meth:`~sbom.interface.LayerCataloger.per_file`): cataloger name → (packages per
+    file, warnings). Those files are not in :attr:`files`."""
 
 
 def normalise(name: str) -> str | None:
@@ -80,19 +87,22 @@ def read_layer(
     spool: Spool,
     verify: bool = False,
     started: Inflating | None = None,
+    hand_off: HandOff | None = None,
 ) -> LayerFiles:
     """Stream the layer at ``path`` (``length`` bytes from ``offset`` when given) once and keep
     what ``catalogers`` want in ``spool`` (from ``started`` when
     :func:`sbom.blob.inflate_early` opened the blob already). With ``verify``, the blob must hash
     to ``digest`` (checked in the same pass): a mismatch is a :class:`LayerError` and nothing it
     held is returned. Raises :class:`LayerError` (a subclass saying why, naming the layer) when
-    the layer is corrupt or over a limit, never anything else for what the blob holds."""
+    the layer is corrupt or over a limit, never anything else for what the blob holds.
+    ``hand_off`` receives the files catalogued one by one
+    (:meth:`~sbom.interface.LayerCataloger.per_file`) instead of this thread cataloguing them."""
     try:
         blob = started or Inflating(path, max_bytes, offset, length, spool.limits)
         with blob:
             with spool.decoder(blob.memory):  # reserved before it starts, unless started early
                 blob.start()
-                found = _read(blob.tar, digest, list(catalogers), blob.max_bytes, spool)
+                found = _read(blob.tar, digest, list(catalogers), blob.max_bytes, spool, hand_off)
             blob.stop()  # both threads have stopped: the rest of the blob is read here
             if verify and blob.raw.digest() != digest:
                 raise CorruptLayerError("the blob does not match its digest")
@@ -102,10 +112,18 @@ def read_layer(
 
 
 def _read(
-    stream: Stream, digest: str, wanting: list[LayerCataloger], max_bytes: int, spool: Spool
+    stream: Stream,
+    digest: str,
+    wanting: list[LayerCataloger],
+    max_bytes: int,
+    spool: Spool,
+    hand_off: HandOff | None,
 ) -> LayerFiles:
     """The wanted files and deletions of the tar ``stream``."""
     files: dict[str, list[FileEntry]] = {c.name: [] for c in wanting}
+    catalogued: dict[str, tuple[dict[str, list[Package]], list[str]]] = {
+        c.name: ({}, []) for c in wanting
+    }
     read: dict[str, FileEntry] = {}
     whiteouts: list[str] = []
     opaque: list[str] = []
@@ -166,8 +184,16 @@ def _read(
             read[rel] = entry
         size = entry.size
         for cataloger in who:
-            if size <= cataloger.max_size:
+            if size > cataloger.max_size:
+                continue
+            if cataloger.per_file(rel) and hand_off is not None:
+                hand_off(cataloger, entry)  # catalogued by another thread, meanwhile
+            elif cataloger.per_file(rel):  # now, while the next bytes inflate
+                packages, problems = catalog_files(cataloger, [entry])
+                catalogued[cataloger.name][0].update(packages)
+                catalogued[cataloger.name][1].extend(problems)
+            else:
                 files[cataloger.name].append(entry)
     if skipped > len(warnings):
         warnings.append(f"… and {skipped - len(warnings)} more entries skipped")
-    return LayerFiles(digest, files, tuple(whiteouts), tuple(opaque), tuple(warnings))
+    return LayerFiles(digest, files, tuple(whiteouts), tuple(opaque), tuple(warnings), catalogued)

@@ -139,6 +139,11 @@ class DpkgCataloger(LayerCataloger):
             return True
         return path.startswith("usr/share/doc/") and _COPYRIGHT.fullmatch(path) is not None
 
+    def per_file(self, path: str) -> bool:
+        """File lists and copyright files (records that need no OS) as they are read; the
+        status files, whose purls name the OS, wait for the layer's end."""
+        return path != STATUS and not path.startswith(STATUS_D)
+
     def catalog(
         self, files: Sequence[FileEntry], os_info: OSInfo | None
     ) -> Mapping[str, list[Package]]:

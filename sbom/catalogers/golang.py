@@ -112,6 +112,10 @@ class ElfCataloger(LayerCataloger):
         named = "." not in base or base.lower().endswith(".exe")
         return named and not path.startswith(_SKIP_DIRS)
 
+    def per_file(self, path: str) -> bool:
+        """Each executable on its own, as it is read."""
+        return True
+
     def catalog(
         self, files: Sequence[FileEntry], os_info: OSInfo | None
     ) -> Mapping[str, list[Package]]:
