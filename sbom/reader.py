@@ -65,6 +65,9 @@ class LayerFiles:
 def normalise(name: str) -> str | None:
     """The path relative to the image root (absolute paths are confined to it), or None when it
     is empty or climbs with ``..``."""
+    rest = name[2:] if name.startswith("./") else name
+    if rest and rest[0] not in "./" and "//" not in rest and "/." not in rest and rest[-1] != "/":
+        return rest  # the usual name, which has no empty, "." or ".." part: not split
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if not parts or ".." in parts:
         return None
@@ -154,7 +157,7 @@ def _read(
             if name.strip("./"):
                 warn(f"skipped entry outside the image root: {_shown(name)}")
             continue
-        base = posixpath.basename(rel)
+        base = rel.rpartition("/")[2]
         if base.startswith(WHITEOUT):
             layer.count()
             parent = posixpath.dirname(rel)

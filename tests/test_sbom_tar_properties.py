@@ -257,3 +257,17 @@ def test_valid_tars_read_back_as_tarfile_reads_them(data: bytes, how: str) -> No
     got = {entry.path: entry.data for entry in result.files["everything"]}
     hard_links = {e.path for e in result.files["everything"]} - set(expected)
     assert {k: v for k, v in got.items() if k not in hard_links} == expected
+
+
+def _normalise_by_parts(name: str) -> str | None:
+    """The reader's rule spelled out: drop empty and ``.`` parts, refuse ``..``."""
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    return None if not parts or ".." in parts else "/".join(parts)
+
+
+@SETTINGS
+@given(st.text(alphabet="ab./\\ ", max_size=24))
+def test_normalise_is_the_rule_spelled_out(name: str) -> None:
+    """Its shortcut for the usual names gives what splitting them gives, for any name."""
+    assert normalise(name) == _normalise_by_parts(name)
+    assert normalise("./" + name) == _normalise_by_parts("./" + name)
