@@ -176,7 +176,7 @@ def test_registry_down_jobs_wait_without_spending_attempts(tmp_path: Path) -> No
         env = {**s.env, "SUPPLYCHAIN_REGISTRIES": proxy.address}
         worker = Process(["worker"], env, tmp_path / "worker.log")
         try:
-            time.sleep(60)  # the registry is down (nothing listens on the proxy's port)
+            time.sleep(25)  # the registry is down (nothing listens on the proxy's port)
             assert s.states() == ["queued"] * 3, worker.log()[-3000:]
             reasons = s.failures()
             assert len(reasons) >= 6, reasons  # 2 attempts each would have failed them for good
