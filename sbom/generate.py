@@ -8,7 +8,6 @@ run on each new layer, the results are cached and the layers merged with overlay
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -76,14 +75,19 @@ def _os_key(os_info: OSInfo | None) -> str:
 
 
 def _catalog(
-    read: LayerFiles, catalogers: Sequence[LayerCataloger], os_info: OSInfo | None
+    read: LayerFiles,
+    catalogers: Sequence[LayerCataloger],
+    os_info: OSInfo | None,
+    streamed: Mapping[str, _Found] | None = None,
 ) -> LayerResult:
+    """The layer catalogued: ``streamed`` holds what was found, per cataloger, in the files
+    catalogued one by one while it was read (those files are not in ``read``)."""
     packages: dict[str, dict[str, list[Package]]] = {}
     warnings = list(read.warnings)
     for cataloger in catalogers:
-        early, problems = read.catalogued.get(cataloger.name) or ({}, [])
+        early, problems = (streamed or {}).get(cataloger.name) or ({}, [])
         warnings.extend(problems)
-        if early:  # the files it catalogued one by one while the layer streamed
+        if early:
             packages[cataloger.name] = dict(early)
         files = read.files.get(cataloger.name) or []
         if not files:
@@ -119,26 +123,36 @@ def _detect(layers: Sequence[LayerFiles | LayerResult]) -> OSInfo | None:
     return detect_os(files)
 
 
+_Found = tuple[dict[str, list[Package]], list[str]]
+"""One cataloger's findings in one layer: packages per file, warnings."""
+
+
+@dataclass(frozen=True)
+class _Done:
+    """A layer reader has stopped."""
+
+    failed: bool
+    """It raised: the SBOM has failed."""
+
+
 class _Handed:
     """Files the layer readers hand over to be catalogued one by one, catalogued by the thread
     that waits for the readers (it would otherwise only wait) while the layers still stream:
     what waits when it looks is catalogued together, a cataloger call per layer."""
 
     def __init__(self) -> None:
-        self._queue: SimpleQueue[tuple[str, LayerCataloger, FileEntry] | tuple[str, bool]] = (
-            SimpleQueue()
-        )
+        self._queue: SimpleQueue[tuple[str, LayerCataloger, FileEntry] | _Done] = SimpleQueue()
         self._failed = False
-        self.found: dict[str, dict[str, tuple[dict[str, list[Package]], list[str]]]] = {}
-        """Layer digest → cataloger name → (packages per file, warnings)."""
+        self.found: dict[str, dict[str, _Found]] = {}
+        """Layer digest → cataloger name → what it found in those files."""
 
     def hand_off(self, digest: str) -> HandOff:
         """What the reader of layer ``digest`` calls with each such file."""
         return lambda cataloger, entry: self._queue.put((digest, cataloger, entry))
 
-    def done(self, digest: str, failed: bool) -> None:
-        """Layer ``digest``'s reader has stopped (``failed``: the SBOM has failed)."""
-        self._queue.put((digest, failed))
+    def done(self, failed: bool) -> None:
+        """A reader has stopped (``failed``: the SBOM has failed)."""
+        self._queue.put(_Done(failed))
 
     def work(self, readers: int) -> None:
         """Catalogue what the readers hand over until ``readers`` of them are done (once one
@@ -150,9 +164,9 @@ class _Handed:
                     waiting.append(self._queue.get_nowait())
             batches: dict[tuple[str, LayerCataloger], list[FileEntry]] = {}
             for item in waiting:
-                if len(item) == 2:
+                if isinstance(item, _Done):
                     readers -= 1
-                    self._failed = self._failed or item[1]
+                    self._failed = self._failed or item.failed
                 else:
                     batches.setdefault((item[0], item[1]), []).append(item[2])
             for (digest, cataloger), files in batches.items():
@@ -162,18 +176,6 @@ class _Handed:
                 slot = self.found.setdefault(digest, {}).setdefault(cataloger.name, ({}, []))
                 slot[0].update(found)
                 slot[1].extend(problems)
-
-    def into(self, read: LayerFiles) -> LayerFiles:
-        """``read`` with what was catalogued here of its files."""
-        merged = {
-            name: (dict(found), list(problems))
-            for name, (found, problems) in read.catalogued.items()
-        }
-        for name, (found, problems) in self.found.get(read.digest, {}).items():
-            slot = merged.setdefault(name, ({}, []))
-            slot[0].update(found)
-            slot[1].extend(problems)
-        return dataclasses.replace(read, catalogued=merged)
 
 
 def _raise_first(futures: Sequence[Future[Any]]) -> None:
@@ -255,10 +257,10 @@ def _generate(
         except BaseException:
             spool.fail()  # the other layers stop reading: the SBOM has failed
             if hand_off:
-                handed.done(layer.digest, failed=True)
+                handed.done(failed=True)
             raise
         if hand_off:
-            handed.done(layer.digest, failed=False)
+            handed.done(failed=False)
         return files
 
     def check(layer: LayerInput) -> None:
@@ -280,8 +282,10 @@ def _generate(
                     while_reading()
             handed.work(len(reads))
         _raise_first([*checks, *reads])
-        fresh = {m.digest: handed.into(f.result()) for m, f in zip(missing, reads, strict=True)}
-        return _catalog_image(layers, image, fresh, cached, chosen, cache, read, limits)
+        fresh = {m.digest: f.result() for m, f in zip(missing, reads, strict=True)}
+        return _catalog_image(
+            layers, image, fresh, handed.found, cached, chosen, cache, read, limits
+        )
     finally:
         spool.close()
 
@@ -290,6 +294,7 @@ def _catalog_image(
     layers: Sequence[LayerInput],
     image: ImageInfo,
     fresh: Mapping[str, LayerFiles],
+    streamed: Mapping[str, Mapping[str, _Found]],
     cached: Mapping[str, LayerResult | None],
     chosen: Sequence[LayerCataloger],
     cache: LayerCache | None,
@@ -308,8 +313,10 @@ def _catalog_image(
             result = item
             hits += 1
         else:
-            files = item if isinstance(item, LayerFiles) else read(layer)  # cached: another OS
-            result = _catalog(files, chosen, os_info)
+            if isinstance(item, LayerFiles):
+                result = _catalog(item, chosen, os_info, streamed.get(layer.digest))
+            else:  # cached for another OS: read again, every file catalogued at its end
+                result = _catalog(read(layer), chosen, os_info)
         found += sum(len(p) for paths in result.packages.values() for p in paths.values())
         if found > limits.image_packages:  # checked before caching: never cache such a layer
             raise LayerLimitError(

@@ -184,11 +184,11 @@ class LayerCataloger(ABC):
         """True when the file at ``path`` (normalised) is needed; cheap, called per entry."""
 
     def per_file(self, path: str) -> bool:
-        """True when the file at ``path`` is catalogued on its own and needs no OS: the reader
-        then catalogues it as it streams past, in the reader's thread, while the rest of the
-        layer still inflates (Trivy's analyzers); the other files wait for the layer's end and
-        the image's OS (Trivy's post-analyzers). :meth:`catalog` then receives that one file
-        and ``os_info`` None. Default: False."""
+        """True when the file at ``path`` can be catalogued on its own and needs no OS: it may
+        then be catalogued as soon as it is read, while the rest of the layer still streams
+        (Trivy's analyzers); the other files wait for the layer's end and the image's OS
+        (Trivy's post-analyzers). :meth:`catalog` then receives such files, possibly a few at a
+        time, with ``os_info`` None. Default: False."""
         return False
 
     @abstractmethod

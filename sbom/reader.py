@@ -21,8 +21,7 @@ from pathlib import Path
 
 from sbom.blob import Inflating
 from sbom.errors import CorruptLayerError, LayerError
-from sbom.guard import catalog_files
-from sbom.interface import FileEntry, LayerCataloger, Package
+from sbom.interface import FileEntry, LayerCataloger
 from sbom.spool import Spool
 from sbom.tar import Stream, TarReader
 
@@ -38,7 +37,7 @@ MAX_WARNINGS = 100
 """Warnings kept (and logged) per layer; the rest are counted."""
 _REGULAR = (b"0", b"\0", b"7")
 HandOff = Callable[[LayerCataloger, FileEntry], None]
-"""Takes a file that a cataloger catalogues on its own, to catalogue it in another thread."""
+"""Takes a file that its cataloger catalogues on its own, to catalogue it in another thread."""
 _HARDLINK = (b"1",)
 
 
@@ -56,10 +55,6 @@ class LayerFiles:
     """Directories whose lower-layer content this layer hides (``.wh..wh..opq``)."""
     warnings: tuple[str, ...] = ()
     """Entries skipped, and why."""
-    catalogued: dict[str, tuple[dict[str, list[Package]], list[str]]] = field(default_factory=dict)
-    """What the catalogers found in the files they catalogue one by one, as the files streamed
-    past (:meth:`~sbom.interface.LayerCataloger.per_file`): cataloger name → (packages per
-    file, warnings). Those files are not in :attr:`files`."""
 
 
 def normalise(name: str) -> str | None:
@@ -98,8 +93,9 @@ def read_layer(
     to ``digest`` (checked in the same pass): a mismatch is a :class:`LayerError` and nothing it
     held is returned. Raises :class:`LayerError` (a subclass saying why, naming the layer) when
     the layer is corrupt or over a limit, never anything else for what the blob holds.
-    ``hand_off`` receives the files catalogued one by one
-    (:meth:`~sbom.interface.LayerCataloger.per_file`) instead of this thread cataloguing them."""
+    ``hand_off`` receives, as they are read, the files their cataloger catalogues one by one
+    (:meth:`~sbom.interface.LayerCataloger.per_file`), which are then not in the result;
+    without it they are kept with the others."""
     try:
         blob = started or Inflating(path, max_bytes, offset, length, spool.limits)
         with blob:
@@ -124,9 +120,6 @@ def _read(
 ) -> LayerFiles:
     """The wanted files and deletions of the tar ``stream``."""
     files: dict[str, list[FileEntry]] = {c.name: [] for c in wanting}
-    catalogued: dict[str, tuple[dict[str, list[Package]], list[str]]] = {
-        c.name: ({}, []) for c in wanting
-    }
     read: dict[str, FileEntry] = {}
     whiteouts: list[str] = []
     opaque: list[str] = []
@@ -189,14 +182,10 @@ def _read(
         for cataloger in who:
             if size > cataloger.max_size:
                 continue
-            if cataloger.per_file(rel) and hand_off is not None:
+            if hand_off is not None and cataloger.per_file(rel):
                 hand_off(cataloger, entry)  # catalogued by another thread, meanwhile
-            elif cataloger.per_file(rel):  # now, while the next bytes inflate
-                packages, problems = catalog_files(cataloger, [entry])
-                catalogued[cataloger.name][0].update(packages)
-                catalogued[cataloger.name][1].extend(problems)
             else:
                 files[cataloger.name].append(entry)
     if skipped > len(warnings):
         warnings.append(f"… and {skipped - len(warnings)} more entries skipped")
-    return LayerFiles(digest, files, tuple(whiteouts), tuple(opaque), tuple(warnings), catalogued)
+    return LayerFiles(digest, files, tuple(whiteouts), tuple(opaque), tuple(warnings))

@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = ["Database", "migrations_dir", "normalise_url"]
@@ -50,8 +50,6 @@ two hours, connects until the kernel gives up) left a worker waiting on a dead c
 
 
 def _pg_connect_args(url: str, flush: bool) -> dict[str, Any]:
-    from sqlalchemy.engine import make_url
-
     given = make_url(url).query
     args: dict[str, Any] = {k: v for k, v in _PG_CONNECTION.items() if k not in given}
     if not flush:
