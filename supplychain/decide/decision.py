@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
 
 from supplychain.decide.vex import VexStatement, match_vex
 from supplychain.interface import Decision, Evidence, Policy, Verdict
@@ -40,6 +41,18 @@ class ImageFacts:
     """VEX statements about this image, oldest first: uploaded and verified attested alike."""
     failure: str | None = None
     """Why the image could not be processed yet (the job's last error), if it could not."""
+
+    @cached_property
+    def marked(self) -> Evidence:
+        """The evidence with each finding marked by the VEX statements matching it (none
+        deleted). Facts are immutable, so this is computed once per loaded facts: a cached
+        image answers the gate again and again (the policy, which reads the time, still runs
+        every time)."""
+        scan = self.evidence.scan
+        if scan is None:
+            return self.evidence
+        marked = replace(scan, findings=match_vex(scan.findings, self.vex, self.digest))
+        return replace(self.evidence, scan=marked)
 
 
 @dataclass(frozen=True)
@@ -92,8 +105,7 @@ def decide(facts: ImageFacts, policy: Policy, now: datetime) -> Verdict:
         if facts.failure:
             reason = f"not scanned yet: the last attempt failed: {facts.failure}"
         return _verdict("pending", [reason], policy, now)
-    marked = replace(scan, findings=match_vex(scan.findings, facts.vex, facts.digest))
-    return policy.evaluate(replace(facts.evidence, scan=marked), now)
+    return policy.evaluate(facts.marked, now)
 
 
 def _pending(policy: Policy, now: datetime) -> Verdict:

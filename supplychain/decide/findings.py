@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from supplychain.decide.decision import ImageFacts, IndexFacts
 from supplychain.decide.policy import NOT_AFFECTED, SEVERITY_ORDER
-from supplychain.decide.vex import match_vex
 
 __all__ = ["MAX_FINDINGS", "GateFinding", "findings_of"]
 
@@ -62,9 +61,10 @@ def _walk(
     facts: ImageFacts | IndexFacts, platform: str | None, label: str | None
 ) -> Iterator[GateFinding]:
     if isinstance(facts, ImageFacts):
-        if facts.evidence.scan is None:
+        scan = facts.marked.scan
+        if scan is None:
             return
-        for f in match_vex(facts.evidence.scan.findings, facts.vex, facts.digest):
+        for f in scan.findings:
             if f.vex_status != NOT_AFFECTED:
                 yield GateFinding(
                     f.vuln_id, f.package, f.installed, f.fixed, f.severity, facts.digest,

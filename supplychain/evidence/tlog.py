@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, event, func, select, text
+from sqlalchemy import Column, Connection, Table, event, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from supplychain.evidence import models
-from supplychain.evidence.bulk import insert_rows
+from supplychain.evidence.bulk import driver_cursor, insert_rows
 from supplychain.evidence.merkle import leaf_hash
 
 __all__ = [
@@ -291,7 +291,9 @@ def append(
         conn.execute(_LOCK, {"key": LOCK_KEY})
     # On SQLite this transaction already wrote the facts, so it holds the database's write lock.
     leaves = _table("log_leaves")
-    start = int(conn.execute(_END).scalar_one())
+    with driver_cursor(conn, _END) as cursor:  # SQLAlchemy's execution costs more than this read
+        cursor.execute(_END)
+        start = int(cursor.fetchone()[0])
     rows = [
         {
             "idx": start + offset,
@@ -306,8 +308,8 @@ def append(
 
 
 _LOCK = text("SELECT pg_advisory_xact_lock(:key)")
-_END = select(func.coalesce(func.max(_table("log_leaves").c.idx) + 1, 0))
-"""The next leaf index (built once: SQLAlchemy then reuses its compiled form)."""
+_END = "SELECT coalesce(max(idx) + 1, 0) FROM log_leaves"
+"""The next leaf index (the same SQL on SQLite and PostgreSQL)."""
 
 
 def backfill(conn: Connection) -> int:
