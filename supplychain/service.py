@@ -188,7 +188,12 @@ def build_service(
         queue,
         decider,
         registries,
-        recorder=GroupCommit(answers.writing, insert_facts, name="gate"),
+        recorder=GroupCommit(
+            answers.writing,
+            insert_facts,
+            name="gate",
+            inline=None if answers.is_postgres else answers.writing_now,
+        ),
     )
     issuer = signing_issuer(settings, client)
     return Service(

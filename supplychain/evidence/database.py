@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from supplychain.evidence.bulk import driver_cursor
 
-__all__ = ["Database", "migrations_dir", "normalise_url"]
+__all__ = ["Database", "WriterBusy", "migrations_dir", "normalise_url"]
 
 
 def normalise_url(url: str) -> str:
@@ -73,8 +74,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(_WAIT)
     cursor.close()
+
+
+_WAIT = "PRAGMA busy_timeout=30000"
+_NO_WAIT = "PRAGMA busy_timeout=0"
 
 
 def _sqlite_begin(connection: Connection) -> None:
@@ -89,6 +94,10 @@ def _sqlite_begin(connection: Connection) -> None:
 
 
 _turns = threading.local()
+
+
+class WriterBusy(RuntimeError):
+    """A write that must not wait (``Database.writing(wait=False)``) found another writer."""
 
 
 class _WriteTurn:
@@ -109,7 +118,8 @@ class _WriteTurn:
         self.path = path
 
     @contextmanager
-    def __call__(self) -> Iterator[None]:
+    def __call__(self, *, wait: bool = True) -> Iterator[None]:
+        """The turn; ``wait=False``: :class:`WriterBusy` at once when another writer has it."""
         held: set[Path] = getattr(_turns, "held", set())
         _turns.held = held
         if self.path in held:
@@ -119,7 +129,10 @@ class _WriteTurn:
         try:
             # blocking: the kernel hands the lock over as soon as it is released (a waiter
             # polling for it kept losing the race to the writer that had just released it)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WriterBusy("another writer has the database") from None
             held.add(self.path)
             try:
                 yield
@@ -192,6 +205,27 @@ class Database:
         the tamper-evident log itself (:func:`supplychain.evidence.tlog.append`)."""
         with self._turn(), self._writer.begin() as connection:
             yield connection
+
+    @contextmanager
+    def writing_now(self) -> Iterator[Connection]:
+        """:meth:`writing` that never waits (for an event loop, SQLite only): raises
+        :class:`WriterBusy` when another writer, in this process or another, has the database
+        (the turn, or SQLite's own write lock, for a writer outside the turns)."""
+        if self._write_turn is None:
+            raise WriterBusy("writes that never wait are for an SQLite file")
+        with self._write_turn(wait=False), self._writer.connect() as connection:
+            with driver_cursor(connection, _NO_WAIT) as cursor:
+                cursor.execute(_NO_WAIT)
+            try:
+                try:
+                    transaction = connection.begin()
+                except OperationalError as exc:  # SQLITE_BUSY: "database is locked"
+                    raise WriterBusy(str(exc.orig)) from None
+                with transaction:
+                    yield connection
+            finally:
+                with driver_cursor(connection, _WAIT) as cursor:
+                    cursor.execute(_WAIT)
 
     def _turn(self) -> AbstractContextManager[object]:
         """A writer's turn: SQLite's flock beside the file (none for PostgreSQL or memory)."""
