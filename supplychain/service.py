@@ -192,7 +192,7 @@ def build_service(
             answers.writing,
             insert_facts,
             name="gate",
-            inline=None if answers.is_postgres else answers.writing_now,
+            inline=answers.writing_now if answers.writes_now else None,
         ),
     )
     issuer = signing_issuer(settings, client)

@@ -67,6 +67,7 @@ async def submit_all(group: Recorder, subjects: Sequence[str]) -> list[BaseExcep
 
 
 def test_items_of_one_loop_turn_share_one_transaction_on_the_loop(db: Database) -> None:
+    assert db.writes_now
     run = Threads()
     group = recorder(db, run)
     try:
@@ -162,6 +163,7 @@ def test_a_failing_item_fails_alone_and_the_others_are_written(db: Database) -> 
 
 def test_writes_that_never_wait_are_for_an_sqlite_file(pg_url: str) -> None:
     database = Database(pg_url)
+    assert not database.writes_now
     try:
         with pytest.raises(WriterBusy, match="SQLite file"):
             with database.writing_now():

@@ -5,8 +5,10 @@ a new SQL text for every row count, which the driver must parse again (psycopg c
 prepares only repeated, short texts), and an UPDATE or an INSERT without RETURNING as one
 statement per row. On PostgreSQL the rows here go as one array per column instead, expanded by
 ``unnest(…) WITH ORDINALITY``: one short, constant statement per table, prepared once per
-connection, its parameters adapted by the driver's binary dumpers. On SQLite (in-process, no
-round trip, no statement parsing worth saving) the plain executemany is kept.
+connection, its parameters adapted by the driver's binary dumpers. On SQLite (in process: no
+round trip, no statement parsing worth saving) the compiled INSERT runs on the driver's cursor,
+an ``executemany``, or one statement per row when it returns the rows: SQLAlchemy's execution of
+a statement cost several times the insert itself (:class:`_SqliteInsert`).
 
 Hand-written because neither SQLAlchemy nor psycopg offers it: psycopg's ``COPY`` cannot say
 ``ON CONFLICT`` or ``RETURNING``, and SQLAlchemy's own bulk paths are the ones described above.
@@ -55,7 +57,7 @@ def insert_rows(
     skip_conflicts: bool = False,
     returning: Sequence[Column[Any]] = (),
 ) -> list[Stored]:
-    """INSERT ``rows`` (each naming the same columns) in one statement; the ``returning``
+    """INSERT ``rows`` (each naming the same columns) together; the ``returning``
     columns of the rows inserted (a row skipped for a conflict, with ``skip_conflicts``, returns
     nothing), in the order given when the table's key is serial."""
     if not rows:

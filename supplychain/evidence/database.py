@@ -97,7 +97,7 @@ _turns = threading.local()
 
 
 class WriterBusy(RuntimeError):
-    """A write that must not wait (``Database.writing(wait=False)``) found another writer."""
+    """A write that must not wait (:meth:`Database.writing_now`) found another writer."""
 
 
 class _WriteTurn:
@@ -205,6 +205,11 @@ class Database:
         the tamper-evident log itself (:func:`supplychain.evidence.tlog.append`)."""
         with self._turn(), self._writer.begin() as connection:
             yield connection
+
+    @property
+    def writes_now(self) -> bool:
+        """True when :meth:`writing_now` can be used: an SQLite file."""
+        return self._write_turn is not None
 
     @contextmanager
     def writing_now(self) -> Iterator[Connection]:

@@ -86,14 +86,16 @@ class _Compiled:
         return params if self.order is None else [params[name] for name in self.order]
 
 
-_COMPILED: dict[str, _Compiled] = {}
+_COMPILED: dict[tuple[str, str], _Compiled] = {}
+"""By dialect and driver (their SQL and parameter style)."""
 
 
 def _run_find(connection: Connection, values: dict[str, str]) -> tuple[Any, ...] | None:
     dialect = connection.dialect
-    compiled = _COMPILED.get(dialect.name)
+    key = (dialect.name, dialect.driver)
+    compiled = _COMPILED.get(key)
     if compiled is None:
-        compiled = _COMPILED[dialect.name] = _Compiled(dialect)
+        compiled = _COMPILED[key] = _Compiled(dialect)
     with driver_cursor(connection, compiled.sql) as cursor:
         cursor.execute(compiled.sql, compiled.parameters(values))
         rows = cursor.fetchall()  # to the end: the statement is done, its snapshot released

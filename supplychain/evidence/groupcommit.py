@@ -130,7 +130,10 @@ class GroupCommit(Generic[HandleT, ItemT, ResultT]):
             results = self._commit(units, self.inline)
         except Exception:  # another writer has the database, or the batch failed
             for unit in units:
-                self._queue.put(unit)  # the committer waits its turn, isolates a failure
+                if self._closed:  # no committer thread is left to take it
+                    _settle(unit.future, None, BatchClosed("the group commit is closed"))
+                else:
+                    self._queue.put(unit)  # the committer waits its turn, isolates a failure
             return
         self.batches += 1
         self.units += len(units)
