@@ -8,6 +8,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from supplychain.evidence.bulk import driver_cursor
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit
 from supplychain.evidence.models import Base
@@ -66,3 +67,34 @@ def test_postgresql_connections_give_up_on_a_silent_server_unless_the_url_says_o
     finally:
         db.dispose()
         tuned.dispose()
+
+
+def _backend_pid(db: Database) -> int:
+    with db.reading(single=True) as connection, driver_cursor(connection, "") as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def test_kept_read_connections_after_the_server_drops_them(pg_url: str) -> None:
+    """The gate's single-statement reads keep their connections between calls; when the server
+    drops them (a restart), one call fails (the gate answers 503) and the next one works."""
+    import psycopg
+
+    db = Database(pg_url)
+    try:
+        with db.reading(single=True) as first, db.reading(single=True) as second:
+            pids = set()
+            for connection in (first, second):
+                cursor = connection.connection.cursor()
+                cursor.execute("SELECT pg_backend_pid()")
+                pids.add(int(cursor.fetchone()[0]))
+        assert len(pids) == 2
+        assert _backend_pid(db) in pids  # kept: the same server sessions again
+        with psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql")) as admin:
+            for pid in pids:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(DBAPIError):
+            _backend_pid(db)
+        assert _backend_pid(db) not in pids  # the other dropped one was not kept either
+    finally:
+        db.dispose()

@@ -255,7 +255,7 @@ def test_no_answer_when_the_database_is_gone_or_the_answer_cannot_be_recorded(
     else:
         Path(url.split(":///", 1)[1]).unlink()
         Path(url.split(":///", 1)[1] + "-wal").unlink(missing_ok=True)
-        service.db.engine.dispose()  # new connections find no file (and no tables)
+        service.db.dispose()  # every connection closed: new ones find no file (and no tables)
     gone = client.post("/v1/gate", json={"image": scanned.pinned})
     assert gone.status_code == 503 and "allow" not in gone.text, gone.text
 
