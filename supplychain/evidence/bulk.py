@@ -72,7 +72,9 @@ def insert_rows(
         result = conn.execute(statement, _arrays(table, names, rows))
         stored = list(result.mappings()) if returning else []
     else:
-        stored = _sqlite_raw(table, names, skip_conflicts, wanted, conn.dialect).run(conn, rows)
+        key = (table, names, skip_conflicts, wanted, conn.dialect)
+        insert = _SQLITE.get(key) or _SQLITE.setdefault(key, _SqliteInsert(*key))
+        stored = insert.run(conn, rows)
     if not returning:
         return []
     keys = list(table.primary_key.columns)
@@ -247,15 +249,8 @@ def driver_cursor(conn: Connection, sql: str) -> Iterator[Any]:
         cursor.close()
 
 
-@cache
-def _sqlite_raw(
-    table: Table,
-    names: tuple[str, ...],
-    skip_conflicts: bool,
-    returning: tuple[str, ...],
-    dialect: Dialect,
-) -> _SqliteInsert:
-    return _SqliteInsert(table, names, skip_conflicts, returning, dialect)
+_SQLITE: dict[tuple[Table, tuple[str, ...], bool, tuple[str, ...], Dialect], _SqliteInsert] = {}
+"""The INSERTs compiled so far, by table, columns, conflict handling, RETURNING and dialect."""
 
 
 @cache
