@@ -8,7 +8,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from supplychain.evidence.bulk import driver_cursor
+from supplychain.evidence.bulk import driver_rows
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit
 from supplychain.evidence.models import Base
@@ -70,9 +70,8 @@ def test_postgresql_connections_give_up_on_a_silent_server_unless_the_url_says_o
 
 
 def _backend_pid(db: Database) -> int:
-    with db.reading(single=True) as connection, driver_cursor(connection, "") as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return int(cursor.fetchone()[0])
+    with db.reading(single=True) as connection:
+        return int(driver_rows(connection, "SELECT pg_backend_pid()")[0][0])
 
 
 def test_kept_read_connections_after_the_server_drops_them(pg_url: str) -> None:

@@ -42,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import ARRAY, TypeEngine
 
-__all__ = ["driver_cursor", "insert_rows", "update_rows"]
+__all__ = ["driver_cursor", "driver_rows", "insert_rows", "update_rows"]
 
 Rows = Sequence[Mapping[str, Any]]
 Stored = Mapping[Any, Any]
@@ -232,6 +232,14 @@ class _SqliteInsert:
                         }
                     )
             return stored
+
+
+def driver_rows(conn: Connection, sql: str, params: Any = None) -> list[Any]:
+    """Run ``sql`` on ``conn``'s driver connection (:func:`driver_cursor`): every row it
+    returns, read to the end (none for a statement that returns nothing)."""
+    with driver_cursor(conn, sql) as cursor:
+        cursor.execute(sql, params) if params is not None else cursor.execute(sql)
+        return list(cursor.fetchall()) if cursor.description is not None else []
 
 
 @contextmanager

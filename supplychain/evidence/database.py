@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from supplychain.evidence.bulk import driver_cursor
+from supplychain.evidence.bulk import driver_rows
 
 __all__ = ["Database", "WriterBusy", "migrations_dir", "normalise_url"]
 
@@ -89,8 +90,7 @@ def _sqlite_begin(connection: Connection) -> None:
     if options.get("isolation_level") == "AUTOCOMMIT":
         return
     sql = "BEGIN IMMEDIATE" if options.get(_IMMEDIATE, False) else "BEGIN"
-    with driver_cursor(connection, sql) as cursor:  # a tenth of exec_driver_sql's cost
-        cursor.execute(sql)
+    driver_rows(connection, sql)  # a tenth of exec_driver_sql's cost
 
 
 _turns = threading.local()
@@ -154,8 +154,8 @@ class _Kept:
         self,
         engine: Engine,
         keep: int,
-        prepare: Callable[[Connection], None] | None = None,
-        release: Callable[[Connection], None] | None = None,
+        prepare: Callable[[Connection], object] | None = None,
+        release: Callable[[Connection], object] | None = None,
     ) -> None:
         self.engine = engine
         self.keep = keep
@@ -197,14 +197,6 @@ class _Kept:
             self._close(self._free.pop())
 
 
-def _set_busy_timeout(sql: str) -> Callable[[Connection], None]:
-    def run(connection: Connection) -> None:
-        with driver_cursor(connection, sql) as cursor:
-            cursor.execute(sql)
-
-    return run
-
-
 class Database:
     """An engine plus a session factory for one database URL."""
 
@@ -242,7 +234,7 @@ class Database:
         self._kept_reads = _Kept(self._autocommit if self.is_postgres else self.engine, 4)
         # the event loop's writes that never wait (SQLite): busy timeout 0 while kept
         self._kept_writer = _Kept(
-            self._writer, 1, _set_busy_timeout(_NO_WAIT), _set_busy_timeout(_WAIT)
+            self._writer, 1, partial(driver_rows, sql=_NO_WAIT), partial(driver_rows, sql=_WAIT)
         )
         from supplychain.evidence import tlog  # the models import the rest of the schema
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from supplychain.decide.decision import ImageFacts
 from supplychain.evidence import models
-from supplychain.evidence.bulk import driver_cursor
+from supplychain.evidence.bulk import driver_rows
 from supplychain.evidence.load import load_image_facts
 
 __all__ = ["FactCache", "ScannedImage"]
@@ -96,9 +96,8 @@ def _run_find(connection: Connection, values: dict[str, str]) -> tuple[Any, ...]
     compiled = _COMPILED.get(key)
     if compiled is None:
         compiled = _COMPILED[key] = _Compiled(dialect)
-    with driver_cursor(connection, compiled.sql) as cursor:
-        cursor.execute(compiled.sql, compiled.parameters(values))
-        rows = cursor.fetchall()  # to the end: the statement is done, its snapshot released
+    # read to the end: the statement is done, its snapshot released
+    rows = driver_rows(connection, compiled.sql, compiled.parameters(values))
     return tuple(rows[0]) if rows else None
 
 

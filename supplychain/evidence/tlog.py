@@ -30,7 +30,7 @@ from sqlalchemy import Column, Connection, Table, event, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from supplychain.evidence import models
-from supplychain.evidence.bulk import driver_cursor, insert_rows
+from supplychain.evidence.bulk import driver_rows, insert_rows
 from supplychain.evidence.merkle import leaf_hash
 
 __all__ = [
@@ -291,9 +291,7 @@ def append(
         conn.execute(_LOCK, {"key": LOCK_KEY})
     # On SQLite this transaction already wrote the facts, so it holds the database's write lock.
     leaves = _table("log_leaves")
-    with driver_cursor(conn, _END) as cursor:  # SQLAlchemy's execution costs more than this read
-        cursor.execute(_END)
-        start = int(cursor.fetchone()[0])
+    start = int(driver_rows(conn, _END)[0][0])  # SQLAlchemy's execution costs more than this read
     rows = [
         {
             "idx": start + offset,
