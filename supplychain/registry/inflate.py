@@ -5,8 +5,10 @@ them before Trivy starts put that work on the critical path, serially; here each
 inflated by a thread of its own *while* the pull downloads it: the pull hands every chunk it
 hashes into the blob cache to :meth:`LayerInflater.feed` too (a bounded queue), and the thread
 decompresses it with ``isal`` (twice as fast as :mod:`zlib` here: 0.26 s against 0.57 s for the
-test image's 51 MB base layer; it holds the GIL, but nothing else runs in this process during a
-pull but the download, which waits on the socket), hashes the uncompressed bytes and writes them.
+test image's 51 MB base layer), and a second thread hashes the uncompressed bytes and writes
+them. ``isal``, :mod:`hashlib` and the file's ``write`` all release the GIL on large buffers, so
+the two run on two cores: the test image's base layer took 0.33 s in one thread (0.165 s
+inflating, 0.08 s hashing, 0.06 s writing) and 0.21 s in two, and the pull waits for it.
 
 The copy is an optimisation only and never trusted on its own: it is kept when the uncompressed
 bytes hash to the ``diff_id`` the image config states for the layer (and the blob itself
@@ -27,6 +29,7 @@ import os
 import queue
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, cast
 
@@ -41,6 +44,7 @@ _IsalError = cast("type[Exception]", isal_zlib.error)  # isal types it as an ins
 
 _OUT = 1 << 20  # bytes inflated per call: memory stays bounded whatever the ratio
 _QUEUED = 32  # chunks waiting at most (the pull's chunks are 256 KiB: 8 MiB per layer)
+_PIECES = 8  # inflated pieces waiting to be hashed and written, at most (8 MiB per layer)
 _GZIP = 31  # wbits: a gzip member
 _RATIO = 100  # inflated bytes per compressed byte read, at most (gzip's own maximum is ~1032)
 _SLACK = 64 << 20  # bytes any layer may inflate to whatever its ratio
@@ -126,8 +130,15 @@ class LayerInflater:
     def _inflate(self, out: IO[bytes]) -> str:
         """Inflate the queued chunks (gzip members one after another) into ``out``; the hex
         SHA-256 of what was written."""
-        write = out.write
-        sha = hashlib.sha256()
+        sink = _HashingWriter(out)
+        try:
+            self._pieces(sink.put)
+        finally:
+            digest = sink.close()  # a write error is raised here, after the thread ended
+        return digest
+
+    def _pieces(self, write: Callable[[bytes], None]) -> None:
+        """Inflate the queued chunks, each piece to ``write``, stopping at the limits."""
         size = consumed = 0
         member = isal_zlib.decompressobj(_GZIP)
         started = False  # the current member has had input
@@ -145,7 +156,6 @@ class LayerInflater:
                         raise _Abandoned(f"inflates past {self._max_bytes} bytes")
                     if size > _SLACK + _RATIO * consumed:
                         raise _Abandoned(f"inflates more than {_RATIO} times its size")
-                    sha.update(piece)
                     write(piece)
                 if member.eof:
                     data = member.unused_data
@@ -160,4 +170,42 @@ class LayerInflater:
         self._ended = True  # the end marker is taken
         if started and not self._failed.is_set():
             raise _Abandoned("the gzip stream is truncated")
-        return sha.hexdigest()
+
+
+class _HashingWriter:
+    """Hashes and writes the inflated pieces on a thread of its own (see the module's text).
+
+    :meth:`put` raises the thread's write error as soon as it is seen, so the inflating stops;
+    after an error the thread keeps draining, so :meth:`put` never blocks for good.
+    """
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._sha = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(_PIECES)
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="inflate-write", daemon=True)
+        self._thread.start()
+
+    def put(self, piece: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(piece)
+
+    def close(self) -> str:
+        """Wait for the pieces put so far; the hex SHA-256 of what was written."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._sha.hexdigest()
+
+    def _run(self) -> None:
+        while (piece := self._queue.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                self._sha.update(piece)
+                self._out.write(piece)
+            except OSError as exc:
+                self._error = exc
