@@ -97,7 +97,7 @@ def read_layer(
     (:meth:`~sbom.interface.LayerCataloger.per_file`), which are then not in the result;
     without it they are kept with the others."""
     try:
-        blob = started or Inflating(path, max_bytes, offset, length, spool.limits)
+        blob = started or Inflating(path, max_bytes, offset, length, spool.limits, hashing=verify)
         with blob:
             with spool.decoder(blob.memory):  # reserved before it starts, unless started early
                 blob.start()

@@ -295,6 +295,17 @@ def test_a_blob_that_does_not_match_its_digest_is_rejected(tmp_path: Path) -> No
         generate_sbom([honest], IMAGE, tmp_path / "cache")
 
 
+def test_a_forged_blob_started_early_is_still_rejected(tmp_path: Path) -> None:
+    # inflate_early hashes only blobs not verified yet: an unverified one must still be checked
+    good = layer(tmp_path, "blob", tar_bytes(*base_entries()))
+    forged = LayerInput("sha256:" + "1" * 64, good.path, verified=False)
+    started = inflate_early([forged], DEFAULT_MAX_BYTES, count=1)
+    assert list(started) == [forged.digest]
+    with pytest.raises(LayerError, match="does not match its digest"):
+        generate_sbom([forged], IMAGE, tmp_path / "cache", started=started)
+    assert not LayerCache.known(tmp_path / "cache", forged.digest)
+
+
 def rpm_header(tags: dict[int, str | list[str] | list[int]]) -> bytes:
     """An RPM header blob as rpmdb.sqlite stores it (index entries + data store)."""
     index, store = b"", b""
