@@ -245,6 +245,9 @@ def test_findings_equal_trivy_image_run_directly_with_the_same_db(
     assert requests_finding.layer_digest == pulled.layers[-1].digest
     # Provenance: the binary's version, the DB's UpdatedAt and the digest of the file it read.
     assert result.scanner_version == trivy_version()
+    # read from the report; one that states none (or a bad one) gets `trivy version`'s
+    for report in ({}, {"Trivy": {"Version": "0.76.0\x1b[2J"}}, {"Trivy": "0.1"}):
+        assert runner._reported_version(report) == trivy_version()
     assert result.db_updated_at == UPDATED
     db_file = current.path / "db" / "trivy.db"
     assert result.db_digest == "sha256:" + hashlib.sha256(db_file.read_bytes()).hexdigest()

@@ -152,6 +152,16 @@ class TrivyRunner:
             raise ScanError("trivy output too large")
         return done.stdout
 
+    def _reported_version(self, report: dict[str, Any]) -> str:
+        """The version a JSON report states (``Trivy.Version``, since Trivy 0.51), else
+        :meth:`version`: a new service's first scan no longer runs ``trivy version`` beside
+        it (50 ms of CPU while the scan needs both cores)."""
+        stated = report.get("Trivy")
+        value = stated.get("Version") if isinstance(stated, dict) else None
+        if isinstance(value, str) and 0 < len(value) <= 100 and value.isprintable():
+            return value
+        return self.version()
+
     def version(self) -> str:
         """Trivy's version string."""
         if self._version is None:
@@ -209,15 +219,12 @@ class TrivyRunner:
             advice = missing_db_advice(self.offline)
             raise ScanError(f"no Trivy vulnerability DB in {snapshot}: {advice}")
         installed = (snapshot / "db" / "trivy.db").is_file()
-        owner = CHILDREN.current_owner()
 
-        def provenance() -> tuple[str, tuple[datetime | None, str | None]]:
-            with CHILDREN.owned_by(owner):  # `trivy version` ends with this scan's thread
-                return self.version(), self.db_info(snapshot)
+        def provenance() -> tuple[datetime | None, str | None]:
+            return self.db_info(snapshot)
 
-        # With the DB installed, Trivy's version (a `trivy version` run, once per process) and
-        # the DB's digest (hashed once per DB file: seconds for the real DB) are looked up while
-        # the scan runs, not after it: a new service's first scan waited for both.
+        # With the DB installed, the DB's digest (hashed once per DB file: seconds for the real
+        # DB) is looked up while the scan runs, not after it: a new service's first scan waited.
         with ThreadPoolExecutor(1, thread_name_prefix="provenance") as side:
             early = side.submit(provenance) if installed else None
             try:
@@ -236,7 +243,8 @@ class TrivyRunner:
                 report = json.dumps(parsed, indent=2).encode()
             findings = parse_report(parsed)
             # without a DB before the run, Trivy downloaded one: read it now
-            version, (updated, digest) = early.result() if early else provenance()
+            updated, digest = early.result() if early else provenance()
+        version = self._reported_version(parsed)
         if digest is None:
             raise ScanError(f"the advisory DB in {snapshot} vanished during the scan")
         return ScanResult("trivy", version, updated, digest, findings, report)
