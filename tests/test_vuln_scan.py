@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -22,7 +23,14 @@ import pytest
 
 from supplychain.interface import ImageTarget, PulledImage, ScanError
 from supplychain.registry import BlobCache, RegistryClient
-from supplychain.stages.scanner import TrivyCataloger, TrivyFinding, TrivyRunner, TrivyScanner
+from supplychain.stages.children import CHILDREN
+from supplychain.stages.scanner import (
+    TrivyCataloger,
+    TrivyFinding,
+    TrivyRunner,
+    TrivyScanner,
+    _go_env,
+)
 from supplychain.stages.source import RegistrySource
 from supplychain.stages.vulndb import VulnDbError, VulnDbStore
 from tests.support import images
@@ -357,3 +365,12 @@ def test_store_swaps_versions_atomically_and_refuses_a_corrupt_db(tmp_path: Path
     with pytest.raises(VulnDbError, match="not a regular file"):
         store.import_archive(tmp_path / "evil.tar")
     assert store.current() == second
+
+
+def test_trivy_runs_with_go_gc_tuned_unless_the_operator_set_it() -> None:
+    path = {"PATH": os.environ["PATH"]}
+    assert _go_env(path) == {**path, "GOGC": "400", "GOMEMLIMIT": "1GiB"}
+    assert _go_env({**path, "GOGC": "100"}) == {**path, "GOGC": "100"}  # the operator's own
+    assert _go_env({**path, "GOMEMLIMIT": "4GiB"}) == {**path, "GOMEMLIMIT": "4GiB"}
+    done = CHILDREN.run(["env"], timeout=30, env=_go_env(path))  # what a child really gets
+    assert {b"GOGC=400", b"GOMEMLIMIT=1GiB"} <= set(done.stdout.splitlines())

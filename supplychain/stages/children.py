@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 __all__ = ["CHILDREN", "ChildResult", "Children"]
@@ -63,12 +63,16 @@ class Children:
         owner: int = getattr(self._acting, "owner", threading.get_ident())
         return owner
 
-    def run(self, command: list[str], *, timeout: float) -> ChildResult:
-        """Run ``command`` to the end; raise :class:`subprocess.TimeoutExpired` past ``timeout``
-        (after killing its process group) or :class:`OSError` when it cannot start."""
+    def run(
+        self, command: list[str], *, timeout: float, env: Mapping[str, str] | None = None
+    ) -> ChildResult:
+        """Run ``command`` (in environment ``env``, default ours) to the end; raise
+        :class:`subprocess.TimeoutExpired` past ``timeout`` (after killing its process group) or
+        :class:`OSError` when it cannot start."""
         owner = self.current_owner()
         proc = subprocess.Popen(
             command,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
