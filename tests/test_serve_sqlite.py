@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from supplychain.evidence.database import Database
-from supplychain.evidence.models import Finding, Job
+from supplychain.evidence.models import AuditEntry, Finding, Job, WebhookDelivery
 from tests.conftest import TOKEN
 from tests.support import images
 from tests.support.advisories import URLLIB3_HIGH
@@ -22,14 +23,19 @@ from tests.support.trivydb import build_trivy_db
 pytestmark = pytest.mark.e2e
 
 
-def test_serve_migrates_sqlite_and_runs_the_pipeline(tmp_path: Path) -> None:
+@pytest.mark.parametrize("recommended", [False, True], ids=["every-event", "as-recommended"])
+def test_serve_migrates_sqlite_and_runs_the_pipeline(tmp_path: Path, recommended: bool) -> None:
     build_trivy_db(
         tmp_path / "data" / "trivy",
         [URLLIB3_HIGH],
     )
     port = free_port()
+    # docs/webhooks.md: distribution told to send manifest pushes and deletes only
     hook = Endpoint(
-        f"http://127.0.0.1:{port}/v1/hooks/distribution", {"Authorization": [f"Bearer {TOKEN}"]}
+        f"http://127.0.0.1:{port}/v1/hooks/distribution",
+        {"Authorization": [f"Bearer {TOKEN}"]},
+        ignore_actions=("pull",) if recommended else (),
+        ignore_media_types=("application/octet-stream",) if recommended else (),
     )
     with Registry(tmp_path / "registry", notifications=[hook]) as registry:
         env = service_env(
@@ -57,6 +63,12 @@ def test_serve_migrates_sqlite_and_runs_the_pipeline(tmp_path: Path) -> None:
             with db.session() as session:
                 found = session.execute(select(Finding.vuln_id, Finding.severity)).all()
             assert found == [("CVE-2019-11324", "HIGH")]
+            # the worker's own pull was notified, and ignored with its reason, unless the
+            # registry was told not to send pulls and blob events: then only the push arrives
+            wait_for(lambda: recommended or _deliveries(db)[0] > 0, 30, server.log)
+            time.sleep(1.5 if recommended else 0)  # a pull notice would come within this
+            ignored, deliveries = _deliveries(db)
+            assert deliveries == 1 if recommended else deliveries > 1 and ignored > 0
             gate = run_cli(
                 ["gate", f"{registry.host}/team/tiny:v1", "--server", server.url], tokens.env(env)
             )
@@ -102,3 +114,14 @@ def test_first_run_without_a_vulnerability_db_says_what_to_run(tmp_path: Path) -
     ]
     assert warning["level"] == "warning" and str(tmp_path / "data" / "trivy") in warning["message"]
     assert "supplychain vulndb import db.tar.gz" in warning["message"]  # the air-gapped way
+
+
+def _deliveries(db: Database) -> tuple[int, int]:
+    """(deliveries ignored for a pull, all deliveries) recorded so far."""
+    with db.session() as session:
+        details = session.scalars(
+            select(AuditEntry.details).where(AuditEntry.action == "webhook.ignored")
+        ).all()
+        total = session.scalar(select(func.count()).select_from(WebhookDelivery)) or 0
+    pulls = sum("action 'pull'" in json.dumps(d) for d in details)
+    return pulls, total

@@ -58,6 +58,11 @@ class Endpoint:
     url: str
     headers: Mapping[str, Sequence[str]] = field(default_factory=dict)
     name: str = "test"
+    ignore_media_types: Sequence[str] = ()
+    """``ignore.mediatypes``: events of blobs or manifests of these media types are not sent."""
+    ignore_actions: Sequence[str] = ()
+    """``ignore.actions``: events of these actions are not sent (docs/webhooks.md recommends
+    ``pull``: the service's own pulls would otherwise notify it)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,15 @@ class TokenAuth:
     service: str
     issuer: str
     rootcertbundle: Path
+
+
+def _ignore(endpoint: Endpoint) -> dict[str, list[str]]:
+    """``ignore:``. distribution 2.8 applies ``actions`` only when ``mediatypes`` names at
+    least one type (its ``newIgnoredSink`` returns the sink unfiltered otherwise)."""
+    return {
+        "mediatypes": list(endpoint.ignore_media_types),
+        "actions": list(endpoint.ignore_actions),
+    }
 
 
 class Registry:
@@ -117,6 +131,11 @@ class Registry:
                         "timeout": "2s",
                         "threshold": 3,
                         "backoff": "1s",
+                        **(
+                            {"ignore": _ignore(e)}
+                            if e.ignore_actions or e.ignore_media_types
+                            else {}
+                        ),
                     }
                     for e in self.notifications
                 ]
