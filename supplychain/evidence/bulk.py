@@ -6,9 +6,9 @@ prepares only repeated, short texts), and an UPDATE or an INSERT without RETURNI
 statement per row. On PostgreSQL the rows here go as one array per column instead, expanded by
 ``unnest(…) WITH ORDINALITY``: one short, constant statement per table, prepared once per
 connection, its parameters adapted by the driver's binary dumpers. On SQLite (in process: no
-round trip, no statement parsing worth saving) the compiled INSERT runs on the driver's cursor,
-an ``executemany``, or one statement per row when it returns the rows: SQLAlchemy's execution of
-a statement cost several times the insert itself (:class:`_SqliteInsert`).
+round trip, no statement parsing worth saving) the compiled INSERT is an ``executemany``, or one
+statement per row when it returns the rows. Both run on the driver's cursor: SQLAlchemy's
+execution of a statement cost several times the insert itself (:class:`_DriverInsert`).
 
 Hand-written because neither SQLAlchemy nor psycopg offers it: psycopg's ``COPY`` cannot say
 ``ON CONFLICT`` or ``RETURNING``, and SQLAlchemy's own bulk paths are the ones described above.
@@ -17,6 +17,7 @@ Hand-written because neither SQLAlchemy nor psycopg offers it: psycopg's ``COPY`
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -67,14 +68,12 @@ def insert_rows(
     names = tuple(rows[0])
     wanted = tuple(c.name for c in returning)
     stored: list[Stored]
-    if conn.dialect.name == "postgresql":
-        statement = _pg_insert(table, names, skip_conflicts, wanted)
-        result = conn.execute(statement, _arrays(table, names, rows))
-        stored = list(result.mappings()) if returning else []
-    else:
-        key = (table, names, skip_conflicts, wanted, conn.dialect)
-        insert = _SQLITE.get(key) or _SQLITE.setdefault(key, _SqliteInsert(*key))
-        stored = insert.run(conn, rows)
+    key = (table, names, skip_conflicts, wanted, conn.dialect)
+    insert = _INSERTS.get(key)
+    if insert is None:
+        kind = _PgInsert if conn.dialect.name == "postgresql" else _SqliteInsert
+        insert = _INSERTS.setdefault(key, kind(*key))
+    stored = insert.run(conn, rows)
     if not returning:
         return []
     keys = list(table.primary_key.columns)
@@ -178,15 +177,61 @@ def _sqlite_insert(table: Table, skip_conflicts: bool, returning: tuple[str, ...
     return statement.returning(*(table.c[n] for n in returning)) if returning else statement
 
 
-class _SqliteInsert:
-    """One INSERT compiled once for SQLite and run on the driver's cursor, each value converted
-    by its column type's own bind and result processors (taken from SQLAlchemy once).
+class _DriverInsert(ABC):
+    """One INSERT compiled once and run on the driver's cursor, each value converted by its
+    column type's own bind and result processors (taken from SQLAlchemy once).
 
-    SQLite runs in process: SQLAlchemy's execution of a cached statement (events, parameter and
-    result set-up) cost ~0.1 ms per statement, several times the insert itself, and the gate and
-    the intake write a few statements per batch. The SQL, the parameter order and the type
-    conversions are still SQLAlchemy's.
+    SQLAlchemy's execution of a cached statement (events, parameter and result set-up) cost
+    ~0.1 ms per statement, several times an SQLite insert itself, and on PostgreSQL the gate's
+    committer thread spent as much of the interpreter lock on it as the event loop on its HTTP
+    work; the gate and the intake write a few statements per batch. The SQL, the parameters and
+    the type conversions are still SQLAlchemy's.
     """
+
+    def __init__(
+        self,
+        statement: Any,
+        table: Table,
+        names: tuple[str, ...],
+        returning: tuple[str, ...],
+        dialect: Dialect,
+    ) -> None:
+        self.table = table
+        self.names = names
+        self.returning = returning
+        self.dialect = dialect
+        self.compiled = statement.compile(dialect=dialect, column_keys=list(names))
+        self.sql: str = self.compiled.string
+        self._results: tuple[tuple[str, Any], ...] | None = None
+
+    @abstractmethod
+    def run(self, conn: Connection, rows: Rows) -> list[Stored]:
+        """Insert ``rows``; the rows RETURNING gave, in input order."""
+
+    def _stored(self, cursor: Any) -> list[Stored]:
+        """The rows the cursor's RETURNING gave, by column name, converted as SQLAlchemy would
+        (its result processors chosen once, by the types the driver describes)."""
+        if self._results is None:
+            self._results = tuple(
+                (
+                    name,
+                    self.table.c[name]
+                    .type.dialect_impl(self.dialect)
+                    .result_processor(self.dialect, described[1]),
+                )
+                for name, described in zip(self.returning, cursor.description, strict=True)
+            )
+        return [
+            {
+                name: value if result is None else result(value)
+                for (name, result), value in zip(self._results, row, strict=True)
+            }
+            for row in cursor.fetchall()
+        ]
+
+
+class _SqliteInsert(_DriverInsert):
+    """SQLite: an ``executemany``, or one statement per row when it returns the rows."""
 
     def __init__(
         self,
@@ -196,20 +241,14 @@ class _SqliteInsert:
         returning: tuple[str, ...],
         dialect: Dialect,
     ) -> None:
-        compiled = _sqlite_insert(table, skip_conflicts, returning).compile(
-            dialect=dialect, column_keys=list(names)
-        )
-        order = tuple(compiled.positiontup or ())
-        if not compiled.positional or set(order) - set(names):
+        statement = _sqlite_insert(table, skip_conflicts, returning)
+        super().__init__(statement, table, names, returning, dialect)
+        order = tuple(self.compiled.positiontup or ())
+        if not self.compiled.positional or set(order) - set(names):
             raise ValueError(f"cannot run the INSERT into {table.name} on the driver")
-        self.sql = compiled.string
         self.binds = tuple(
             (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
             for name in order
-        )
-        self.results = tuple(
-            (name, table.c[name].type.dialect_impl(dialect).result_processor(dialect, None))
-            for name in returning
         )
 
     def run(self, conn: Connection, rows: Rows) -> list[Stored]:
@@ -218,20 +257,45 @@ class _SqliteInsert:
             for row in rows
         ]
         with driver_cursor(conn, self.sql) as cursor:
-            if not self.results:
+            if not self.returning:
                 cursor.executemany(self.sql, params)
                 return []
             stored: list[Stored] = []
             for values in params:  # RETURNING: one statement per row, in input order
                 cursor.execute(self.sql, values)
-                for found in cursor.fetchall():
-                    stored.append(
-                        {
-                            name: value if result is None else result(value)
-                            for (name, result), value in zip(self.results, found, strict=True)
-                        }
-                    )
+                stored += self._stored(cursor)
             return stored
+
+
+class _PgInsert(_DriverInsert):
+    """PostgreSQL: one statement, the rows as one array per column (:func:`_unnest`)."""
+
+    def __init__(
+        self,
+        table: Table,
+        names: tuple[str, ...],
+        skip_conflicts: bool,
+        returning: tuple[str, ...],
+        dialect: Dialect,
+    ) -> None:
+        statement = _pg_insert(table, names, skip_conflicts, returning)
+        super().__init__(statement, table, names, returning, dialect)
+        binds = self.compiled.binds
+        if self.compiled.positional or set(binds) != {f"a_{n}" for n in names}:
+            raise ValueError(f"cannot run the INSERT into {table.name} on the driver")
+        self.binds = tuple(
+            (key, bind.type.dialect_impl(dialect).bind_processor(dialect))
+            for key, bind in binds.items()
+        )
+
+    def run(self, conn: Connection, rows: Rows) -> list[Stored]:
+        arrays = _arrays(self.table, self.names, rows)
+        params = {
+            key: arrays[key] if bind is None else bind(arrays[key]) for key, bind in self.binds
+        }
+        with driver_cursor(conn, self.sql) as cursor:
+            cursor.execute(self.sql, params)
+            return self._stored(cursor) if self.returning else []
 
 
 def driver_rows(conn: Connection, sql: str, params: Any = None) -> list[Any]:
@@ -257,7 +321,7 @@ def driver_cursor(conn: Connection, sql: str) -> Iterator[Any]:
         cursor.close()
 
 
-_SQLITE: dict[tuple[Table, tuple[str, ...], bool, tuple[str, ...], Dialect], _SqliteInsert] = {}
+_INSERTS: dict[tuple[Table, tuple[str, ...], bool, tuple[str, ...], Dialect], _DriverInsert] = {}
 """The INSERTs compiled so far, by table, columns, conflict handling, RETURNING and dialect."""
 
 

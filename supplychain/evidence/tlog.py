@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, event, select, text
+from sqlalchemy import Column, Connection, Table, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from supplychain.evidence import models
@@ -288,7 +288,7 @@ def append(
     """
     documents = _documents(conn, list(keys), present, known)
     if conn.dialect.name == "postgresql":
-        conn.execute(_LOCK, {"key": LOCK_KEY})
+        driver_rows(conn, _LOCK, (LOCK_KEY,))
     # On SQLite this transaction already wrote the facts, so it holds the database's write lock.
     leaves = _table("log_leaves")
     start = int(driver_rows(conn, _END)[0][0])  # SQLAlchemy's execution costs more than this read
@@ -305,7 +305,8 @@ def append(
     return start
 
 
-_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+"""The log's lock (PostgreSQL), for this transaction: appenders take their turn."""
 _END = "SELECT coalesce(max(idx) + 1, 0) FROM log_leaves"
 """The next leaf index (the same SQL on SQLite and PostgreSQL)."""
 
