@@ -21,7 +21,8 @@ and 51 ms in one hour, same code), so ``--repeat N`` runs every step N times on 
 in rounds, and reports each rate's median p50/p99 over the rounds and how many rounds held it.
 
 Usage: python bench/gate_load.py [--backend sqlite|postgresql] [--rates 250,500,750,1000]
-       [--duration 10] [--connections 32] [--repeat 1]
+       [--duration 10] [--connections 32] [--repeat 1] [--processes 1]
+       [--decide-on-loop auto|yes|no]
        (prints a Markdown table; run at normal priority)
 """
 
@@ -241,6 +242,12 @@ def main() -> None:
         "--commit", choices=("durable", "fast"), default="durable", help="SUPPLYCHAIN_GATE_COMMIT"
     )
     parser.add_argument("--processes", type=int, default=1, help="SUPPLYCHAIN_API_PROCESSES")
+    parser.add_argument(
+        "--decide-on-loop",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="SUPPLYCHAIN_GATE_DECIDE_ON_LOOP",
+    )
     parser.add_argument("--warmup", type=int, default=3, help="seconds at the first rate first")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every step")
     args = parser.parse_args()
@@ -254,6 +261,7 @@ def main() -> None:
     extra = {
         "SUPPLYCHAIN_GATE_COMMIT": args.commit,
         "SUPPLYCHAIN_API_PROCESSES": str(args.processes),
+        "SUPPLYCHAIN_GATE_DECIDE_ON_LOOP": args.decide_on_loop,
     }
     try:
         with stack(args.backend, root, extra) as (
@@ -291,6 +299,7 @@ def main() -> None:
     print(
         f"backend: {args.backend}; SUPPLYCHAIN_GATE_COMMIT={args.commit}; "
         f"SUPPLYCHAIN_API_PROCESSES={args.processes}; "
+        f"SUPPLYCHAIN_GATE_DECIDE_ON_LOOP={args.decide_on_loop}; "
         f"decision answered: {decision}; cpus: {os.cpu_count()}"
     )
     print(

@@ -131,6 +131,11 @@ class Settings:
     """How the gate's answers are committed before they are sent: ``durable`` (flushed to disk)
     or ``fast`` (committed without waiting for the flush: kept across a crash of supplychain,
     the newest may be lost when the machine or PostgreSQL itself crashes)."""
+    gate_decide_on_loop: str = "auto"
+    """Where a cached answer's one read runs: ``yes`` on the event loop (no hand-off to a
+    thread and back: less CPU and latency, but a database that stops answering stalls every
+    request of the process until its connection times out), ``no`` on a thread, ``auto`` on
+    the loop for SQLite only (docs/operations.md, "The gate under load")."""
     tls_cert: Path | None = None
     """PEM certificate (chain) ``serve`` presents over HTTPS; with ``tls_key``."""
     tls_key: Path | None = None

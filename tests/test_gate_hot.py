@@ -341,3 +341,43 @@ def test_the_event_loops_answer_is_the_full_paths_and_only_for_cached_pinned_dig
         assert changed is not None and changed.answer.decision == "allow"
     finally:
         service.decider.policy = old
+
+
+@pytest.mark.parametrize("on_loop", ["yes", "no", "auto"])
+def test_cached_answers_are_decided_on_the_loop_or_a_thread_as_set(
+    scanned: Scanned, on_loop: str
+) -> None:
+    """SUPPLYCHAIN_GATE_DECIDE_ON_LOOP: the same answers, every one recorded, whichever runs
+    the cached answer's read (``auto``: the loop on SQLite, a thread on PostgreSQL)."""
+    service = scanned.service
+    settings = dataclasses.replace(service.settings, gate_decide_on_loop=on_loop)
+    full_paths: list[str] = []
+    evaluate = service.gate.evaluate
+
+    def counting(image: str, **options: object) -> object:
+        full_paths.append(image)
+        return evaluate(image, **options)  # type: ignore[arg-type]
+
+    service.gate.evaluate(scanned.pinned)  # the facts are cached now
+    before = gate_rows(service)
+    app = create_app(dataclasses.replace(service, settings=settings), workers=0)
+    with (
+        mock_attribute(service.gate, "evaluate", counting),
+        TestClient(app, headers=scanned.ci, raise_server_exceptions=False) as client,
+    ):
+        answers = [client.post("/v1/gate", json={"image": scanned.pinned}) for _ in range(5)]
+    assert [a.json()["decision"] for a in answers] == ["deny"] * 5
+    assert gate_rows(service) - before == 5
+    on_the_loop = on_loop == "yes" or (on_loop == "auto" and not service.db.is_postgres)
+    assert len(full_paths) == (0 if on_the_loop else 5)
+
+
+@contextlib.contextmanager
+def mock_attribute(target: object, name: str, value: object) -> Iterator[None]:
+    """``target.name`` replaced by ``value`` meanwhile (a spy wrapping the real method)."""
+    saved = getattr(target, name)
+    setattr(target, name, value)
+    try:
+        yield
+    finally:
+        setattr(target, name, saved)

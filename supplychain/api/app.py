@@ -88,6 +88,7 @@ def create_app(service: Service, *, workers: int = 0, lean: bool = True) -> Fast
         service.db,
         recheck_seconds=settings.gate_recheck_seconds,
         max_waiters=settings.gate_max_waiters,
+        decide_on_loop={"yes": True, "no": False}.get(settings.gate_decide_on_loop),
     )
 
     @asynccontextmanager

@@ -59,8 +59,18 @@ class TooManyWaiters(Exception):
 class Waits:
     """Waiting gate calls of one process, and the poller that wakes them."""
 
-    def __init__(self, db: Database, *, recheck_seconds: float, max_waiters: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        recheck_seconds: float,
+        max_waiters: int,
+        decide_on_loop: bool | None = None,
+    ) -> None:
+        """``decide_on_loop``: cached answers decided on the event loop (default: on SQLite,
+        whose reads cost microseconds; PostgreSQL's are round trips, on threads)."""
         self.db = db
+        self.inline = not db.is_postgres if decide_on_loop is None else decide_on_loop
         self.recheck_seconds = recheck_seconds
         self.max_waiters = max_waiters
         self._waiting: dict[str, set[asyncio.Event]] = {}
@@ -80,8 +90,7 @@ class Waits:
         self._deciders.shutdown(wait=True)
 
     async def _decide(self, gate: Gate, image: str, platform: str | None) -> GateAnswer:
-        inline = not self.db.is_postgres  # PostgreSQL's reads are round trips: off the loop
-        return await gate.decide_async(image, self._run, platform=platform, inline=inline)
+        return await gate.decide_async(image, self._run, platform=platform, inline=self.inline)
 
     def _run(self, call: Callable[[], Answered]) -> Awaitable[Answered]:
         return asyncio.get_running_loop().run_in_executor(self._deciders, call)
