@@ -190,9 +190,9 @@ class _DriverInsert(ABC):
 
     def __init__(
         self,
-        statement: Any,
         table: Table,
         names: tuple[str, ...],
+        skip_conflicts: bool,
         returning: tuple[str, ...],
         dialect: Dialect,
     ) -> None:
@@ -200,13 +200,31 @@ class _DriverInsert(ABC):
         self.names = names
         self.returning = returning
         self.dialect = dialect
+        statement = self._statement(skip_conflicts)
         self.compiled = statement.compile(dialect=dialect, column_keys=list(names))
         self.sql: str = self.compiled.string
+        self.binds = self._binds()
+        """(parameter, SQLAlchemy's bind processor or None), in the driver's order."""
         self._results: tuple[tuple[str, Any], ...] | None = None
+
+    @abstractmethod
+    def _statement(self, skip_conflicts: bool) -> Any:
+        """The INSERT of ``self.names`` into ``self.table``, returning ``self.returning``."""
+
+    @abstractmethod
+    def _binds(self) -> tuple[tuple[str, Any], ...]:
+        """The compiled statement's parameters with their bind processors (or a ValueError
+        when the compiled form is not the one :meth:`run` fills)."""
 
     @abstractmethod
     def run(self, conn: Connection, rows: Rows) -> list[Stored]:
         """Insert ``rows``; the rows RETURNING gave, in input order."""
+
+    def _processor(self, name: str) -> Any:
+        return self.table.c[name].type.dialect_impl(self.dialect).bind_processor(self.dialect)
+
+    def _refused(self) -> ValueError:
+        return ValueError(f"cannot run the INSERT into {self.table.name} on the driver")
 
     def _stored(self, cursor: Any) -> list[Stored]:
         """The rows the cursor's RETURNING gave, by column name, converted as SQLAlchemy would
@@ -233,23 +251,14 @@ class _DriverInsert(ABC):
 class _SqliteInsert(_DriverInsert):
     """SQLite: an ``executemany``, or one statement per row when it returns the rows."""
 
-    def __init__(
-        self,
-        table: Table,
-        names: tuple[str, ...],
-        skip_conflicts: bool,
-        returning: tuple[str, ...],
-        dialect: Dialect,
-    ) -> None:
-        statement = _sqlite_insert(table, skip_conflicts, returning)
-        super().__init__(statement, table, names, returning, dialect)
+    def _statement(self, skip_conflicts: bool) -> Any:
+        return _sqlite_insert(self.table, skip_conflicts, self.returning)
+
+    def _binds(self) -> tuple[tuple[str, Any], ...]:
         order = tuple(self.compiled.positiontup or ())
-        if not self.compiled.positional or set(order) - set(names):
-            raise ValueError(f"cannot run the INSERT into {table.name} on the driver")
-        self.binds = tuple(
-            (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in order
-        )
+        if not self.compiled.positional or set(order) - set(self.names):
+            raise self._refused()
+        return tuple((name, self._processor(name)) for name in order)
 
     def run(self, conn: Connection, rows: Rows) -> list[Stored]:
         params = [
@@ -270,21 +279,15 @@ class _SqliteInsert(_DriverInsert):
 class _PgInsert(_DriverInsert):
     """PostgreSQL: one statement, the rows as one array per column (:func:`_unnest`)."""
 
-    def __init__(
-        self,
-        table: Table,
-        names: tuple[str, ...],
-        skip_conflicts: bool,
-        returning: tuple[str, ...],
-        dialect: Dialect,
-    ) -> None:
-        statement = _pg_insert(table, names, skip_conflicts, returning)
-        super().__init__(statement, table, names, returning, dialect)
+    def _statement(self, skip_conflicts: bool) -> Any:
+        return _pg_insert(self.table, self.names, skip_conflicts, self.returning)
+
+    def _binds(self) -> tuple[tuple[str, Any], ...]:
         binds = self.compiled.binds
-        if self.compiled.positional or set(binds) != {f"a_{n}" for n in names}:
-            raise ValueError(f"cannot run the INSERT into {table.name} on the driver")
-        self.binds = tuple(
-            (key, bind.type.dialect_impl(dialect).bind_processor(dialect))
+        if self.compiled.positional or set(binds) != {f"a_{n}" for n in self.names}:
+            raise self._refused()
+        return tuple(
+            (key, bind.type.dialect_impl(self.dialect).bind_processor(self.dialect))
             for key, bind in binds.items()
         )
 
