@@ -96,11 +96,7 @@ def test_a_writer_holding_the_turn_sends_the_items_to_the_committer(db: Database
     holder.start()
     holding.wait()
     try:
-        started = time.monotonic()
-        with pytest.raises(WriterBusy):
-            with db.writing_now():
-                pass
-        assert time.monotonic() - started < 0.1  # refused at once, not after a wait
+        refused_at_once(db)
         outcome = asyncio.run(submit_all(group, ["a", "b"]))
         assert released.is_set()  # answered only once written, after the other writer
     finally:
@@ -126,11 +122,7 @@ def test_sqlite_s_own_lock_held_outside_the_turns_does_not_stall_the_loop(
     releaser = threading.Thread(target=release)
     releaser.start()
     try:
-        started = time.monotonic()
-        with pytest.raises(WriterBusy):
-            with db.writing_now():
-                pass
-        assert time.monotonic() - started < 0.1  # SQLite's 30 s busy wait is not used here
+        refused_at_once(db)  # SQLite's 30 s busy wait is not used here
         outcome = asyncio.run(submit_all(group, ["c"]))
     finally:
         releaser.join()
@@ -170,3 +162,12 @@ def test_writes_that_never_wait_are_for_an_sqlite_file(pg_url: str) -> None:
                 pass
     finally:
         database.dispose()
+
+
+def refused_at_once(db: Database) -> None:
+    """A write that must not wait raises WriterBusy at once, not after a wait."""
+    started = time.monotonic()
+    with pytest.raises(WriterBusy):
+        with db.writing_now():
+            pass
+    assert time.monotonic() - started < 0.1

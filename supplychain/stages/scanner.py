@@ -234,14 +234,10 @@ class TrivyRunner:
             advice = missing_db_advice(self.offline)
             raise ScanError(f"no Trivy vulnerability DB in {snapshot}: {advice}")
         installed = (snapshot / "db" / "trivy.db").is_file()
-
-        def provenance() -> tuple[datetime | None, str | None]:
-            return self.db_info(snapshot)
-
         # With the DB installed, the DB's digest (hashed once per DB file: seconds for the real
         # DB) is looked up while the scan runs, not after it: a new service's first scan waited.
         with ThreadPoolExecutor(1, thread_name_prefix="provenance") as side:
-            early = side.submit(provenance) if installed else None
+            early = side.submit(self.db_info, snapshot) if installed else None
             try:
                 report = self.run([*args, "--format", "json", *self.common_flags(snapshot)])
             except ScanError as exc:
@@ -258,7 +254,7 @@ class TrivyRunner:
                 report = json.dumps(parsed, indent=2).encode()
             findings = parse_report(parsed)
             # without a DB before the run, Trivy downloaded one: read it now
-            updated, digest = early.result() if early else provenance()
+            updated, digest = early.result() if early else self.db_info(snapshot)
         version = self._reported_version(parsed)
         if digest is None:
             raise ScanError(f"the advisory DB in {snapshot} vanished during the scan")
