@@ -98,6 +98,8 @@ class GroupCommit(Generic[HandleT, ItemT, ResultT]):
         self._queue: queue.SimpleQueue[_Unit[ItemT, ResultT] | None] = queue.SimpleQueue()
         self._pending: dict[asyncio.AbstractEventLoop, list[_Unit[ItemT, ResultT]]] = {}
         self._closed = False
+        self._last = max_batch
+        """The size of the last batch taken: the wait for more ends once a batch has as many."""
         self._threads = [
             threading.Thread(target=self._loop, name=f"{name}-{index}", daemon=True)
             for index in range(max(1, committers))
@@ -163,12 +165,13 @@ class GroupCommit(Generic[HandleT, ItemT, ResultT]):
             return None
         units = [first]
         deadline = time.monotonic() + self.window
+        enough = self._last  # as many as the last batch: its callers are likely all back
         while len(units) < self.max_batch:
             try:
                 remaining = deadline - time.monotonic()
                 unit = (
                     self._queue.get(timeout=remaining)
-                    if remaining > 0
+                    if remaining > 0 and len(units) < enough
                     else self._queue.get_nowait()
                 )
             except queue.Empty:
@@ -177,6 +180,7 @@ class GroupCommit(Generic[HandleT, ItemT, ResultT]):
                 self._queue.put(None)  # keep the stop signal for this thread's next turn
                 break
             units.append(unit)
+        self._last = len(units)
         return units
 
     def _loop(self) -> None:
