@@ -8,12 +8,13 @@ on a pending image are woken by the database poll (``SUPPLYCHAIN_GATE_RECHECK_SE
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
 from fastapi import FastAPI
 
-__all__ = ["CHILD_LOG_LEVEL", "CHILD_POLICY", "child_app"]
+__all__ = ["CHILD_LOG_LEVEL", "CHILD_POLICY", "child_app", "freeze_startup"]
 
 CHILD_POLICY = "SUPPLYCHAIN__SERVE_POLICY"
 """The parent's ``--policy`` for the children (not a setting: ``serve`` sets it)."""
@@ -31,4 +32,15 @@ def child_app() -> FastAPI:
     logs.configure(os.environ.get(CHILD_LOG_LEVEL, "INFO"))
     policy = os.environ.get(CHILD_POLICY) or None
     service = build_service(load_settings(), policy_file=Path(policy) if policy else None)
-    return create_app(service, workers=0)
+    app = create_app(service, workers=0)
+    freeze_startup()
+    return app
+
+
+def freeze_startup() -> None:
+    """Move every object alive once a serving process is built (modules, the app, its
+    service) out of the garbage collector's generations, as a long-running server should: each
+    full collection walked them all, ~90 ms of the interpreter lock on a 2-core machine, during
+    which every request in flight waited (the webhook intake's p99)."""
+    gc.collect()
+    gc.freeze()

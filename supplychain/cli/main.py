@@ -122,6 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from supplychain import logs
     from supplychain.api.app import create_app
+    from supplychain.api.processes import freeze_startup
     from supplychain.service import build_service
 
     settings = _settings()
@@ -152,8 +153,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     processes = args.processes if args.processes is not None else settings.api_processes
     if processes > 1:
         return _serve_processes(service, args, processes, workers, listen)
+    app = create_app(service, workers=workers)
+    freeze_startup()
     # uvicorn turns SIGTERM into a graceful exit; the app's lifespan then shuts the workers down.
-    uvicorn.run(create_app(service, workers=workers), log_config=None, access_log=False, **listen)
+    uvicorn.run(app, log_config=None, access_log=False, **listen)
     return 0
 
 
