@@ -13,6 +13,7 @@ from sqlalchemy import select
 from supplychain.evidence.bulk import insert_rows, update_rows
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import table_of
+from supplychain.evidence.driver import reserve_ids
 from supplychain.evidence.models import AuditEntry, SeenEvent, WebhookDelivery, utcnow
 from supplychain.evidence.tlog import leaf_data
 
@@ -102,3 +103,17 @@ def test_rows_naming_different_columns_are_refused(database: Database) -> None:
     rows = [{"actor": "a", "action": "x"}, {"actor": "a", "action": "x", "subject": "s"}]
     with database.engine.begin() as conn, pytest.raises(ValueError, match="same columns"):
         insert_rows(conn, audit, rows)
+
+
+def test_reserved_keys_are_new_increasing_and_never_drawn_again(database: Database) -> None:
+    deliveries = table_of(WebhookDelivery)
+    with database.engine.begin() as conn:
+        (first,) = insert_rows(conn, deliveries, [delivery(0)], returning=[deliveries.c.id])
+        reserved = reserve_ids(conn, deliveries, 5)
+        assert reserved == sorted(set(reserved)) and reserved[0] > first["id"]
+        rows = [{**delivery(n), "id": key} for n, key in enumerate(reserved)]
+        insert_rows(conn, deliveries, rows)
+        (after,) = insert_rows(conn, deliveries, [delivery(9)], returning=[deliveries.c.id])
+        assert after["id"] > reserved[-1]
+        ids = conn.execute(select(deliveries.c.id).order_by(deliveries.c.id)).scalars().all()
+        assert ids == [first["id"], *reserved, after["id"]]

@@ -8,9 +8,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from supplychain.evidence.bulk import driver_rows
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit
+from supplychain.evidence.driver import driver_rows
 from supplychain.evidence.models import Base
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from supplychain.evidence.bulk import driver_rows
+from supplychain.evidence.driver import driver_rows
 
 __all__ = ["Database", "WriterBusy", "migrations_dir", "normalise_url"]
 

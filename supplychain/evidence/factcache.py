@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from supplychain.decide.decision import ImageFacts
 from supplychain.evidence import models
-from supplychain.evidence.bulk import driver_rows
+from supplychain.evidence.driver import driver_rows
 from supplychain.evidence.load import load_image_facts
 
 __all__ = ["FactCache", "ScannedImage"]

@@ -10,17 +10,17 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from supplychain.decide.vex import VexError, record_vex
 from supplychain.decide.vex_attested import attested_vex
 from supplychain.evidence import models
-from supplychain.evidence.dbutil import audit, audit_many, insert_ignore, insert_logged
+from supplychain.evidence.dbutil import audit, insert_ignore
 from supplychain.evidence.imageconfig import config_to_row, parse_config
 from supplychain.evidence.models import utcnow
 from supplychain.evidence.sbomstore import pack
-from supplychain.evidence.tlog import touch
+from supplychain.evidence.tags import record_tags
 from supplychain.interface import Finding, ImageTarget, SignatureEvidence, Verdict
 from supplychain.registry.index import IndexEntry
 from supplychain.stages.pipeline import Outcome
@@ -42,76 +42,6 @@ log = logging.getLogger(__name__)
 def record_tag(session: Session, target: ImageTarget, tag: str, *, source: str) -> None:
     """Point ``tag`` at ``target.digest``, keeping the history of moves."""
     record_tags(session, [(target, tag, source)])
-
-
-def record_tags(
-    session: Session,
-    moves: Sequence[tuple[ImageTarget, str, str]],
-    audit_entries: list[tuple[str, str, str | None, dict[str, Any]]] | None = None,
-) -> None:
-    """:func:`record_tag` for many (target, tag, source) moves, in order, with one locking
-    SELECT and one INSERT each for the new tag rows and their audit entries (or, given
-    ``audit_entries``, the entries added to that list for the caller to write with its own)."""
-    if not moves:
-        return
-    table = models.TagEvent
-    names = {(target.registry, target.repository, tag) for target, tag, _ in moves}
-    rows = session.execute(
-        select(table.id, table.host, table.repository, table.tag, table.digest)
-        .where(
-            tuple_(table.host, table.repository, table.tag).in_(sorted(names)),
-            table.superseded_at.is_(None),
-        )
-        .with_for_update()
-    ).all()
-    current: dict[tuple[str, str, str], list[tuple[int | None, str]]] = {}
-    for row in rows:
-        current.setdefault((row.host, row.repository, row.tag), []).append((row.id, row.digest))
-    now = utcnow()
-    superseded: list[int] = []
-    added: list[dict[str, Any]] = []
-    entries: list[tuple[str, str, str | None, dict[str, Any]]] = []
-    for target, tag, source in moves:
-        name = (target.registry, target.repository, tag)
-        pointing = current.get(name, [])
-        if any(digest == target.digest for _, digest in pointing):
-            continue
-        for row_id, _ in pointing:
-            if row_id is None:  # added earlier in this call: stored already superseded
-                added[_last(added, name)]["superseded_at"] = now
-            else:
-                superseded.append(row_id)
-        row_values: dict[str, Any] = {
-            "host": target.registry,
-            "repository": target.repository,
-            "tag": tag,
-            "digest": target.digest,
-            "source": source,
-            "seen_at": now,
-            "superseded_at": None,
-        }
-        added.append(row_values)
-        current[name] = [(None, target.digest)]
-        subject = f"{target.registry}/{target.repository}:{tag}"
-        entries.append((source, "tag.moved", subject, {"digest": target.digest}))
-    if superseded:
-        session.execute(update(table).where(table.id.in_(superseded)).values(superseded_at=now))
-        for row_id in superseded:  # a Core UPDATE: the log re-reads these rows at commit
-            touch(session, table.__tablename__, row_id)
-    insert_logged(session, table, added)
-    if audit_entries is None:
-        audit_many(session, entries)
-    else:
-        audit_entries.extend(entries)
-
-
-def _last(added: list[dict[str, Any]], name: tuple[str, str, str]) -> int:
-    """Index of the last row added for the tag ``name``."""
-    for index in range(len(added) - 1, -1, -1):
-        row = added[index]
-        if (row["host"], row["repository"], row["tag"]) == name:
-            return index
-    raise LookupError(name)
 
 
 def find_image(session: Session, target: ImageTarget) -> models.Image | None:

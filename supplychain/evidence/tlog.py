@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,13 +30,15 @@ from sqlalchemy import Column, Connection, Table, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from supplychain.evidence import models
-from supplychain.evidence.bulk import driver_rows, insert_rows
+from supplychain.evidence.bulk import send_insert
+from supplychain.evidence.driver import Later, driver_rows, send
 from supplychain.evidence.merkle import leaf_hash
 
 __all__ = [
     "LOGGED",
     "Logged",
     "append",
+    "append_sent",
     "backfill",
     "install",
     "leaf_data",
@@ -290,8 +292,43 @@ def append(
     if conn.dialect.name == "postgresql":
         driver_rows(conn, _LOCK, (LOCK_KEY,))
     # On SQLite this transaction already wrote the facts, so it holds the database's write lock.
-    leaves = _table("log_leaves")
     start = int(driver_rows(conn, _END)[0][0])  # SQLAlchemy's execution costs more than this read
+    _leaves(conn, documents, start)
+    return start
+
+
+def append_sent(
+    conn: Connection,
+    sent: Sequence[tuple[str, Later[Any]]],
+    written: Sequence[tuple[str, str, Any]] = (),
+) -> None:
+    """:func:`append` for a batch in a :func:`~supplychain.evidence.driver.pipeline`: the rows
+    ``written`` (table, key, the row as returned or None to read it again: SQLite only) and
+    those the INSERTs ``sent`` (table, returning every column) will return. The log's lock and
+    end are asked for with those INSERTs, in one round trip; the leaves are only sent. No table
+    here may have child rows (they would be read inside the pipeline)."""
+    if any(LOGGED[name].children for name, _ in sent):
+        raise ValueError("rows with child rows are appended with append()")
+    if conn.dialect.name == "postgresql":
+        send(conn, _LOCK, (LOCK_KEY,))
+    end = send(conn, _END, None, _fetched)
+    start = int(end.rows()[0][0])
+    keys = [(name, key) for name, key, _ in written]
+    known = {(name, key): row for name, key, row in written if row is not None}
+    for name, later in sent:
+        key_name = _pk(_table(name)).name
+        for row in later.rows():
+            keys.append((name, str(row[key_name])))
+            known[keys[-1]] = row
+    _leaves(conn, _documents(conn, keys, None, known), start)
+
+
+def _fetched(cursor: Any) -> list[Any]:
+    return list(cursor.fetchall())
+
+
+def _leaves(conn: Connection, documents: list[dict[str, object]], start: int) -> None:
+    """Insert the leaves of ``documents``, the first at index ``start``."""
     rows = [
         {
             "idx": start + offset,
@@ -301,8 +338,7 @@ def append(
         }
         for offset, document in enumerate(documents)
     ]
-    insert_rows(conn, leaves, rows)
-    return start
+    send_insert(conn, _table("log_leaves"), rows)
 
 
 _LOCK = "SELECT pg_advisory_xact_lock(%s)"

@@ -13,14 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from registry_hooks import Delivery, HookEvent
-from supplychain.evidence.bulk import insert_rows, update_rows
-from supplychain.evidence.dbutil import audit_many, insert_ignore_many, table_of
-from supplychain.evidence.models import SeenEvent, WebhookDelivery, utcnow
-from supplychain.evidence.recorder import record_tags
-from supplychain.evidence.tlog import touch
+from supplychain.evidence.bulk import send_insert
+from supplychain.evidence.dbutil import table_of
+from supplychain.evidence.driver import Later, Stored, pipeline, reserve_ids
+from supplychain.evidence.models import AuditEntry, SeenEvent, WebhookDelivery, utcnow
+from supplychain.evidence.tags import Move, TagMoves
+from supplychain.evidence.tlog import append_sent
 from supplychain.interface import ImageTarget
 from supplychain.queue.jobs import JobQueue
 
@@ -131,14 +133,23 @@ def record_batch(
     session: Session, batch: Sequence[Received], queue: JobQueue
 ) -> list[IntakeResult]:
     """Store many requests and queue their pushes, in ``session``'s transaction, with a fixed
-    number of statements per batch (multi-row INSERTs), not per request."""
+    number of statements per batch (multi-row INSERTs), not per request.
+
+    On PostgreSQL the statements that do not need each other's results travel together
+    (:func:`~supplychain.evidence.driver.pipeline`), about seven round trips a batch: the
+    deliveries' keys; the events' dedupe keys with the tags' current rows; the tag moves with the
+    new jobs; the deliveries (written once, with their outcome) and audit entries with the log's
+    lock and end; the log's leaves; the commit."""
+    conn = session.connection()
     tallies = [
         _Tally(r, ignored=[*(r.delivery.ignored if r.delivery else ()), *r.notes]) for r in batch
     ]
-    _store(session, tallies)
+    deliveries = table_of(WebhookDelivery)
+    for tally, key in zip(tallies, reserve_ids(conn, deliveries, len(tallies)), strict=True):
+        tally.delivery_id = key
     entries: list[_Entry] = []
     fresh = _first_seen(
-        session,
+        conn,
         [
             (
                 id(t),
@@ -148,7 +159,7 @@ def record_batch(
             for t in tallies
             if t.received.delivery is not None and t.received.delivery.delivery_id
         ],
-    )
+    ).result()
     candidates: list[tuple[_Tally, HookEvent, str | None, str | None]] = []
     for tally in tallies:
         delivery = tally.received.delivery
@@ -163,24 +174,29 @@ def record_batch(
             found = _screen(tally, index, event, entries)
             if found is not None:
                 candidates.append((tally, event, *found))
-    seen = _first_seen(
-        session,
-        [
+    moves: list[Move] = []
+    jobs: list[tuple[_Tally, str, ImageTarget]] = []
+    with pipeline(conn):
+        keyed = [
             (id(c), f"{c[0].received.source}:{c[1].event_id}", c[0].delivery_id)
             for c in candidates
             if c[1].event_id
-        ],
-    )
-    moves: list[tuple[ImageTarget, str, str]] = []
-    jobs: list[tuple[_Tally, str, ImageTarget]] = []
-    for candidate in candidates:
-        tally, event, digest, media_type = candidate
-        if event.event_id and id(candidate) not in seen:
-            tally.duplicates += 1
-            continue
-        _use(tally, event, digest, media_type, entries, moves, jobs)
-    record_tags(session, moves, entries)  # its audit entries are written with the others
-    queued = queue.enqueue_many(session, [(kind, target) for _, kind, target in jobs])
+        ]
+        seen = _first_seen(conn, keyed)
+        named = {(e.registry or "", e.repository, e.tag) for _, e, _, _ in candidates if e.tag}
+        tags = TagMoves(conn, named)
+        new = seen.result()
+        for candidate in candidates:
+            tally, event, digest, media_type = candidate
+            if event.event_id and id(candidate) not in new:
+                tally.duplicates += 1
+                continue
+            _use(tally, event, digest, media_type, entries, moves, jobs)
+        tags.write(moves, entries)  # its audit entries are written with the others
+        sent = queue.send_many(conn, [(kind, target) for _, kind, target in jobs])
+        sent.rows()
+        tag_rows = tags.rows()
+    queued = queue.finish_many(session, [(kind, target) for _, kind, target in jobs], sent)
     for (tally, kind, target), added in zip(jobs, queued, strict=True):
         if added:
             tally.accepted += 1
@@ -194,68 +210,72 @@ def record_batch(
             entries.append(
                 (tally.received.sender, "webhook.ignored", tally.received.source, details)
             )
-    audit_many(session, entries)
-    _finish(session, tallies)
+    audit = table_of(AuditEntry)
+    with pipeline(conn):
+        stored = send_insert(conn, deliveries, _rows(tallies), returning=list(deliveries.c))
+        rows = [
+            {"actor": actor, "action": action, "subject": subject, "details": details}
+            for actor, action, subject, details in entries
+        ]
+        audited = send_insert(conn, audit, rows, returning=list(audit.c))
+        written = [("tags", str(key), row) for key, row in tag_rows]
+        append_sent(conn, [("webhook_deliveries", stored), ("audit_log", audited)], written)
     return [tally.result() for tally in tallies]
 
 
-def _store(session: Session, tallies: list[_Tally]) -> None:
-    """Insert every delivery row (one INSERT); their ids go into the tallies."""
-    rows = [
-        {
-            "source": t.received.source,
-            "authenticated": True,
-            "content_type": t.received.content_type,
-            "remote_addr": t.received.remote,
-            "body": t.received.body,
-            "outcome": "pending",
-            "detail": None,
-            "events": len(t.received.delivery.events) if t.received.delivery else 0,
-            "jobs_created": 0,
-            "received_at": utcnow(),
-        }
-        for t in tallies
-    ]
-    table = table_of(WebhookDelivery)
-    stored = insert_rows(session.connection(), table, rows, returning=[table.c.id])
-    for tally, row in zip(tallies, stored, strict=True):
-        tally.delivery_id = int(row["id"])
-
-
-def _finish(session: Session, tallies: list[_Tally]) -> None:
-    """Each delivery's outcome, detail and job count (one executemany UPDATE by primary key)."""
+def _rows(tallies: list[_Tally]) -> list[dict[str, Any]]:
+    """Every delivery row, with its key, outcome, detail and job count; the request's content
+    type and address cut to their columns (a sender's header is no reason to lose its push)."""
     rows = []
     for tally in tallies:
-        reasons = [tally.received.error or ""] if tally.received.delivery is None else []
+        received = tally.received
+        reasons = [received.error or ""] if received.delivery is None else []
         reasons += tally.refused + tally.ignored
         rows.append(
             {
                 "id": tally.delivery_id,
+                "source": received.source,
+                "authenticated": True,
+                "content_type": _clip(received.content_type, "content_type"),
+                "remote_addr": _clip(received.remote, "remote_addr"),
+                "body": received.body,
                 "outcome": tally.outcome,
                 "detail": "; ".join(reasons)[:4000] or None,
+                "events": len(received.delivery.events) if received.delivery else 0,
                 "jobs_created": tally.accepted,
+                "received_at": utcnow(),
             }
         )
-    table = table_of(WebhookDelivery)
-    final = {
-        row["id"]: row
-        for row in update_rows(session.connection(), table, "id", rows, returning=True)
-    }
-    for tally in tallies:
-        # a Core write: name the row, final now, to the tamper-evident log (re-read at commit
-        # where the database returned nothing: SQLite)
-        touch(session, "webhook_deliveries", tally.delivery_id, final.get(tally.delivery_id))
+    return rows
 
 
-def _first_seen(session: Session, keyed: list[tuple[int, str, int]]) -> set[int]:
+def _clip(value: str | None, column: str) -> str | None:
+    length = table_of(WebhookDelivery).c[column].type.length  # type: ignore[attr-defined]
+    return value if value is None else value[:length]
+
+
+class _Seen:
+    """Which dedupe keys were new, once the INSERT that stored them has answered."""
+
+    def __init__(self, first: dict[str, tuple[int, int]], stored: Later[Stored]) -> None:
+        self._first = first
+        self._stored = stored
+
+    def result(self) -> set[int]:
+        return {self._first[row["key"]][0] for row in self._stored.rows()}
+
+
+def _first_seen(conn: Connection, keyed: list[tuple[int, str, int]]) -> _Seen:
     """Of (ident, dedupe key, delivery id) triples, the idents whose key is new: stored now by
     the first triple in the batch naming it (one INSERT)."""
     first: dict[str, tuple[int, int]] = {}
     for ident, key, delivery_id in keyed:
         first.setdefault(key[:255], (ident, delivery_id))
     rows = [{"key": key, "delivery_id": delivery_id} for key, (_, delivery_id) in first.items()]
-    stored = insert_ignore_many(session, SeenEvent, rows)
-    return {first[key][0] for key in stored}
+    table = table_of(SeenEvent)
+    return _Seen(
+        first, send_insert(conn, table, rows, skip_conflicts=True, returning=[table.c.key])
+    )
 
 
 def _screen(
@@ -280,7 +300,7 @@ def _use(
     resolved: str | None,
     media_type: str | None,
     entries: list[_Entry],
-    moves: list[tuple[ImageTarget, str, str]],
+    moves: list[Move],
     jobs: list[tuple[_Tally, str, ImageTarget]],
 ) -> None:
     """A new event: a deletion recorded, a signature tag ignored, or a push to queue."""

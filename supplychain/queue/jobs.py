@@ -20,11 +20,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Update, or_, select, update
+from sqlalchemy import Connection, Update, or_, select, update
 from sqlalchemy.orm import Session
 
+from supplychain.evidence.bulk import send_insert
 from supplychain.evidence.database import Database
-from supplychain.evidence.dbutil import insert_ignore_many
+from supplychain.evidence.dbutil import table_of
+from supplychain.evidence.driver import Later, Stored
 from supplychain.evidence.models import Job, JobClaim, JobFailure, utcnow
 from supplychain.interface import ImageTarget
 from supplychain.queue.wakeup import Wakeup
@@ -104,38 +106,54 @@ class JobQueue:
     def enqueue_many(self, session: Session, jobs: Sequence[tuple[str, ImageTarget]]) -> list[bool]:
         """:meth:`enqueue` for many (kind, target) pairs in one INSERT; per pair, True when a
         job was added or requeued (a digest named twice is added once)."""
-        if not jobs:
-            return []
+        return self.finish_many(session, jobs, self.send_many(session.connection(), jobs))
+
+    def send_many(self, conn: Connection, jobs: Sequence[tuple[str, ImageTarget]]) -> Later[Stored]:
+        """The first half of :meth:`enqueue_many`, for a batch that sends it with other
+        statements (:func:`~supplychain.evidence.driver.pipeline`): the INSERT of the new jobs,
+        returning the keys of those added. The first pair naming a digest gives its kind and
+        tag."""
         now = utcnow()
-        keys = [job_key(target) for _, target in jobs]
-        rows = {
-            key: {
-                "kind": kind,
-                "dedupe_key": key,
-                "host": target.registry,
-                "repository": target.repository,
-                "digest": target.digest,
-                "tag": target.tag,
-                "state": "queued",
-                "attempts": 0,
-                "max_attempts": self.max_attempts,
-                "deferrals": 0,
-                "run_after": now,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for key, (kind, target) in reversed(list(zip(keys, jobs, strict=True)))
-        }  # reversed: the first pair naming a digest gives its kind and tag
-        added = insert_ignore_many(session, Job, list(rows.values()), Job.dedupe_key)
+        rows: dict[str, dict[str, object]] = {}
+        for kind, target in jobs:
+            rows.setdefault(
+                job_key(target),
+                {
+                    "kind": kind,
+                    "dedupe_key": job_key(target),
+                    "host": target.registry,
+                    "repository": target.repository,
+                    "digest": target.digest,
+                    "tag": target.tag,
+                    "state": "queued",
+                    "attempts": 0,
+                    "max_attempts": self.max_attempts,
+                    "deferrals": 0,
+                    "run_after": now,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+        table = table_of(Job)
+        wanted = [table.c.dedupe_key]
+        return send_insert(conn, table, list(rows.values()), skip_conflicts=True, returning=wanted)
+
+    def finish_many(
+        self, session: Session, jobs: Sequence[tuple[str, ImageTarget]], sent: Later[Stored]
+    ) -> list[bool]:
+        """The second half of :meth:`enqueue_many` (outside any pipeline): per pair, True when
+        its job was added by ``sent`` or is requeued now."""
+        added = {row["dedupe_key"] for row in sent.rows()}
+        now = utcnow()
         results: list[bool] = []
-        for key in keys:
-            if key in added:
-                added.discard(key)  # later pairs with the same digest are not new
-                rows.pop(key)
-                results.append(True)
-            else:
-                results.append(key in rows and self._requeue(session, key, now))
-                rows.pop(key, None)  # requeued at most once
+        asked: set[str] = set()
+        for _, target in jobs:
+            key = job_key(target)
+            if key in asked:  # later pairs with the same digest are not new
+                results.append(False)
+                continue
+            asked.add(key)
+            results.append(key in added or self._requeue(session, key, now))
         if any(results):
             self.wakeup.notify_after_commit(session)
         return results

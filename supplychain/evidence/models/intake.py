@@ -101,7 +101,11 @@ class SeenEvent(Base):
     __tablename__ = "seen_events"
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id"))
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", deferrable=True, initially="DEFERRED")
+    )
+    """The delivery that first carried the event (checked at commit: the intake writes its
+    deliveries after it has learnt which of their events are new)."""
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

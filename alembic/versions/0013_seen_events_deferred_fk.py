@@ -1,0 +1,42 @@
+"""Intake: a seen event's delivery is checked at commit (a deferred foreign key).
+
+The webhook intake writes a batch's deliveries once, with their final outcome, after it has
+learnt which events are new; the events' dedupe keys name their delivery before that row is
+written. The foreign key still holds at every commit.
+
+Revision ID: 0013_seen_deferred
+Revises: 0010_history
+Create Date: 2026-11-30 20:00:00
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0013_seen_deferred"
+down_revision = "0010_history"
+branch_labels = None
+depends_on = None
+
+NAME = "fk_seen_events_delivery_id_webhook_deliveries"
+
+
+def _foreign_key(deferred: bool) -> None:
+    with op.batch_alter_table("seen_events", schema=None) as batch_op:
+        batch_op.drop_constraint(NAME, type_="foreignkey")
+        batch_op.create_foreign_key(
+            NAME,
+            "webhook_deliveries",
+            ["delivery_id"],
+            ["id"],
+            deferrable=True if deferred else None,
+            initially="DEFERRED" if deferred else None,
+        )
+
+
+def upgrade() -> None:
+    _foreign_key(deferred=True)
+
+
+def downgrade() -> None:
+    _foreign_key(deferred=False)
