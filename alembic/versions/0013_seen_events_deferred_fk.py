@@ -2,7 +2,9 @@
 
 The webhook intake writes a batch's deliveries once, with their final outcome, after it has
 learnt which events are new; the events' dedupe keys name their delivery before that row is
-written. The foreign key still holds at every commit.
+written. The foreign key still holds at every commit. The key is indexed: while a deferred check
+is pending, SQLite looks up each new delivery's seen events (without the index, a scan of the
+table per delivery).
 
 Revision ID: 0013_seen_deferred
 Revises: 0010_history
@@ -36,7 +38,11 @@ def _foreign_key(deferred: bool) -> None:
 
 def upgrade() -> None:
     _foreign_key(deferred=True)
+    with op.batch_alter_table("seen_events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_seen_events_delivery_id"), ["delivery_id"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("seen_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_seen_events_delivery_id"))
     _foreign_key(deferred=False)

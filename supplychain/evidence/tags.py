@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from functools import cache
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Dialect, bindparam, func, literal_column, select, tuple_
+from sqlalchemy import Connection, and_, or_, select
 from sqlalchemy.orm import Session
 
 from supplychain.evidence import models
@@ -116,16 +115,20 @@ def _name(move: Move) -> Name:
 
 
 def _current(conn: Connection, names: list[Name]) -> Later[Any]:
-    """The current rows (id, host, repository, tag, digest) of the tags ``names``, locked
-    (PostgreSQL: one statement whose text does not depend on how many tags are named)."""
+    """The current rows (id, host, repository, tag, digest) of the tags ``names``, locked; each
+    tag found through the index on (host, repository, tag) whatever the planner's statistics
+    say (a row-value ``IN`` was a scan of every tag row on both databases)."""
     if not names:
         return Later.done([])
-    if conn.dialect.name == "postgresql":
-        return send(conn, _pg_current(conn.dialect), {"names": json.dumps(names)}, _all)
+    if conn.dialect.name == "postgresql":  # one statement text whatever the count
+        return send(conn, _PG_CURRENT, {"names": json.dumps(names)}, _all)
     table = models.TagEvent
+    named = [
+        and_(table.host == host, table.repository == repository, table.tag == tag)
+        for host, repository, tag in names
+    ]
     query = select(table.id, table.host, table.repository, table.tag, table.digest).where(
-        tuple_(table.host, table.repository, table.tag).in_(names),
-        table.superseded_at.is_(None),
+        or_(*named), table.superseded_at.is_(None)
     )
     return Later.done(list(conn.execute(query).all()))
 
@@ -134,21 +137,15 @@ def _all(cursor: Any) -> list[Any]:
     return list(cursor.fetchall())
 
 
-@cache
-def _pg_current(dialect: Dialect) -> str:
-    table = models.TagEvent
-    elements = func.json_array_elements(bindparam("names", type_=JSON))
-    named = elements.table_valued("v").render_derived("u")
-    parts = [named.c.v.op("->>")(literal_column(str(index))) for index in range(3)]
-    query = (
-        select(table.id, table.host, table.repository, table.tag, table.digest)
-        .where(
-            tuple_(table.host, table.repository, table.tag).in_(select(*parts)),
-            table.superseded_at.is_(None),
-        )
-        .with_for_update()
-    )
-    return str(query.compile(dialect=dialect))
+_PG_CURRENT = """SELECT t.id, t.host, t.repository, t.tag, t.digest
+FROM json_array_elements(CAST(%(names)s AS JSON)) AS u(v)
+CROSS JOIN LATERAL (
+    SELECT tags.id, tags.host, tags.repository, tags.tag, tags.digest FROM tags
+    WHERE tags.host = u.v ->> 0 AND tags.repository = u.v ->> 1 AND tags.tag = u.v ->> 2
+        AND tags.superseded_at IS NULL
+    FOR UPDATE
+) AS t"""
+"""PostgreSQL: the named tags' current rows, one index look-up per name (a lateral join)."""
 
 
 def _last(added: list[dict[str, Any]], name: Name) -> int:

@@ -102,10 +102,11 @@ class SeenEvent(Base):
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     delivery_id: Mapped[int] = mapped_column(
-        ForeignKey("webhook_deliveries.id", deferrable=True, initially="DEFERRED")
+        ForeignKey("webhook_deliveries.id", deferrable=True, initially="DEFERRED"), index=True
     )
     """The delivery that first carried the event (checked at commit: the intake writes its
-    deliveries after it has learnt which of their events are new)."""
+    deliveries after it has learnt which of their events are new). Indexed: SQLite looks up a
+    new delivery's seen events while a deferred check is pending (a scan of the table each)."""
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
