@@ -33,6 +33,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
@@ -55,6 +56,10 @@ log = logging.getLogger(__name__)
 
 Row = tuple[type[Base], dict[str, Any]]
 """A model and the column values of one row to insert."""
+
+
+RECENT = 32
+"""How many of the last batches' sizes decide when to stop waiting for more."""
 
 
 class BatchClosed(RuntimeError):
@@ -98,8 +103,9 @@ class GroupCommit(Generic[HandleT, ItemT, ResultT]):
         self._queue: queue.SimpleQueue[_Unit[ItemT, ResultT] | None] = queue.SimpleQueue()
         self._pending: dict[asyncio.AbstractEventLoop, list[_Unit[ItemT, ResultT]]] = {}
         self._closed = False
-        self._last = max_batch
-        """The size of the last batch taken: the wait for more ends once a batch has as many."""
+        self._sizes: deque[int] = deque(maxlen=RECENT)
+        """The sizes of the last batches taken: the wait for more ends once a batch is as large
+        as the largest of them."""
         self._threads = [
             threading.Thread(target=self._loop, name=f"{name}-{index}", daemon=True)
             for index in range(max(1, committers))
@@ -165,7 +171,10 @@ class GroupCommit(Generic[HandleT, ItemT, ResultT]):
             return None
         units = [first]
         deadline = time.monotonic() + self.window
-        enough = self._last  # as many as the last batch: its callers are likely all back
+        # as large as the largest recent batch: its callers are likely all back. The largest, not
+        # the last: callers split over two batches would otherwise stay split, each half
+        # paying a whole commit, where waiting merges them again
+        enough = max(self._sizes, default=self.max_batch)
         while len(units) < self.max_batch:
             try:
                 remaining = deadline - time.monotonic()
@@ -180,7 +189,7 @@ class GroupCommit(Generic[HandleT, ItemT, ResultT]):
                 self._queue.put(None)  # keep the stop signal for this thread's next turn
                 break
             units.append(unit)
-        self._last = len(units)
+        self._sizes.append(len(units))
         return units
 
     def _loop(self) -> None:
