@@ -222,3 +222,32 @@ def test_a_tag_moved_in_and_across_batches_keeps_its_history_in_the_log(
     assert [digest for digest, _ in history] == digests  # the last push named v1's digest
     assert [superseded is None for _, superseded in history] == [False, False, True]
     assert verify(intake.db, None).problems == ()
+
+
+def test_deliveries_after_the_server_drops_the_batch_connection_are_all_stored(
+    tmp_path: Path, pg_url: str, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The intake's batches keep their PostgreSQL connection between batches (no checkout, no
+    pre-ping); when the server drops it (a restart), that batch is retried one delivery at a
+    time on new connections: every request is still answered after its commit."""
+    import psycopg
+
+    intake = make_intake(pg_url, tmp_path)
+
+    async def deliver(numbers: range) -> list[IntakeResult]:
+        received = reads(intake, [envelope(n) for n in numbers])
+        return await asyncio.gather(*(intake.receive_batched(r) for r in received))
+
+    try:
+        assert [r.accepted for r in asyncio.run(deliver(range(0, 8)))] == [1] * 8
+        with intake.db.batch_session() as session:  # the connection the batches keep
+            kept = int(session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        with psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql")) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (kept,))
+        assert [r.accepted for r in asyncio.run(deliver(range(8, 16)))] == [1] * 8
+        assert "failed; retrying each alone" in caplog.text  # the dropped connection was used
+    finally:
+        intake.close()
+    assert count(intake.db, WebhookDelivery) == 16
+    assert count(intake.db, Job) == 16
+    assert verify(intake.db, None).problems == ()

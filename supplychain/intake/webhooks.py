@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from functools import partial
 
 from sqlalchemy.orm import Session
 
@@ -69,7 +68,7 @@ class Intake:
             window = self.settings.intake_batch_ms / 1000
             committers = 1 if self.settings.is_sqlite else max(1, self.settings.intake_committers)
             self._batch = GroupCommit(
-                partial(self.db.session, write=True),
+                self.db.batch_session,
                 lambda session, batch: record_batch(session, batch, self.queue),
                 window=window,
                 committers=committers,
