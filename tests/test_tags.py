@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, insert, text
 
+from supplychain.evidence.bulk import _pg_update, insert_rows, update_rows
 from supplychain.evidence.database import Database
+from supplychain.evidence.dbutil import table_of
 from supplychain.evidence.models import TagEvent, utcnow
 from supplychain.evidence.tags import _PG_CURRENT, TagMoves
 
@@ -65,3 +67,57 @@ def test_current_tags_are_found_through_the_index(database: Database) -> None:
             steps = "\n".join(str(row[3]) for row in plan)
             assert "USING INDEX ix_tags_host_repository_tag" in steps
             assert "SCAN tags" not in steps
+
+
+def test_superseded_tags_are_updated_through_the_key_index(db: Database) -> None:
+    """The UPDATE of superseded tag rows (PostgreSQL: the rows as JSON, their keys as an array)
+    finds them through the primary key, not by scanning every tag row."""
+    rows = [
+        {
+            "host": "registry.example:5000",
+            "repository": "team/app",
+            "tag": f"v{n}",
+            "digest": f"sha256:{n:064x}",
+            "source": "test",
+            "seen_at": utcnow(),
+        }
+        for n in range(5000)
+    ]
+    table = table_of(TagEvent)
+    with db.engine.begin() as conn:
+        conn.execute(insert(TagEvent), rows)
+        conn.execute(text("ANALYZE tags"))
+        update = _pg_update(table, "id", ("id", "superseded_at"), True, conn.dialect)
+        changes = [[key, "2026-11-30T00:00:00+00:00"] for key in range(100, 4900, 300)]
+        params = {"rows": json.dumps(changes), "keys": [key for key, _ in changes]}
+        plan = conn.exec_driver_sql(f"EXPLAIN {update.sql}", params).all()
+        steps = "\n".join(str(row[0]) for row in plan)
+        assert "Index Scan using pk_tags" in steps
+        assert "Seq Scan on tags" not in steps
+
+
+def test_the_update_of_superseded_tags_is_planned_for_each_call(db: Database) -> None:
+    """PostgreSQL keeps a generic plan for a statement psycopg prepared (after five runs), made
+    for the table as it was then: made while the tags were few, it scanned them all ever after.
+    The UPDATE is never prepared, so each call is planned for the table as it is."""
+    table = table_of(TagEvent)
+    row = {
+        "host": "registry.example:5000",
+        "repository": "team/app",
+        "tag": "v1",
+        "digest": "sha256:" + "0" * 64,
+        "source": "test",
+        "seen_at": utcnow(),
+    }
+    with db.engine.begin() as conn:
+        for number in range(10):  # the INSERT is prepared, as psycopg does after five runs
+            (stored,) = insert_rows(
+                conn, table, [{**row, "tag": f"v{number}"}], returning=[table.c.id]
+            )
+            update_rows(conn, table, "id", [{"id": stored["id"], "superseded_at": utcnow()}])
+        prepared = [
+            str(statement).split(" ", 2)[:2]
+            for (statement,) in conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements")
+        ]
+        assert ["INSERT", "INTO"] in prepared
+        assert ["UPDATE", "tags"] not in prepared

@@ -69,13 +69,23 @@ def send(
     sql: str,
     params: Any,
     read: Callable[[Any], list[RowT]] | None = None,
+    *,
+    planned: bool = False,
 ) -> Later[RowT]:
     """Run ``sql`` on ``conn``'s driver connection; its rows (``read`` from the cursor; none
-    without it) when :meth:`Later.rows` asks. In a :func:`pipeline` the statement is only sent."""
-    cursor = conn.connection.cursor()
+    without it) when :meth:`Later.rows` asks. In a :func:`pipeline` the statement is only sent.
+
+    ``planned``: PostgreSQL plans the statement for these very parameters and the table as it
+    is now, every time (psycopg does not prepare it). A prepared statement's generic plan is
+    kept from when it was made: one made while a table was small scanned it ever after."""
+    cursor: Any = conn.connection.cursor()  # psycopg's takes options the DB-API's does not
+    options = {"prepare": False} if planned and conn.dialect.name == "postgresql" else {}
     try:
         with _translated(conn, sql):
-            cursor.execute(sql, params) if params is not None else cursor.execute(sql)
+            if params is None:
+                cursor.execute(sql, **options)
+            else:
+                cursor.execute(sql, params, **options)
     except BaseException:
         cursor.close()
         raise
