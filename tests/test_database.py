@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import audit
 from supplychain.evidence.driver import driver_rows
 from supplychain.evidence.models import Base
+from tests.conftest import PG_SERVER, _admin
 
 
 def _diff(db: Database) -> list[object]:
@@ -97,3 +100,55 @@ def test_kept_read_connections_after_the_server_drops_them(pg_url: str) -> None:
         assert _backend_pid(db) not in pids  # the other dropped one was not kept either
     finally:
         db.dispose()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def unmigrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """An empty database, no schema yet."""
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+        yield db
+        db.dispose()
+        return
+    name = f"sc_test_{uuid.uuid4().hex[:10]}"
+    with _admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    db = Database(f"{PG_SERVER}/{name}")
+    try:
+        yield db
+    finally:
+        db.dispose()
+        with _admin() as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_the_upgrade_keeps_seen_events_and_defers_their_delivery_check(
+    unmigrated: Database,
+) -> None:
+    """Migration 0013 rebuilds the seen events' foreign key as checked at commit (the intake
+    writes a batch's deliveries after their dedupe keys): stored keys survive it, and a key
+    naming no delivery is still refused when its transaction commits."""
+    db = unmigrated
+    db.upgrade("0010_history")
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO webhook_deliveries (id, source, received_at, authenticated, body, "
+            "outcome, events, jobs_created) VALUES (7, 'distribution', '2026-01-01 00:00:00', "
+            "true, 'x', 'accepted', 1, 1)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO seen_events (key, delivery_id, seen_at) "
+            "VALUES ('distribution:e1', 7, '2026-01-01 00:00:00')"
+        )
+    db.upgrade()
+    with db.engine.connect() as conn:
+        kept = conn.exec_driver_sql("SELECT key, delivery_id FROM seen_events").all()
+    assert [tuple(row) for row in kept] == [("distribution:e1", 7)]
+    with db.engine.connect() as conn:
+        transaction = conn.begin()
+        conn.exec_driver_sql(  # accepted until the commit
+            "INSERT INTO seen_events (key, delivery_id, seen_at) "
+            "VALUES ('distribution:e2', 8, '2026-01-01 00:00:00')"
+        )
+        with pytest.raises(IntegrityError):
+            transaction.commit()
