@@ -7,7 +7,8 @@ can: one multi-row statement per table) in one write transaction, commits once, 
 each caller: the writes are durable before the caller is answered, and N callers cost one
 commit (one fsync/WAL flush) instead of N. At low load a unit runs alone with no added wait;
 under load the units that arrive while a commit is in flight form the next batch (optionally
-waiting ``window`` seconds for more).
+waiting up to ``window`` seconds for more, and no longer once the batch is as large as the
+largest of the recent ones: at low load a lone unit is not held).
 
 If a batch fails, it is rolled back and every item is run again in its own transaction, so an
 item that fails (a constraint, a bug) fails alone and the others still commit. The batch
