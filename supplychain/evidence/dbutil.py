@@ -53,11 +53,17 @@ def audit_many(
 ) -> None:
     """Append entries ``(actor, action, subject, details)`` to the audit log in one INSERT."""
     if entries:
-        rows = [
-            {"actor": actor, "action": action, "subject": subject, "details": details}
-            for actor, action, subject, details in entries
-        ]
-        insert_logged(session, AuditEntry, rows)
+        insert_logged(session, AuditEntry, audit_rows(entries))
+
+
+def audit_rows(
+    entries: Sequence[tuple[str, str, str | None, dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """The audit log rows of entries ``(actor, action, subject, details)``."""
+    return [
+        {"actor": actor, "action": action, "subject": subject, "details": details}
+        for actor, action, subject, details in entries
+    ]
 
 
 def insert_logged(session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:

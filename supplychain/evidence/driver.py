@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Table
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["Later", "driver_cursor", "driver_rows", "pipeline", "reserve_ids", "send"]
+__all__ = ["Later", "driver_cursor", "driver_rows", "fetch_all", "pipeline", "reserve_ids", "send"]
 
 Stored = Mapping[Any, Any]
 """A row as the database returned it, by column name."""
@@ -124,12 +124,17 @@ def reserve_ids(conn: Connection, table: Table, count: int) -> list[int]:
     return list(range(int(last) + 1, int(last) + 1 + count))
 
 
+def fetch_all(cursor: Any) -> list[Any]:
+    """Every row of a cursor's result (a ``read`` for :func:`send`)."""
+    return list(cursor.fetchall())
+
+
 def driver_rows(conn: Connection, sql: str, params: Any = None) -> list[Any]:
     """Run ``sql`` on ``conn``'s driver connection (:func:`driver_cursor`): every row it
     returns, read to the end (none for a statement that returns nothing)."""
     with driver_cursor(conn, sql) as cursor:
         cursor.execute(sql, params) if params is not None else cursor.execute(sql)
-        return list(cursor.fetchall()) if cursor.description is not None else []
+        return fetch_all(cursor) if cursor.description is not None else []
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from supplychain.evidence import models
 from supplychain.evidence.bulk import send_insert, send_update
 from supplychain.evidence.dbutil import audit_many, table_of
-from supplychain.evidence.driver import Later, Stored, send
+from supplychain.evidence.driver import Later, Stored, fetch_all, send
 from supplychain.evidence.models import utcnow
 from supplychain.evidence.tlog import touch
 from supplychain.interface import ImageTarget
@@ -121,7 +121,7 @@ def _current(conn: Connection, names: list[Name]) -> Later[Any]:
     if not names:
         return Later.done([])
     if conn.dialect.name == "postgresql":  # one statement text whatever the count
-        return send(conn, _PG_CURRENT, {"names": json.dumps(names)}, _all)
+        return send(conn, _PG_CURRENT, {"names": json.dumps(names)}, fetch_all)
     table = models.TagEvent
     named = [
         and_(table.host == host, table.repository == repository, table.tag == tag)
@@ -131,10 +131,6 @@ def _current(conn: Connection, names: list[Name]) -> Later[Any]:
         or_(*named), table.superseded_at.is_(None)
     )
     return Later.done(list(conn.execute(query).all()))
-
-
-def _all(cursor: Any) -> list[Any]:
-    return list(cursor.fetchall())
 
 
 _PG_CURRENT = """SELECT t.id, t.host, t.repository, t.tag, t.digest

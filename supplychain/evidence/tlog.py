@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from supplychain.evidence import models
 from supplychain.evidence.bulk import send_insert
-from supplychain.evidence.driver import Later, driver_rows, send
+from supplychain.evidence.driver import Later, driver_rows, fetch_all, send
 from supplychain.evidence.merkle import leaf_hash
 
 __all__ = [
@@ -311,7 +311,7 @@ def append_sent(
         raise ValueError("rows with child rows are appended with append()")
     if conn.dialect.name == "postgresql":
         send(conn, _LOCK, (LOCK_KEY,))
-    end = send(conn, _END, None, _fetched)
+    end = send(conn, _END, None, fetch_all)
     start = int(end.rows()[0][0])
     keys = [(name, key) for name, key, _ in written]
     known = {(name, key): row for name, key, row in written if row is not None}
@@ -321,10 +321,6 @@ def append_sent(
             keys.append((name, str(row[key_name])))
             known[keys[-1]] = row
     _leaves(conn, _documents(conn, keys, None, known), start)
-
-
-def _fetched(cursor: Any) -> list[Any]:
-    return list(cursor.fetchall())
 
 
 def _leaves(conn: Connection, documents: list[dict[str, object]], start: int) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from registry_hooks import Delivery, HookEvent
 from supplychain.evidence.bulk import send_insert
-from supplychain.evidence.dbutil import table_of
+from supplychain.evidence.dbutil import audit_rows, table_of
 from supplychain.evidence.driver import Later, Stored, pipeline, reserve_ids
 from supplychain.evidence.models import AuditEntry, SeenEvent, WebhookDelivery, utcnow
 from supplychain.evidence.tags import Move, TagMoves
@@ -213,11 +213,7 @@ def record_batch(
     audit = table_of(AuditEntry)
     with pipeline(conn):
         stored = send_insert(conn, deliveries, _rows(tallies), returning=list(deliveries.c))
-        rows = [
-            {"actor": actor, "action": action, "subject": subject, "details": details}
-            for actor, action, subject, details in entries
-        ]
-        audited = send_insert(conn, audit, rows, returning=list(audit.c))
+        audited = send_insert(conn, audit, audit_rows(entries), returning=list(audit.c))
         written = [("tags", str(key), row) for key, row in tag_rows]
         append_sent(conn, [("webhook_deliveries", stored), ("audit_log", audited)], written)
     return [tally.result() for tally in tallies]

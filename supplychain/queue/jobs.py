@@ -116,24 +116,24 @@ class JobQueue:
         now = utcnow()
         rows: dict[str, dict[str, object]] = {}
         for kind, target in jobs:
-            rows.setdefault(
-                job_key(target),
-                {
-                    "kind": kind,
-                    "dedupe_key": job_key(target),
-                    "host": target.registry,
-                    "repository": target.repository,
-                    "digest": target.digest,
-                    "tag": target.tag,
-                    "state": "queued",
-                    "attempts": 0,
-                    "max_attempts": self.max_attempts,
-                    "deferrals": 0,
-                    "run_after": now,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
+            key = job_key(target)
+            if key in rows:
+                continue
+            rows[key] = {
+                "kind": kind,
+                "dedupe_key": key,
+                "host": target.registry,
+                "repository": target.repository,
+                "digest": target.digest,
+                "tag": target.tag,
+                "state": "queued",
+                "attempts": 0,
+                "max_attempts": self.max_attempts,
+                "deferrals": 0,
+                "run_after": now,
+                "created_at": now,
+                "updated_at": now,
+            }
         table = table_of(Job)
         wanted = [table.c.dedupe_key]
         return send_insert(conn, table, list(rows.values()), skip_conflicts=True, returning=wanted)
