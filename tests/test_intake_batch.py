@@ -112,6 +112,33 @@ def test_a_digest_named_twice_in_one_batch_is_queued_once(database: str, tmp_pat
         ]
 
 
+def test_a_push_of_a_failed_digest_queues_it_again_in_the_same_batch_as_new_ones(
+    database: str, tmp_path: Path
+) -> None:
+    """A batch with a job to requeue (SQLAlchemy's UPDATE, outside the pipeline) writes its
+    deliveries and log as a batch of new jobs does (one pipeline)."""
+    intake = make_intake(database, tmp_path)
+    with intake.db.session(write=True) as session:
+        first = record_batch(session, reads(intake, [envelope(1), envelope(2)]), intake.queue)
+    assert [r.accepted for r in first] == [1, 1]
+    with intake.db.session(write=True) as session:  # digest 1's job failed for good; 2 waits
+        job = session.scalars(select(Job).where(Job.digest == f"sha256:{1:064x}")).one()
+        job.state, job.attempts = "failed", job.max_attempts
+    again = [envelope(11, 1), envelope(12, 2), envelope(13)]  # new event ids, as a re-push sends
+    with intake.db.session(write=True) as session:
+        results = record_batch(session, reads(intake, again), intake.queue)
+    assert [(r.accepted, r.duplicates) for r in results] == [(1, 0), (0, 1), (1, 0)]
+    with intake.db.session() as session:
+        states = {digest: state for digest, state in session.execute(select(Job.digest, Job.state))}
+        queued = session.scalars(
+            select(AuditEntry.subject).where(AuditEntry.action == "job.queued")
+        ).all()
+        stored = session.scalars(select(WebhookDelivery.id).order_by(WebhookDelivery.id)).all()
+    assert states == {f"sha256:{n:064x}": "queued" for n in (1, 2, 13)}
+    assert len(queued) == 4 and [r.delivery_id for r in results] == stored[2:]
+    assert verify(intake.db, None).problems == ()
+
+
 def test_a_failing_item_fails_alone_and_the_others_commit(database: str) -> None:
     db = Database(database)
 

@@ -110,14 +110,15 @@ def pipeline(conn: Connection) -> Iterator[None]:
 def reserve_ids(conn: Connection, table: Table, count: int) -> list[int]:
     """``count`` new values of ``table``'s serial primary key, in increasing order, for rows
     this transaction will insert with them (PostgreSQL: drawn from the key's sequence; SQLite:
-    after the largest key, under the write lock the transaction holds)."""
+    after the largest key, under the write lock the transaction holds). May run in a
+    :func:`pipeline`."""
     if count <= 0:
         return []
     (key,) = table.primary_key.columns
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":  # sent: in a pipeline, with the transaction's BEGIN
         sql = "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)"
-        ids = sorted(int(row[0]) for row in driver_rows(conn, sql, (table.name, key.name, count)))
-        return ids
+        drawn = send(conn, sql, (table.name, key.name, count), fetch_all).rows()
+        return sorted(int(row[0]) for row in drawn)
     quoted = conn.dialect.identifier_preparer
     sql = f"SELECT max({quoted.quote(key.name)}) FROM {quoted.format_table(table)}"  # noqa: S608
     last = driver_rows(conn, sql)[0][0] or 0

@@ -136,18 +136,57 @@ def record_batch(
     number of statements per batch (multi-row INSERTs), not per request.
 
     On PostgreSQL the statements that do not need each other's results travel together
-    (:func:`~supplychain.evidence.driver.pipeline`), about seven round trips a batch: the
-    deliveries' keys; the events' dedupe keys with the tags' current rows; the tag moves with the
-    new jobs; the deliveries (written once, with their outcome) and audit entries with the log's
-    lock and end; the log's leaves; the commit."""
+    (:func:`~supplychain.evidence.driver.pipeline`), six round trips a batch: the deliveries'
+    keys with the transaction's BEGIN; the events' dedupe keys with the tags' current rows; the
+    tag moves with the new jobs; the deliveries (written once, with their outcome) and audit
+    entries with the log's lock and end; the log's leaves; the commit. A failed job queued again
+    (by SQLAlchemy) ends the pipeline before the deliveries: one round trip more."""
     conn = session.connection()
     tallies = [
         _Tally(r, ignored=[*(r.delivery.ignored if r.delivery else ()), *r.notes]) for r in batch
     ]
+    entries: list[_Entry] = []
+    moves: list[Move] = []
+    jobs: list[tuple[_Tally, str, ImageTarget]] = []
+    with pipeline(conn):  # one pipeline, unless a failed job is requeued (SQLAlchemy: outside)
+        candidates = _candidates(conn, tallies, entries)
+        keyed = [
+            (id(c), f"{c[0].received.source}:{c[1].event_id}", c[0].delivery_id)
+            for c in candidates
+            if c[1].event_id
+        ]
+        seen = _first_seen(conn, keyed)
+        named = {(e.registry or "", e.repository, e.tag) for _, e, _, _ in candidates if e.tag}
+        tags = TagMoves(conn, named)
+        new = seen.result()
+        for candidate in candidates:
+            tally, event, digest, media_type = candidate
+            if event.event_id and id(candidate) not in new:
+                tally.duplicates += 1
+                continue
+            _use(tally, event, digest, media_type, entries, moves, jobs)
+        tags.write(moves, entries)  # its audit entries are written with the others
+        pairs = [(kind, target) for _, kind, target in jobs]
+        sent = queue.send_many(conn, pairs)
+        written = [("tags", str(key), row) for key, row in tags.rows()]
+        if quick := queue.all_added(pairs, sent):
+            queued = queue.finish_many(session, pairs, sent)  # no statement: nothing to requeue
+            _conclude(conn, tallies, jobs, queued, entries, written)
+    if not quick:
+        queued = queue.finish_many(session, pairs, sent)
+        with pipeline(conn):
+            _conclude(conn, tallies, jobs, queued, entries, written)
+    return [tally.result() for tally in tallies]
+
+
+def _candidates(
+    conn: Connection, tallies: list[_Tally], entries: list[_Entry]
+) -> list[tuple[_Tally, HookEvent, str | None, str | None]]:
+    """Give each delivery its row's key; the events of the deliveries that are not replays,
+    with their resolved digest and media type (the refused ones recorded in ``entries``)."""
     deliveries = table_of(WebhookDelivery)
     for tally, key in zip(tallies, reserve_ids(conn, deliveries, len(tallies)), strict=True):
         tally.delivery_id = key
-    entries: list[_Entry] = []
     fresh = _first_seen(
         conn,
         [
@@ -174,29 +213,19 @@ def record_batch(
             found = _screen(tally, index, event, entries)
             if found is not None:
                 candidates.append((tally, event, *found))
-    moves: list[Move] = []
-    jobs: list[tuple[_Tally, str, ImageTarget]] = []
-    with pipeline(conn):
-        keyed = [
-            (id(c), f"{c[0].received.source}:{c[1].event_id}", c[0].delivery_id)
-            for c in candidates
-            if c[1].event_id
-        ]
-        seen = _first_seen(conn, keyed)
-        named = {(e.registry or "", e.repository, e.tag) for _, e, _, _ in candidates if e.tag}
-        tags = TagMoves(conn, named)
-        new = seen.result()
-        for candidate in candidates:
-            tally, event, digest, media_type = candidate
-            if event.event_id and id(candidate) not in new:
-                tally.duplicates += 1
-                continue
-            _use(tally, event, digest, media_type, entries, moves, jobs)
-        tags.write(moves, entries)  # its audit entries are written with the others
-        sent = queue.send_many(conn, [(kind, target) for _, kind, target in jobs])
-        sent.rows()
-        tag_rows = tags.rows()
-    queued = queue.finish_many(session, [(kind, target) for _, kind, target in jobs], sent)
+    return candidates
+
+
+def _conclude(
+    conn: Connection,
+    tallies: list[_Tally],
+    jobs: list[tuple[_Tally, str, ImageTarget]],
+    queued: list[bool],
+    entries: list[_Entry],
+    written: list[tuple[str, str, Any]],
+) -> None:
+    """Write the deliveries with their outcome and the audit entries, and append them and the
+    tags ``written`` to the log (sent in the caller's pipeline)."""
     for (tally, kind, target), added in zip(jobs, queued, strict=True):
         if added:
             tally.accepted += 1
@@ -210,13 +239,10 @@ def record_batch(
             entries.append(
                 (tally.received.sender, "webhook.ignored", tally.received.source, details)
             )
-    audit = table_of(AuditEntry)
-    with pipeline(conn):
-        stored = send_insert(conn, deliveries, _rows(tallies), returning=list(deliveries.c))
-        audited = send_insert(conn, audit, audit_rows(entries), returning=list(audit.c))
-        written = [("tags", str(key), row) for key, row in tag_rows]
-        append_sent(conn, [("webhook_deliveries", stored), ("audit_log", audited)], written)
-    return [tally.result() for tally in tallies]
+    deliveries, audit = table_of(WebhookDelivery), table_of(AuditEntry)
+    stored = send_insert(conn, deliveries, _rows(tallies), returning=list(deliveries.c))
+    audited = send_insert(conn, audit, audit_rows(entries), returning=list(audit.c))
+    append_sent(conn, [("webhook_deliveries", stored), ("audit_log", audited)], written)
 
 
 def _rows(tallies: list[_Tally]) -> list[dict[str, Any]]:

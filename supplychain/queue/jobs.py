@@ -138,11 +138,18 @@ class JobQueue:
         wanted = [table.c.dedupe_key]
         return send_insert(conn, table, list(rows.values()), skip_conflicts=True, returning=wanted)
 
+    def all_added(self, jobs: Sequence[tuple[str, ImageTarget]], sent: Later[Stored]) -> bool:
+        """True when ``sent`` added a job for every pair: :meth:`finish_many` then has nothing
+        to requeue and runs no statement (it may run inside a pipeline)."""
+        added = {row["dedupe_key"] for row in sent.rows()}
+        return all(job_key(target) in added for _, target in jobs)
+
     def finish_many(
         self, session: Session, jobs: Sequence[tuple[str, ImageTarget]], sent: Later[Stored]
     ) -> list[bool]:
-        """The second half of :meth:`enqueue_many` (outside any pipeline): per pair, True when
-        its job was added by ``sent`` or is requeued now."""
+        """The second half of :meth:`enqueue_many`: per pair, True when its job was added by
+        ``sent`` or is requeued now (by SQLAlchemy: outside any pipeline, unless
+        :meth:`all_added`)."""
         added = {row["dedupe_key"] for row in sent.rows()}
         now = utcnow()
         results: list[bool] = []
