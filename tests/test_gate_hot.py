@@ -139,6 +139,26 @@ def test_concurrent_answers_are_each_recorded(scanned: Scanned) -> None:
     assert verify(service.db, None).problems == ()
 
 
+@pytest.mark.parametrize("scanned", ["postgresql"], indirect=True)
+def test_answers_after_the_server_drops_the_writers_connection_are_recorded(
+    scanned: Scanned, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The answers' writer keeps its PostgreSQL connection between batches (no checkout, no
+    pre-ping); when the server drops it, the batch is retried alone on a new connection."""
+    service = scanned.service
+    assert service.gate.decide(scanned.pinned).decision == "deny"
+    with service.db.writing() as connection:  # the connection the answers' batches keep
+        kept = int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+    with psycopg.connect(service.db.url.replace("postgresql+psycopg", "postgresql")) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (kept,))
+    before, entries = gate_rows(service), answered_entries(service)
+    answers = [service.gate.decide(scanned.pinned) for _ in range(3)]
+    assert [a.decision for a in answers] == ["deny"] * 3
+    assert "failed; retrying each alone" in caplog.text  # the dropped connection was used
+    assert gate_rows(service) - before == 3 and answered_entries(service) - entries == 3
+    assert verify(service.db, None).problems == ()
+
+
 def test_waivers_apply_to_the_next_answer_and_stop_at_their_expiry(
     scanned: Scanned, client: TestClient
 ) -> None:

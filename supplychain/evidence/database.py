@@ -236,7 +236,8 @@ class Database:
         self._kept_writer = _Kept(
             self._writer, 1, partial(driver_rows, sql=_NO_WAIT), partial(driver_rows, sql=_WAIT)
         )
-        # the writer threads' batches (PostgreSQL): no checkout, no pre-ping per batch
+        # the writer threads' batches (PostgreSQL: the intake's and the gate's answers): no
+        # checkout, no pre-ping per batch
         self._kept_batch = _Kept(self._writer, 2)
         from supplychain.evidence import tlog  # the models import the rest of the schema
 
@@ -282,7 +283,12 @@ class Database:
         lock taken when it begins, in turn with the other writers), committed on success and
         rolled back on error: no ORM session, for statements built once (the gate's answers).
         No session hook sees these writes, so the caller appends the rows of logged tables to
-        the tamper-evident log itself (:func:`supplychain.evidence.tlog.append`)."""
+        the tamper-evident log itself (:func:`supplychain.evidence.tlog.append`). On PostgreSQL
+        on a connection kept between transactions, as :meth:`batch_session`'s."""
+        if self.is_postgres:
+            with self._kept_batch() as connection, connection.begin():
+                yield connection
+            return
         with self._turn(), self._writer.begin() as connection:
             yield connection
 

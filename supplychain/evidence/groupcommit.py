@@ -43,10 +43,11 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
 
-from supplychain.evidence.bulk import insert_rows
+from supplychain.evidence.bulk import send_insert
 from supplychain.evidence.dbutil import table_of
+from supplychain.evidence.driver import Later, pipeline
 from supplychain.evidence.models import Base
-from supplychain.evidence.tlog import LOGGED, append
+from supplychain.evidence.tlog import LOGGED, append_sent
 
 __all__ = ["BatchClosed", "GroupCommit", "Row", "insert_facts"]
 
@@ -260,21 +261,24 @@ def _settle(
 
 def insert_facts(connection: Connection, writes: list[Sequence[Row]]) -> list[None]:
     """A batch function (in :meth:`Database.writing`) inserting each caller's rows: one
-    statement per table for the whole batch; the new rows of logged tables are appended to the
-    tamper-evident log as the database stored them (so it need not read them again)."""
+    statement per table for the whole batch; the new rows of logged tables (none with child
+    rows) are appended to the tamper-evident log as the database returned them. On PostgreSQL
+    the INSERTs travel with the log's lock and end, in one round trip
+    (:func:`~supplychain.evidence.tlog.append_sent`)."""
     tables: dict[type[Base], list[dict[str, Any]]] = {}
     for rows in writes:
         for model, values in rows:
             tables.setdefault(model, []).append(values)
-    logged: dict[tuple[str, str], Any] = {}
-    for model, values_list in tables.items():
-        table = table_of(model)
-        if table.name not in LOGGED:
-            insert_rows(connection, table, values_list)
-            continue
-        (key,) = table.primary_key.columns
-        for row in insert_rows(connection, table, values_list, returning=list(table.c)):
-            logged[(table.name, str(row[key.name]))] = row
-    if logged:
-        append(connection, list(logged), known=logged)
+    with pipeline(connection):
+        sent: list[tuple[str, Later[Any]]] = []
+        for model, values_list in tables.items():
+            table = table_of(model)
+            if table.name not in LOGGED:
+                send_insert(connection, table, values_list)
+                continue
+            sent.append(
+                (table.name, send_insert(connection, table, values_list, returning=list(table.c)))
+            )
+        if sent:
+            append_sent(connection, sent)
     return [None] * len(writes)
