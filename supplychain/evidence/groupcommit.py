@@ -102,7 +102,8 @@ class GroupCommit(Generic[HandleT, ItemT, ResultT]):
         """Transactions committed so far (for tests and metrics)."""
         self.units = 0
         """Units committed so far."""
-        self._queue: queue.SimpleQueue[_Unit[ItemT, ResultT] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Unit[ItemT, ResultT]] | None] = queue.SimpleQueue()
+        """Units to commit, handed over in groups (an event loop's turn's units together)."""
         self._pending: dict[asyncio.AbstractEventLoop, list[_Unit[ItemT, ResultT]]] = {}
         self._closed = False
         self._sizes: deque[int] = deque(maxlen=RECENT)
@@ -122,9 +123,7 @@ class GroupCommit(Generic[HandleT, ItemT, ResultT]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ResultT] = loop.create_future()
         unit = _Unit(item, future, loop)
-        if self.inline is None:
-            self._queue.put(unit)
-        elif loop in self._pending:
+        if loop in self._pending:
             self._pending[loop].append(unit)
         else:
             self._pending[loop] = [unit]
@@ -132,23 +131,31 @@ class GroupCommit(Generic[HandleT, ItemT, ResultT]):
         return await future
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Write the items this loop submitted since the last flush, on the loop."""
+        """Hand the units this loop submitted since the last flush to the committer together
+        (one wake-up of its thread, not one per unit), or with ``inline`` write them on the
+        loop."""
         units = self._pending.pop(loop, [])
-        if not units or self.inline is None:
+        if not units:
+            return
+        if self.inline is None:
+            self._hand_over(units)
             return
         try:
             results = self._commit(units, self.inline)
         except Exception:  # another writer has the database, or the batch failed
-            for unit in units:
-                if self._closed:  # no committer thread is left to take it
-                    _settle(unit.future, None, BatchClosed("the group commit is closed"))
-                else:
-                    self._queue.put(unit)  # the committer waits its turn, isolates a failure
+            self._hand_over(units)  # the committer waits its turn, isolates a failure
             return
         self.batches += 1
         self.units += len(units)
         for unit, result in zip(units, results, strict=True):
             _settle(unit.future, result, None)
+
+    def _hand_over(self, units: list[_Unit[ItemT, ResultT]]) -> None:
+        if self._closed:  # no committer thread may be left to take them
+            for unit in units:
+                _settle(unit.future, None, BatchClosed("the group commit is closed"))
+        else:
+            self._queue.put(units)
 
     def call(self, item: ItemT, timeout: float | None = 30.0) -> ResultT:
         """:meth:`submit` for a caller in a thread: blocks until the item's batch committed
@@ -156,7 +163,7 @@ class GroupCommit(Generic[HandleT, ItemT, ResultT]):
         if self._closed:
             raise BatchClosed("the group commit is closed")
         future: Future[ResultT] = Future()
-        self._queue.put(_Unit(item, future, None))
+        self._queue.put([_Unit(item, future, None)])
         return future.result(timeout=timeout)
 
     def close(self) -> None:
@@ -171,7 +178,7 @@ class GroupCommit(Generic[HandleT, ItemT, ResultT]):
         first = self._queue.get()
         if first is None:
             return None
-        units = [first]
+        units = list(first)
         deadline = time.monotonic() + self.window
         # as large as the largest recent batch: its callers are likely all back. The largest, not
         # the last: callers split over two batches would otherwise stay split, each half
@@ -180,17 +187,17 @@ class GroupCommit(Generic[HandleT, ItemT, ResultT]):
         while len(units) < self.max_batch:
             try:
                 remaining = deadline - time.monotonic()
-                unit = (
+                more = (
                     self._queue.get(timeout=remaining)
                     if remaining > 0 and len(units) < enough
                     else self._queue.get_nowait()
                 )
             except queue.Empty:
                 break
-            if unit is None:
+            if more is None:
                 self._queue.put(None)  # keep the stop signal for this thread's next turn
                 break
-            units.append(unit)
+            units += more  # a loop's turn's units stay together: max_batch is a soft bound
         self._sizes.append(len(units))
         return units
 
