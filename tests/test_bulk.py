@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from supplychain.evidence.bulk import insert_rows, update_rows
+from supplychain.evidence.bulk import insert_rows, send_update
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import table_of
 from supplychain.evidence.driver import reserve_ids
@@ -89,7 +89,7 @@ def test_updates_set_each_row_its_own_values(database: Database) -> None:
         changes = [
             {"id": i, "outcome": "accepted", "detail": f"d{i}", "jobs_created": i} for i in ids
         ]
-        returned = update_rows(conn, deliveries, "id", changes, returning=True)
+        returned = send_update(conn, deliveries, "id", changes, returning=True).rows()
         read = conn.execute(
             select(deliveries.c.id, deliveries.c.outcome, deliveries.c.detail).order_by("id")
         ).all()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, insert, text
 
-from supplychain.evidence.bulk import _pg_update, insert_rows, update_rows
+from supplychain.evidence.bulk import _pg_update, insert_rows, send_update
 from supplychain.evidence.database import Database
 from supplychain.evidence.dbutil import table_of
 from supplychain.evidence.models import TagEvent, utcnow
@@ -114,7 +114,7 @@ def test_the_update_of_superseded_tags_is_planned_for_each_call(db: Database) ->
             (stored,) = insert_rows(
                 conn, table, [{**row, "tag": f"v{number}"}], returning=[table.c.id]
             )
-            update_rows(conn, table, "id", [{"id": stored["id"], "superseded_at": utcnow()}])
+            send_update(conn, table, "id", [{"id": stored["id"], "superseded_at": utcnow()}]).rows()
         prepared = [
             str(statement).split(" ", 2)[:2]
             for (statement,) in conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements")

@@ -50,7 +50,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from supplychain.evidence.driver import Later, driver_cursor, send
 
-__all__ = ["insert_rows", "send_insert", "send_update", "update_rows"]
+__all__ = ["insert_rows", "send_insert", "send_update"]
 
 Rows = Sequence[Mapping[str, Any]]
 Stored = Mapping[Any, Any]
@@ -99,24 +99,13 @@ def send_insert(
     return insert.send(conn, rows)
 
 
-def update_rows(
-    conn: Connection,
-    table: Table,
-    key: str,
-    rows: Rows,
-    *,
-    returning: bool = False,
-) -> list[Stored]:
-    """UPDATE the rows whose column ``key`` equals each row's ``key`` value, setting that row's
-    other columns, in one statement; with ``returning`` (PostgreSQL only: SQLite's executemany
-    returns nothing) every column of each updated row, in no particular order."""
-    return send_update(conn, table, key, rows, returning=returning).rows()
-
-
 def send_update(
     conn: Connection, table: Table, key: str, rows: Rows, *, returning: bool = False
 ) -> Later[Stored]:
-    """:func:`update_rows`, its rows read later (:func:`~supplychain.evidence.driver.pipeline`)."""
+    """UPDATE the rows whose column ``key`` equals each row's ``key`` value, setting that row's
+    other columns, in one statement; with ``returning`` (PostgreSQL only: SQLite's executemany
+    returns nothing) every column of each updated row, in no particular order, read later
+    (:func:`~supplychain.evidence.driver.pipeline`)."""
     if not rows:
         return Later.done([])
     _same_columns(rows)

@@ -283,7 +283,8 @@ class Database:
         lock taken when it begins, in turn with the other writers), committed on success and
         rolled back on error: no ORM session, for statements built once (the gate's answers).
         No session hook sees these writes, so the caller appends the rows of logged tables to
-        the tamper-evident log itself (:func:`supplychain.evidence.tlog.append`). On PostgreSQL
+        the tamper-evident log itself (:func:`supplychain.evidence.tlog.append_sent`, as
+        :func:`~supplychain.evidence.groupcommit.insert_facts` does). On PostgreSQL
         on a connection kept between transactions, as :meth:`batch_session`'s."""
         if self.is_postgres:
             with self._kept_batch() as connection, connection.begin():

@@ -134,7 +134,7 @@ def _current(conn: Connection, names: list[Name]) -> Later[Any]:
 
 
 _PG_CURRENT = """SELECT t.id, t.host, t.repository, t.tag, t.digest
-FROM json_array_elements(CAST(%(names)s AS JSON)) AS u(v)
+FROM jsonb_array_elements(CAST(%(names)s AS JSONB)) AS u(v)
 CROSS JOIN LATERAL (
     SELECT tags.id, tags.host, tags.repository, tags.tag, tags.digest FROM tags
     WHERE tags.host = u.v ->> 0 AND tags.repository = u.v ->> 1 AND tags.tag = u.v ->> 2

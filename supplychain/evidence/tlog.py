@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from supplychain.evidence import models
 from supplychain.evidence.bulk import send_insert
-from supplychain.evidence.driver import Later, driver_rows, fetch_all, send
+from supplychain.evidence.driver import Later, fetch_all, send
 from supplychain.evidence.merkle import leaf_hash
 
 __all__ = [
@@ -289,10 +289,7 @@ def append(
     transaction); under it only the index is added and hashed.
     """
     documents = _documents(conn, list(keys), present, known)
-    if conn.dialect.name == "postgresql":
-        driver_rows(conn, _LOCK, (LOCK_KEY,))
-    # On SQLite this transaction already wrote the facts, so it holds the database's write lock.
-    start = int(driver_rows(conn, _END)[0][0])  # SQLAlchemy's execution costs more than this read
+    start = int(_lock_and_end(conn).rows()[0][0])
     _leaves(conn, documents, start)
     return start
 
@@ -309,9 +306,7 @@ def append_sent(
     here may have child rows (they would be read inside the pipeline)."""
     if any(LOGGED[name].children for name, _ in sent):
         raise ValueError("rows with child rows are appended with append()")
-    if conn.dialect.name == "postgresql":
-        send(conn, _LOCK, (LOCK_KEY,))
-    end = send(conn, _END, None, fetch_all)
+    end = _lock_and_end(conn)
     start = int(end.rows()[0][0])
     keys = [(name, key) for name, key, _ in written]
     known = {(name, key): row for name, key, row in written if row is not None}
@@ -321,6 +316,15 @@ def append_sent(
             keys.append((name, str(row[key_name])))
             known[keys[-1]] = row
     _leaves(conn, _documents(conn, keys, None, known), start)
+
+
+def _lock_and_end(conn: Connection) -> Later[Any]:
+    """Take the log's lock (PostgreSQL; on SQLite the transaction already wrote its facts, so it
+    holds the database's write lock) and ask for the next leaf index: sent, read when needed
+    (on the driver's cursor: SQLAlchemy's execution costs more than this read)."""
+    if conn.dialect.name == "postgresql":
+        send(conn, _LOCK, (LOCK_KEY,))
+    return send(conn, _END, None, fetch_all)
 
 
 def _leaves(conn: Connection, documents: list[dict[str, object]], start: int) -> None:
