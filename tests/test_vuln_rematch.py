@@ -307,7 +307,7 @@ def test_a_failing_scan_fails_the_job_for_retry_and_the_gate_stays_pending(
     db: Database, pg_url: str, pushed: Pushed, tmp_path: Path
 ) -> None:
     install_db(tmp_path / "trivy", BASE_ADVISORIES, tmp_path)
-    service = make_service(tmp_path, pg_url, pushed, trivy_timeout="0.05")
+    service = make_service(tmp_path, pg_url, pushed, trivy_timeout="0.001")
     process(service, pushed.app, "app")
     with db.session() as session:
         job = session.scalars(select(models.Job)).one()
@@ -327,7 +327,7 @@ def test_a_failing_rematch_changes_nothing(
     with db.session() as session:
         scan_ids = select_scans(session)
         findings_before = len(session.scalars(select(models.Finding)).all())
-    service.trivy.timeout = 0.05
+    service.trivy.timeout = 0.001  # no Trivy run ends within 1 ms of its start; 50 ms one did
     report = rematcher(service).run(scan_ids)
     assert report.rematched == 0 and len(report.failed) == 1 and "timed out" in report.failed[0]
     with db.session() as session:

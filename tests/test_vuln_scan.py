@@ -307,8 +307,8 @@ def test_missing_trivy_binary_is_a_scan_error(pulled: PulledImage, tmp_path: Pat
 
 def test_trivy_timing_out_is_a_scan_error(pulled: PulledImage, tmp_path: Path) -> None:
     install_db(tmp_path / "trivy", BASE_ADVISORIES, tmp_path)
-    runner = TrivyRunner(None, tmp_path / "trivy", offline=True, timeout=0.05)
-    with pytest.raises(ScanError, match=r"timed out after 0\.05s"):
+    runner = TrivyRunner(None, tmp_path / "trivy", offline=True, timeout=0.001)
+    with pytest.raises(ScanError, match=r"timed out after 0\.001s"):
         TrivyScanner(runner).scan(pulled, None)  # type: ignore[arg-type]
 
 
