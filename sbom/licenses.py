@@ -1,7 +1,8 @@
 """Licence names as packages state them, turned into SPDX identifiers or expressions.
 
 :func:`spdx` accepts what package metadata writes: SPDX expressions (``(Apache-2.0 OR MIT) AND
-MPL-2.0``, checked and case-normalised by the ``license-expression`` library), Fedora's legacy
+MPL-2.0``, checked and case-normalised against the licence list of ``license-expression``:
+:mod:`sbom._expression`), Fedora's legacy
 names (``GPLv2+ and LGPLv2+``, ``ASL 2.0``), Debian's DEP-5 short names (``GPL-2+``,
 ``Expat``, ``Artistic``), PyPI classifier names and the usual spellings (``Apache License
 2.0``, ``The MIT License``). Each operand is mapped on its own, and the result is checked as a
@@ -18,7 +19,8 @@ import functools
 import json
 import re
 
-from license_expression import ExpressionError, Licensing, get_spdx_licensing
+from sbom._expression import normalize
+from sbom._expression import prepare as _prepare
 
 __all__ = [
     "cyclonedx_expression",
@@ -137,43 +139,10 @@ _URLS = {
 _URL = re.compile(r"https?://([^?#]+?)(?:\.txt|\.html?|\.php)?/?")
 
 
-@functools.cache
-def _licensing() -> Licensing:
-    return get_spdx_licensing()
-
-
-@functools.cache
-def _ids() -> dict[str, str]:
-    """Lower-cased SPDX licence ids (not exceptions, not LicenseRefs) → their spelling."""
-    return {
-        key.lower(): key
-        for key, symbol in _licensing().known_symbols.items()
-        if not key.startswith("LicenseRef-") and not getattr(symbol, "is_exception", False)
-    }
-
-
 def prepare() -> None:
-    """Build the SPDX licence tables now rather than on the first licence a cataloger or writer
-    meets (~0.04 s once per process: the symbols, their lower-cased ids and the tokenizer's
-    automaton), e.g. while layers are being inflated outside the GIL."""
-    _ids()
-    _licensing().get_advanced_tokenizer()
-
-
-@functools.lru_cache(maxsize=4096)
-def _checked(expression: str) -> str | None:
-    """The library's normalised form of a valid SPDX expression, else None."""
-    if " " not in expression and "(" not in expression:  # one id: a dictionary look-up (the
-        found = _ids().get(expression.lower())  # library's validation costs ~1 ms a call)
-        if found is not None:
-            return found
-    try:
-        info = _licensing().validate(expression)
-    except (ExpressionError, AttributeError):  # AttributeError: license-expression 30.4 bug
-        return None
-    if info.errors or not info.normalized_expression:
-        return None
-    return str(info.normalized_expression)
+    """Load the SPDX licence list now rather than on the first licence a cataloger or writer
+    meets, e.g. while layers are being inflated outside the GIL."""
+    _prepare()
 
 
 def _gnu(match: re.Match[str]) -> str:
@@ -209,7 +178,7 @@ def _operand(text: str) -> str:
     if (match := _MPL.fullmatch(key)) is not None:
         version = match.group("version")
         return f"MPL-{version if '.' in version else version + '.0'}"
-    if re.fullmatch(r"[\w.+-]+", key) and (found := _checked(key)) is not None:
+    if re.fullmatch(r"[\w.+-]+", key) and (found := normalize(key)) is not None:
         return found
     return ""
 
@@ -221,10 +190,10 @@ def spdx(text: str) -> str:
     stated = " ".join(text.split()).strip(" ,;")
     if not stated:
         return ""
-    if (found := _checked(stated)) is not None and "LicenseRef" not in found:
+    if (found := normalize(stated)) is not None and "LicenseRef" not in found:
         return found
     for name in (stated, _PARENTHESISED.sub("", stated)):  # "ISC License (ISCL)"
-        if (operand := _operand(name)) and (found := _checked(operand)) is not None:
+        if (operand := _operand(name)) and (found := normalize(operand)) is not None:
             return found
     parts: list[str] = []
     for index, piece in enumerate(_OPERATOR.split(stated)):
@@ -239,7 +208,7 @@ def spdx(text: str) -> str:
             if not operand:
                 return stated
             parts.append(f"({operand})" if " " in operand else operand)
-    return _checked("".join(parts)) or stated
+    return normalize("".join(parts)) or stated
 
 
 def spdx_all(texts: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -258,11 +227,11 @@ def dep5_expression(synopsis: str) -> str:
     expression = ""
     for index in range(0, len(pieces), 2):
         part = spdx(pieces[index])
-        if not _checked(part):
+        if not normalize(part):
             return spdx(synopsis)
         part = f"({part})" if " " in part else part
         expression = part if not expression else f"{expression} {pieces[index - 1].upper()} {part}"
-    return _checked(expression) or spdx(synopsis)
+    return normalize(expression) or spdx(synopsis)
 
 
 @functools.cache
@@ -278,17 +247,16 @@ def cyclonedx_id(text: str) -> str | None:
     """``cyclonedx.spdx.fixup_id``: the id as cyclonedx-python-lib spells it, or None.
 
     This and :func:`cyclonedx_expression` are the library's two checks, made here because
-    importing ``cyclonedx.spdx`` builds a second license-expression licensing object (~0.02 s
-    of a 0.7 s ``supplychain sbom``) beside :func:`_licensing`, built the same way."""
+    importing ``cyclonedx.spdx`` builds a license-expression licensing object (~0.04 s of a
+    0.7 s ``supplychain sbom``), which :mod:`sbom._expression` does without."""
     return _cyclonedx_ids().get(text.lower())
 
 
 def cyclonedx_expression(text: str) -> bool:
-    """``cyclonedx.spdx.is_expression``: license-expression validates it without errors."""
-    try:
-        return not _licensing().validate(text).errors
-    except Exception:  # as the library: the parser can crash on unexpected characters
-        return False
+    """``cyclonedx.spdx.is_expression``: a valid expression of listed licences (the library
+    asks license-expression, whose list :mod:`sbom._expression` reads; where that parser lets
+    malformed text pass, e.g. ``MIT AND``, this says no)."""
+    return normalize(text) is not None
 
 
 def is_spdx(text: str) -> bool:
@@ -296,4 +264,4 @@ def is_spdx(text: str) -> bool:
     (a ``LicenseRef-`` would have to be declared in the document that uses it)."""
     if not _SPDX_CHARS.fullmatch(text) or "licenseref" in text.lower():
         return False
-    return _checked(text) is not None
+    return normalize(text) is not None

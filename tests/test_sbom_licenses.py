@@ -176,7 +176,7 @@ def test_cyclonedx_and_spdx_carry_the_licences(tmp_path: Path) -> None:
         "MIT and BSD",
         "LicenseRef-foo",
         "Ünïcode",
-        "",
+        "MIT AND",
     ],
 )
 def test_our_cyclonedx_licence_checks_are_the_librarys(text: str) -> None:
@@ -188,3 +188,14 @@ def test_our_cyclonedx_licence_checks_are_the_librarys(text: str) -> None:
 
     assert cyclonedx_id(text) == cyclonedx.spdx.fixup_id(text)
     assert cyclonedx_expression(text) == cyclonedx.spdx.is_expression(text)
+
+
+def test_an_empty_licence_is_no_expression_though_the_library_says_it_is() -> None:
+    """cyclonedx-python-lib calls "" a valid expression (license-expression finds no error in
+    nothing): a package stating an empty licence would get ``{"expression": ""}``."""
+    import cyclonedx.spdx
+
+    from sbom.licenses import cyclonedx_expression
+
+    assert cyclonedx.spdx.is_expression("")
+    assert not cyclonedx_expression("")
