@@ -112,7 +112,8 @@ def build_go(work: Path, goos: str = "linux", goarch: str = "amd64") -> Path:
         "GOARCH": goarch,
         "CGO_ENABLED": "0",
     }
-    out = work / ("hello" if goos == "linux" else f"hello-{goos}-{goarch}")
+    plain = (goos, goarch) == ("linux", "amd64")
+    out = work / ("hello" if plain else f"hello-{goos}-{goarch}")
     run("go", "build", "-o", out, "-ldflags", "-X main.version=1.4.0", ".", cwd=src, env=env)
     return out
 

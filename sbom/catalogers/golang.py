@@ -123,13 +123,24 @@ class ElfCataloger(LayerCataloger):
         return each_file(files, self._parse_entry, self.kind)
 
     def _parse_entry(self, entry: FileEntry) -> list[Package]:
-        if not is_executable(entry.mode) or not _candidate(entry, self.marker):
+        if not is_executable(entry.mode):
             return []
         with entry.open() as stream:  # streamed: a binary may be hundreds of MiB
+            if not self.may_hold(entry, stream):
+                return []
             executable = open_executable(stream)
             if executable is None:
                 return []
             return self.parse_executable(executable, entry)
+
+    def may_hold(self, entry: FileEntry, stream: IO[bytes]) -> bool:
+        """Cheap checks before parsing: an executable's magic and :attr:`marker` in the file (a
+        file held in memory is searched in place, not copied chunk by chunk; scripts stop at the
+        magic)."""
+        if isinstance(entry.source, bytes):
+            return is_executable_magic(entry.source) and self.marker in entry.source
+        stream.seek(0)
+        return is_executable_magic(stream.read(4)) and _contains(stream, self.marker)
 
     @abstractmethod
     def parse_executable(self, executable: Executable, entry: FileEntry) -> list[Package]:
@@ -160,7 +171,10 @@ def _inline_string(buf: bytes, pos: int) -> tuple[bytes, int]:
 
 def raw_build_info(exe: Executable) -> tuple[str, str] | None:
     """``(go version, modinfo text)`` of a Go executable, or None when it is not one."""
-    window = exe.read(exe.data_start(), _SEARCH_WINDOW)
+    start = exe.data_start()
+    if start is None:
+        return None
+    window = exe.read(start, _SEARCH_WINDOW)
     pos = 0
     while True:
         i = window.find(_BUILDINFO_MAGIC, pos)
@@ -310,15 +324,6 @@ class GoBinaryCataloger(ElfCataloger):
         if info is None:
             return []
         return parse_build_info(*info)
-
-
-def _candidate(entry: FileEntry, marker: bytes) -> bool:
-    """An executable's magic and ``marker`` in the file: far cheaper than parsing it (a file held
-    in memory is searched in place, not copied chunk by chunk; scripts stop at the magic)."""
-    if isinstance(entry.source, bytes):
-        return is_executable_magic(entry.source) and marker in entry.source
-    with entry.open() as stream:
-        return is_executable_magic(stream.read(4)) and _contains(stream, marker)
 
 
 def _contains(stream: IO[bytes], marker: bytes) -> bool:

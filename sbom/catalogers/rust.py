@@ -20,9 +20,9 @@ import logging
 import posixpath
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import IO, Any
 
-from sbom.catalogers._exe import Executable
+from sbom.catalogers._exe import Executable, elf_section_names
 from sbom.catalogers.golang import ElfCataloger, each_file
 from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
 
@@ -81,6 +81,14 @@ class CargoAuditableCataloger(ElfCataloger):
     version = 2
     kind = "cargo-auditable binary"
     marker = b".dep-v0"  # the section's name (ELF string table, PE/Mach-O section header)
+
+    def may_hold(self, entry: FileEntry, stream: IO[bytes]) -> bool:
+        """An ELF file names its sections in one small table: ``.dep-v0`` is looked for there
+        (the marker searched through every executable of a Debian image took ~20 ms)."""
+        names = elf_section_names(stream)
+        if names is not None:
+            return b".dep-v0\0" in names
+        return super().may_hold(entry, stream)
 
     def parse_executable(self, executable: Executable, entry: FileEntry) -> list[Package]:
         """Packages from ``.dep-v0``; ``[]`` for other executables."""
