@@ -14,9 +14,12 @@ compares both on generated and real expressions.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import json
+import os
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from license_expression import Licensing
@@ -32,15 +35,25 @@ class _Invalid(Exception):
     """Not a valid expression of listed licences."""
 
 
+def _index() -> list[dict[str, Any]]:
+    """license-expression's vendored index (``get_license_index()``), read without importing
+    the library (boolean.py and its parser: ~4 ms)."""
+    spec = importlib.util.find_spec("license_expression")
+    folders = spec.submodule_search_locations if spec is not None else None
+    if not folders:
+        raise ImportError("license-expression is not installed")
+    with open(os.path.join(folders[0], "data", "scancode-licensedb-index.json"), "rb") as index:
+        entries: list[dict[str, Any]] = json.load(index)
+    return entries
+
+
 @functools.cache
 def _tables() -> tuple[dict[str, tuple[str, bool]], re.Pattern[str] | None]:
     """Lower-cased ids and aliases → (id, is an exception); a pattern of the aliases that are
     more than one word."""
-    from license_expression import get_license_index
-
     ids: dict[str, tuple[str, bool]] = {}
     spaced: list[str] = []
-    for entry in get_license_index():
+    for entry in _index():
         key = entry.get("spdx_license_key")
         if not key:
             continue

@@ -218,3 +218,13 @@ def test_direct_json_writer_says_exactly_what_the_cyclonedx_library_says(
     ours = _normalised(to_json(result))
     assert len(ours["components"]) > 90
     assert ours == expected
+
+
+def test_the_sbom_names_the_installed_version() -> None:
+    """The writers read ``supplychain.__version__``, which the distribution's version is built
+    from (pyproject's dynamic version): both say the same."""
+    from importlib.metadata import version
+
+    from sbom.cyclonedx import tool_version
+
+    assert tool_version() == version("supplychain")

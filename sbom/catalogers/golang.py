@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shlex
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -231,6 +230,8 @@ _DEFAULT_PREFIXES = ("main", "common", "version", "cmd")
 
 def _ldflags_version(main_path: str, ldflags: str) -> str:
     """Trivy's ``ParseLDFlags``: a semver set with ``-X <pkg>.version=`` (or ``.ver``)."""
+    import shlex  # for Go binaries only
+
     try:
         words = shlex.split(ldflags)
     except ValueError:
