@@ -33,7 +33,10 @@ inflating thread must take the GIL back after each call, and while another threa
 interval: with 1 MiB calls the test image's base layer inflated 2-3 times slower beside a busy
 thread than alone (0.5 s more for the whole command), with 4 MiB calls a third slower."""
 _AHEAD = 2  # chunks queued by the reading and the inflating threads (sbom/prefetch.py)
-_EARLY_AHEAD = 4  # inflated chunks queued for a layer started before the catalogers load
+_EARLY_AHEAD = 8
+"""Inflated chunks queued for the biggest layer started before the catalogers load (the others:
+2): the tar parser starts ~0.1 s later, and with 4 the inflating stopped, waiting for it. As
+many chunks in all as 4 for each of two layers, plus 8 MiB."""
 _ZSTD_HEADER = 18  # ZSTD_FRAMEHEADERSIZE_MAX
 _ZSTD_MIN_WINDOW = 8 * MiB  # what levels up to 19 use: later frames may need as much
 _GZIP_MEMORY = CHUNK + 1 * MiB  # the reader's input buffer, the inflate window and state
@@ -227,12 +230,12 @@ class Inflating:
 def inflate_early(
     layers: Sequence[LayerInput], max_bytes: int, count: int, ahead: int = _EARLY_AHEAD
 ) -> dict[str, Inflating]:
-    """Start reading the ``count`` biggest gzip or plain blobs of ``layers`` now (``ahead`` MiB
-    of each at most), so that inflating them overlaps with loading the catalogers, what a
-    command does before :func:`~sbom.generate.generate_sbom`, which reads from them and closes
-    those it does not need. A zstd layer is left for later (its window is reserved from the
-    decompressor pool first), and so is a blob that cannot be opened (reading it says why). A
-    blob is hashed only when it is not ``verified`` yet."""
+    """Start reading the ``count`` biggest gzip or plain blobs of ``layers`` now (``ahead``
+    chunks of the biggest at most, 2 of the others), so that inflating them overlaps with
+    loading the catalogers, what a command does before :func:`~sbom.generate.generate_sbom`,
+    which reads from them and closes those it does not need. A zstd layer is left for later
+    (its window is reserved from the decompressor pool first), and so is a blob that cannot be
+    opened (reading it says why). A blob is hashed only when it is not ``verified`` yet."""
     sizes: dict[str, int] = {}
     for layer in layers:
         try:
@@ -250,7 +253,7 @@ def inflate_early(
                 layer.offset,
                 layer.length,
                 ReadLimits(),
-                ahead,
+                _AHEAD if started else ahead,
                 hashing=not layer.verified,
             )
         except (OSError, LayerError):

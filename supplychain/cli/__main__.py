@@ -1,5 +1,5 @@
 """``python -m supplychain.cli``."""
 
-from supplychain.cli.main import main
+from supplychain.cli.entry import main
 
 raise SystemExit(main())

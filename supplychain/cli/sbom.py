@@ -14,15 +14,16 @@ import sys
 import tempfile
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from sbom import FORMATS
 
 if TYPE_CHECKING:
     from sbom import ImageInfo, LayerInput
+    from sbom.blob import Inflating
     from supplychain.reference import ImageReference
 
-__all__ = ["add_parser", "cmd_sbom"]
+__all__ = ["add_parser", "cmd_sbom", "start_early"]
 
 _BLOB_CACHE_BYTES = 20 * 1024**3
 _GC_YOUNG = 50_000
@@ -36,9 +37,87 @@ class _ImageError(Exception):
     imported for a local one: ``supplychain.interface`` is many dataclasses to build)."""
 
 
-def _default_cache() -> Path:
+def _cache_dir(args: argparse.Namespace) -> Path:
+    if args.cache_dir:
+        return Path(args.cache_dir)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "supplychain" / "sbom"
+
+
+class _Early(NamedTuple):
+    """A local image whose layers :func:`start_early` started inflating."""
+
+    image: str
+    cache_dir: Path
+    max_layer_bytes: int
+    layers: list[LayerInput]
+    info: ImageInfo
+    started: dict[str, Inflating]
+
+
+_early: list[_Early] = []  # at most one, taken by cmd_sbom
+
+
+class _NotParsed(Exception):
+    pass
+
+
+class _QuietParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _NotParsed(message)  # the command line's own parser says it, once
+
+
+def start_early(words: list[str]) -> None:
+    """Start inflating the biggest new layers of the local image named by ``words`` (the
+    command line after ``sbom``), before the rest of the command line loads: :func:`cmd_sbom`
+    reads from them. Nothing starts for a registry image, a command line that does not parse
+    or an image that cannot be read (the command then says why, as it does without this)."""
+    parser = _QuietParser(add_help=False)
+    _arguments(parser)
+    try:
+        args, _ = parser.parse_known_args(words)
+    except _NotParsed:
+        return
+    from sbom.errors import LayerError
+    from sbom.local import LOCAL_PREFIXES, read_local
+
+    if not args.image.startswith(LOCAL_PREFIXES):
+        return
+    try:
+        layers, info, _config = read_local(args.image)
+        cache_dir = _cache_dir(args)
+        started = _inflate_early(layers, cache_dir, args.max_layer_bytes)
+    except (LayerError, OSError):
+        return
+    _early.append(_Early(args.image, cache_dir, args.max_layer_bytes, layers, info, started))
+
+
+def _take_early(image: str, cache_dir: Path, max_layer_bytes: int) -> _Early | None:
+    """What :func:`start_early` started for this very image, cache and limit (else None)."""
+    found = None
+    while _early:
+        early = _early.pop()
+        if (early.image, early.cache_dir, early.max_layer_bytes) == (
+            image,
+            cache_dir,
+            max_layer_bytes,
+        ):
+            found = early
+        else:
+            for blob in early.started.values():
+                blob.close()
+    return found
+
+
+def _inflate_early(
+    layers: list[LayerInput], cache_dir: Path, max_layer_bytes: int
+) -> dict[str, Inflating]:
+    """The biggest layers not catalogued before, inflating while the catalogers load."""
+    from sbom.blob import inflate_early
+    from sbom.cache import LayerCache
+
+    fresh = [x for x in layers if not LayerCache.known(cache_dir / "layers", x.digest)]
+    return inflate_early(fresh, max_layer_bytes, os.cpu_count() or 1)
 
 
 def _from_registry(text: str, cache_dir: Path, work: Path) -> tuple[list[LayerInput], ImageInfo]:
@@ -106,24 +185,23 @@ def cmd_sbom(args: argparse.Namespace) -> int:
     """Write the SBOM; exit 0, or 2 with the reason when the image cannot be read."""
     sys.setswitchinterval(_SWITCH_INTERVAL)
     gc.set_threshold(_GC_YOUNG)
-    from sbom.blob import Inflating, inflate_early
-    from sbom.cache import LayerCache
     from sbom.errors import LayerError
     from sbom.local import LOCAL_PREFIXES, read_local
 
-    cache_dir = Path(args.cache_dir) if args.cache_dir else _default_cache()
+    cache_dir = _cache_dir(args)
     image: str = args.image
     work = Path(tempfile.mkdtemp(prefix="sbom-"))
     started: dict[str, Inflating] = {}
     try:
-        if image.startswith(LOCAL_PREFIXES):
-            layers, info, _config = read_local(image)
+        early = _take_early(image, cache_dir, args.max_layer_bytes)
+        if early is not None:
+            layers, info, started = early.layers, early.info, early.started
         else:
-            layers, info = _from_registry(image, cache_dir, work)
-        # the biggest layers not catalogued before inflate while the catalogers load (the
-        # imports that follow)
-        fresh = [x for x in layers if not LayerCache.known(cache_dir / "layers", x.digest)]
-        started = inflate_early(fresh, args.max_layer_bytes, os.cpu_count() or 1)
+            if image.startswith(LOCAL_PREFIXES):
+                layers, info, _config = read_local(image)
+            else:
+                layers, info = _from_registry(image, cache_dir, work)
+            started = _inflate_early(layers, cache_dir, args.max_layer_bytes)
         from sbom import generate_sbom, prepare_render, render
 
         result = generate_sbom(
@@ -155,6 +233,11 @@ def cmd_sbom(args: argparse.Namespace) -> int:
 def add_parser(subparsers: Any) -> None:
     """Add the ``sbom`` subcommand to ``subparsers`` (from ``add_subparsers``)."""
     parser = subparsers.add_parser("sbom", help="make an SBOM of one image")
+    _arguments(parser)
+    parser.set_defaults(func=cmd_sbom)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "image", help="host/repo:tag, host/repo@sha256:…, oci:DIR[:TAG] or docker-archive:FILE.tar"
     )
@@ -169,4 +252,3 @@ def add_parser(subparsers: Any) -> None:
         default=8 * 1024**3,
         help="reject a layer that decompresses to more than this",
     )
-    parser.set_defaults(func=cmd_sbom)
