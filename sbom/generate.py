@@ -23,10 +23,18 @@ from sbom.cache import LayerCache, LayerResult
 from sbom.errors import LayerLimitError
 from sbom.guard import catalog_files, run_cataloger
 from sbom.inputs import ImageInfo, LayerInput
-from sbom.interface import CATALOGERS, CatalogerError, FileEntry, LayerCataloger, OSInfo, Package
+from sbom.interface import (
+    CATALOGERS,
+    CatalogerError,
+    FileEntry,
+    LayerCataloger,
+    OSInfo,
+    Package,
+    extension,
+)
 from sbom.licenses import prepare as prepare_licenses
 from sbom.merge import apply_deletions, merge_layers
-from sbom.osrelease import detect_os, wants_os_file
+from sbom.osrelease import OS_FILES, detect_os, wants_os_file
 from sbom.reader import DEFAULT_MAX_BYTES, HandOff, LayerError, LayerFiles, read_layer
 from sbom.spool import ReadLimits, Spool, Stopped
 
@@ -60,6 +68,8 @@ class _OsFiles(LayerCataloger):
     name = _OS
     version = 1
     max_size = 64 * 1024
+
+    extensions = frozenset(extension(p) for p in OS_FILES)
 
     def wants(self, path: str) -> bool:
         return wants_os_file(path)

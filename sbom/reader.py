@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sbom.blob import Inflating
 from sbom.errors import CorruptLayerError, LayerError
-from sbom.interface import FileEntry, LayerCataloger
+from sbom.interface import FileEntry, LayerCataloger, extension
 from sbom.spool import Spool
 from sbom.tar import Stream, TarReader
 
@@ -110,6 +110,21 @@ def read_layer(
     return found
 
 
+_ASKED_MEMO = 1024  # extensions remembered per layer (a hostile one may hold 100,000)
+
+
+def _asked(
+    memo: dict[str, list[LayerCataloger]], wanting: list[LayerCataloger], ext: str
+) -> list[LayerCataloger]:
+    """The catalogers that may want a file of extension ``ext``."""
+    found = memo.get(ext)
+    if found is None:
+        found = [c for c in wanting if c.extensions is None or ext in c.extensions]
+        if len(memo) < _ASKED_MEMO:
+            memo[ext] = found
+    return found
+
+
 def _read(
     stream: Stream,
     digest: str,
@@ -134,6 +149,7 @@ def _read(
             warnings.append(text)
             log.warning("layer %s: %s", digest, text)
 
+    asked: dict[str, list[LayerCataloger]] = {}
     tar = TarReader(stream, max_bytes)
     while (header := tar.next()) is not None:
         spool.check()
@@ -161,7 +177,7 @@ def _read(
             continue
         if header.kind not in _REGULAR + _HARDLINK:
             continue  # directories, symlinks (never followed), devices, FIFOs
-        who = [c for c in wanting if c.wants(rel)]
+        who = [c for c in _asked(asked, wanting, extension(base)) if c.wants(rel)]
         if not who:
             continue
         if header.kind in _HARDLINK:

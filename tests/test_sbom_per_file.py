@@ -92,3 +92,53 @@ def test_an_upper_layers_file_still_replaces_the_lower_ones(tmp_path: Path) -> N
     both = generate_sbom([lower, upper], IMAGE, None, catalogers=[_Breaks()])
     assert {p.name for p in alone.packages} == {"alpha", "beta"}
     assert {p.name for p in both.packages} == {"beta"}
+
+
+def test_no_cataloger_wants_a_file_whose_extension_it_does_not_name() -> None:
+    """The reader asks a cataloger only about the extensions it names: on every path of the
+    test image, and on each cataloger's own file names in the places they live, a cataloger
+    that would want a path names its extension."""
+    import itertools
+    import tarfile
+
+    from sbom.generate import _OsFiles
+    from sbom.interface import CATALOGERS, extension
+    from sbom.local import oci_layout
+    from tests.support.images import app_layout
+
+    layers, _ = oci_layout(app_layout(), "app")
+    paths: set[str] = set()
+    for blob in layers:
+        with tarfile.open(blob.path, "r|*") as tar:
+            paths.update(member.name.lstrip("./") for member in tar)
+    own_names = {
+        "METADATA", "PKG-INFO", "x-1.0.egg-info", "x-1.0.egg", "X.JAR", "a.War", "app.Exe",
+        "Cargo.lock", "Cargo.toml", "package.json", "installed.json", "rack.gemspec",
+        "Packages", "Packages.db", "rpmdb.sqlite", "installed", "os-release", "debian_version",
+        "alpine-release", "redhat-release", "status", "copyright", "libc6.list", "tool",
+    }  # fmt: skip
+    own_folders = {
+        "usr/lib/python3/dist-packages/x-1.0.dist-info", "usr/lib/python3/x-1.0.egg/EGG-INFO",
+        "var/lib/rpm", "usr/lib/sysimage/rpm", "lib/apk/db", "usr/lib/apk/db",
+        "app/node_modules/left-pad", "vendor/composer", "usr/share/gems/specifications",
+        "etc", "usr/lib", "var/lib/dpkg", "var/lib/dpkg/status.d", "usr/share/doc/libc6",
+        "opt/app", "",
+    }  # fmt: skip
+    catalogers = [c for c in [*CATALOGERS.values(), _OsFiles()] if c.extensions is not None]
+    assert len(catalogers) >= 10 and len(paths) > 5000
+    names = {p.rpartition("/")[2] for p in paths}
+    folders = {p.rpartition("/")[0] for p in paths}
+    corpus = paths | {
+        f"{d}/{n}".lstrip("/")
+        for d, n in [
+            *itertools.product(folders | own_folders, own_names),
+            *itertools.product(own_folders, names),
+        ]
+    }
+    wanted = 0
+    for path in corpus:
+        for cataloger in catalogers:
+            if cataloger.wants(path):
+                wanted += 1
+                assert extension(path) in cataloger.extensions, (cataloger.name, path)  # type: ignore[operator]
+    assert wanted > 1000

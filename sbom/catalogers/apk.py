@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from sbom.catalogers._common import distro_qualifier, purl_namespace
-from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
+from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, extension, register, warn
 from sbom.licenses import is_spdx, spdx, spdx_all
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ class ApkCataloger(LayerCataloger):
     name = "apk"
     version = 2
     os_packages = True
+
+    extensions = frozenset(extension(p) for p in INSTALLED)
 
     def wants(self, path: str) -> bool:
         return path in INSTALLED

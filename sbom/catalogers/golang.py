@@ -95,6 +95,8 @@ class ElfCataloger(LayerCataloger):
     marker = b""
     """Bytes every file of interest contains: files without them are not parsed at all."""
 
+    extensions = frozenset({"", "exe"})
+
     def wants(self, path: str, mode: int | None = None) -> bool:
         """Files that may be executables; exact when the reader passes the entry's ``mode``.
 

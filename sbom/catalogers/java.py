@@ -294,6 +294,8 @@ class JavaArchiveCataloger(LayerCataloger):
     version = 2
     max_size = 512 * 1024 * 1024
 
+    extensions = frozenset(suffix[1:] for suffix in ARCHIVE_SUFFIXES)
+
     def wants(self, path: str) -> bool:
         """Files ending in ``.jar``, ``.war``, ``.ear`` or ``.par`` (any case)."""
         return path.lower().endswith(ARCHIVE_SUFFIXES)

@@ -79,6 +79,8 @@ class NpmCataloger(LayerCataloger):
     version = 2
     max_size = 4 * 1024 * 1024
 
+    extensions = frozenset({"json"})
+
     def wants(self, path: str) -> bool:
         return path.endswith("/package.json") or path == "package.json"
 

@@ -70,6 +70,8 @@ class ComposerInstalledCataloger(LayerCataloger):
     version = 2
     max_size = 32 * 1024 * 1024
 
+    extensions = frozenset({"json"})
+
     def wants(self, path: str) -> bool:
         """``installed.json`` files (Composer keeps them in ``vendor/composer/``)."""
         return path.rsplit("/", 1)[-1] == "installed.json"

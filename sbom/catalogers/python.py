@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from email.parser import HeaderParser
 
-from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
+from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, extension, register, warn
 from sbom.licenses import is_spdx, spdx, spdx_all
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,8 @@ class PythonCataloger(LayerCataloger):
     name = "python"
     version = 2
     max_size = 32 * 1024 * 1024  # eggs are whole archives
+
+    extensions = frozenset(extension(suffix) for suffix in _METADATA_FILES)
 
     def wants(self, path: str) -> bool:
         return path.endswith(_METADATA_FILES)

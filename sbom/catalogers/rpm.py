@@ -11,7 +11,7 @@ import struct
 from collections.abc import Collection, Mapping, Sequence
 
 from sbom.catalogers._common import distro_qualifier, purl_namespace
-from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, register, warn
+from sbom.interface import FileEntry, LayerCataloger, OSInfo, Package, extension, register, warn
 from sbom.licenses import spdx
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ class RpmCataloger(LayerCataloger):
     version = 3
     os_packages = True
     max_size = 512 * 1024 * 1024
+
+    extensions = frozenset(extension(p) for p in _DATABASES)
 
     def wants(self, path: str) -> bool:
         return path in _DATABASES

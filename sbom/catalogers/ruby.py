@@ -64,6 +64,8 @@ class GemspecCataloger(LayerCataloger):
     version = 1
     max_size = 4 * 1024 * 1024
 
+    extensions = frozenset({"gemspec"})
+
     def wants(self, path: str) -> bool:
         """``…/specifications/<gem>.gemspec``, ``default/`` gems included (as Trivy)."""
         return path.endswith(".gemspec") and _PATH.search(path) is not None

@@ -200,6 +200,8 @@ class CargoLockCataloger(LayerCataloger):
     version = 2
     max_size = 16 * 1024 * 1024
 
+    extensions = frozenset({"lock", "toml"})
+
     def wants(self, path: str) -> bool:
         """Files named ``Cargo.lock`` or ``Cargo.toml``."""
         return path.rsplit("/", 1)[-1] in ("Cargo.lock", "Cargo.toml")
