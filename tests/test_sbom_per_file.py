@@ -1,7 +1,8 @@
 """Files catalogued one by one as a layer streams past (``LayerCataloger.per_file``: the dpkg
-file lists and copyright files, executables), handed by the layer readers to the thread that
-waits for them: the SBOM must be the one the whole-layer path gives, a file that breaks its
-cataloger must cost only itself, and an upper layer's file must still replace a lower one's."""
+file lists and copyright files, executables, language metadata and archives), handed by the
+layer readers to the thread that waits for them: the SBOM must be the one the whole-layer
+path gives, a file that breaks its cataloger must cost only itself, and an upper layer's file
+must still replace a lower one's."""
 
 from __future__ import annotations
 
@@ -60,12 +61,19 @@ _SAMPLE_PATHS = (
     "usr/share/doc/bash/copyright",
     "usr/bin/app",
     "var/lib/dpkg/info/bash.list",
+    "usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA",
+    "app/node_modules/left-pad/package.json",
+    "opt/app/lib/app.jar",
+    "usr/share/rubygems-integration/all/specifications/rack-2.2.gemspec",
+    "app/vendor/composer/installed.json",
 )
 
 
 def test_the_test_image_gives_the_same_sbom_either_way() -> None:
     per_file = [c for c in CATALOGERS.values() if any(c.per_file(p) for p in _SAMPLE_PATHS)]
-    assert {c.name for c in per_file} >= {"dpkg", "gobinary", "rustbinary"}
+    assert {c.name for c in per_file} == {
+        "dpkg", "gobinary", "rustbinary", "python", "npm", "jar", "gemspec", "composer-installed"
+    }  # fmt: skip
     layers, info, _ = read_local(f"oci:{app_layout()}:app-deleted")
     streamed = generate_sbom(layers, info, None)
     whole = generate_sbom(

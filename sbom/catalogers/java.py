@@ -300,6 +300,10 @@ class JavaArchiveCataloger(LayerCataloger):
         """Files ending in ``.jar``, ``.war``, ``.ear`` or ``.par`` (any case)."""
         return path.lower().endswith(ARCHIVE_SUFFIXES)
 
+    def per_file(self, path: str) -> bool:
+        """Each archive on its own, as it is read (it needs no OS)."""
+        return True
+
     def catalog(
         self, files: Sequence[FileEntry], os_info: OSInfo | None
     ) -> Mapping[str, list[Package]]:

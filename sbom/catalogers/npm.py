@@ -84,6 +84,10 @@ class NpmCataloger(LayerCataloger):
     def wants(self, path: str) -> bool:
         return path.endswith("/package.json") or path == "package.json"
 
+    def per_file(self, path: str) -> bool:
+        """Each package.json on its own, as it is read (it needs no OS)."""
+        return True
+
     def catalog(
         self, files: Sequence[FileEntry], os_info: OSInfo | None
     ) -> Mapping[str, list[Package]]:

@@ -76,6 +76,10 @@ class ComposerInstalledCataloger(LayerCataloger):
         """``installed.json`` files (Composer keeps them in ``vendor/composer/``)."""
         return path.rsplit("/", 1)[-1] == "installed.json"
 
+    def per_file(self, path: str) -> bool:
+        """Each installed.json on its own, as it is read (it needs no OS)."""
+        return True
+
     def catalog(
         self, files: Sequence[FileEntry], os_info: OSInfo | None
     ) -> Mapping[str, list[Package]]:

@@ -70,6 +70,10 @@ class GemspecCataloger(LayerCataloger):
         """``…/specifications/<gem>.gemspec``, ``default/`` gems included (as Trivy)."""
         return path.endswith(".gemspec") and _PATH.search(path) is not None
 
+    def per_file(self, path: str) -> bool:
+        """Each gemspec on its own, as it is read (it needs no OS)."""
+        return True
+
     def catalog(
         self, files: Sequence[FileEntry], os_info: OSInfo | None
     ) -> Mapping[str, list[Package]]:
