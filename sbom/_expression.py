@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["normalize"]
 
 _TOKEN = re.compile(r"\s*(\(|\)|[^\s()]+)")
+_MAX_TEXT = 8192  # characters: longer text (a licence's full text, say) is no expression here
+_MAX_DEPTH = 32  # nested parentheses
 _OPERATORS = {"and": "AND", "or": "OR", "with": "WITH"}
 _Node = str | tuple[str, tuple["_Node", ...]]  # an id, "id WITH exception", or (operator, args)
 
@@ -76,6 +78,7 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self._tokens = _tokens(text)
         self._at = 0
+        self._depth = 0
 
     def _peek(self) -> str | None:
         return self._tokens[self._at] if self._at < len(self._tokens) else None
@@ -110,9 +113,13 @@ class _Parser:
     def _with(self) -> _Node:
         word = self._take()
         if word == "(":
+            self._depth += 1
+            if self._depth > _MAX_DEPTH:
+                raise _Invalid("parentheses nested too deep")
             node = self._or()
             if self._take() != ")":
                 raise _Invalid("unbalanced parenthesis")
+            self._depth -= 1
             return node
         key, exception = _symbol(word)
         if exception:
@@ -172,10 +179,15 @@ def _library(text: str) -> str | None:
     return str(info.normalized_expression)
 
 
-@functools.lru_cache(maxsize=4096)
 def normalize(text: str) -> str | None:
     """``text`` as a normalised SPDX expression of listed licences, or None when it is not one
-    (unknown ids, a malformed expression, an exception outside ``WITH``)."""
+    (unknown ids, a malformed expression, an exception outside ``WITH``; over 8,192 characters
+    or 32 nested parentheses: hostile packages state such licences, none of SPDX's needs them)."""
+    return None if len(text) > _MAX_TEXT else _normalize(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalize(text: str) -> str | None:
     spaced = _tables()[1]
     if spaced is not None and spaced.search(text):
         return _library(text)

@@ -103,3 +103,12 @@ def test_every_licence_the_test_image_states_agrees_with_the_library() -> None:
     stated = {text for p in generate_sbom(layers, info).packages for text in p.licenses}
     assert len(stated) > 20
     assert {t: normalize(t) for t in stated} == {t: _library(t) for t in stated}
+
+
+def test_hostile_text_is_no_expression_and_raises_nothing() -> None:
+    """Deep nesting (which would exhaust the parser's recursion) and megabytes of text are
+    None, at once."""
+    assert normalize("(" * 5000 + "MIT" + ")" * 5000) is None
+    assert normalize("(" * 32 + "MIT" + ")" * 32) == "MIT"  # as deep as SPDX text goes
+    assert normalize(" AND ".join(["MIT"] * 1_000_000)) is None
+    assert normalize(" AND ".join(["MIT"] * 1000)) == " AND ".join(["MIT"] * 1000)
