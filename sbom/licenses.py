@@ -19,8 +19,7 @@ import functools
 import json
 import re
 
-from sbom._expression import normalize
-from sbom._expression import prepare as _prepare
+from sbom._expression import normalize, prepare
 
 __all__ = [
     "cyclonedx_expression",
@@ -137,12 +136,6 @@ _URLS = {
     "www.mozilla.org/mpl/2.0": "MPL-2.0",
 }
 _URL = re.compile(r"https?://([^?#]+?)(?:\.txt|\.html?|\.php)?/?")
-
-
-def prepare() -> None:
-    """Load the SPDX licence list now rather than on the first licence a cataloger or writer
-    meets, e.g. while layers are being inflated outside the GIL."""
-    _prepare()
 
 
 def _gnu(match: re.Match[str]) -> str:

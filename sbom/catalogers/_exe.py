@@ -5,7 +5,7 @@ Go's ``debug/buildinfo`` and cargo-auditable need only three things from an exec
 its writable data starts, the bytes at a virtual address, and a section by name. The headers
 are small fixed layouts (ELF's program and section header tables; the PE/COFF section table;
 Mach-O ``LC_SEGMENT_64`` / ``LC_SEGMENT`` load commands), read here with :mod:`struct`: a
-Debian image holds ~400 ELF files, which pyelftools read in ~1 ms each against ~10 µs here
+Debian image holds ~400 ELF files, which pyelftools read in ~3 ms each against ~0.1 ms here
 (a test compares both on every ELF file of the test image); every count and offset is
 checked against the file.
 """
@@ -118,8 +118,9 @@ class _ElfHeader(NamedTuple):
 def _elf_header(head: bytes) -> _ElfHeader | None:
     """The ELF header's table positions; None for what this module leaves to pyelftools
     (extended section numbering, header sizes that are not the standard ones)."""
-    layout = _ELF_LAYOUTS.get(head[4]) if len(head) >= 64 and head.startswith(ELF_MAGIC) else None
-    order = {1: "<", 2: ">"}.get(head[5]) if len(head) > 5 else None
+    if len(head) < 64 or not head.startswith(ELF_MAGIC):
+        return None
+    layout, order = _ELF_LAYOUTS.get(head[4]), {1: "<", 2: ">"}.get(head[5])
     if layout is None or order is None:
         return None
     fields, at, program, section = layout
@@ -180,8 +181,8 @@ def elf_tables(stream: IO[bytes]) -> Executable | None:
     if header is None or (names := _elf_names(stream, header)) is None:
         return None
     table = _read_exactly(stream, header.shoff, header.shnum * struct.calcsize(header.section))
-    size = struct.calcsize(header.program)
-    programs = _read_exactly(stream, header.phoff, header.phnum * size) if header.phnum else b""
+    row_size = struct.calcsize(header.program)
+    programs = _read_exactly(stream, header.phoff, header.phnum * row_size) if header.phnum else b""
     loads = []
     for row in struct.iter_unpack(header.program, programs):
         kind, flags, offset, address, size = (

@@ -55,7 +55,7 @@ class _Early(NamedTuple):
     started: dict[str, Inflating]
 
 
-_early: list[_Early] = []  # at most one, taken by cmd_sbom
+_early: list[_Early] = []  # the one start_early made, until cmd_sbom takes it
 
 
 class _NotParsed(Exception):
@@ -93,20 +93,18 @@ def start_early(words: list[str]) -> None:
 
 
 def _take_early(image: str, cache_dir: Path, max_layer_bytes: int) -> _Early | None:
-    """What :func:`start_early` started for this very image, cache and limit (else None)."""
-    found = None
-    while _early:
-        early = _early.pop()
-        if (early.image, early.cache_dir, early.max_layer_bytes) == (
-            image,
-            cache_dir,
-            max_layer_bytes,
-        ):
-            found = early
-        else:
-            for blob in early.started.values():
-                blob.close()
-    return found
+    """What :func:`start_early` started for this very image, cache and limit (else None, what
+    it started closed)."""
+    early = _early.pop() if _early else None
+    if early is None or (early.image, early.cache_dir, early.max_layer_bytes) == (
+        image,
+        cache_dir,
+        max_layer_bytes,
+    ):
+        return early
+    for blob in early.started.values():
+        blob.close()
+    return None
 
 
 def _inflate_early(
